@@ -1,0 +1,40 @@
+# biv: every target sets itself up (virtual environment, system tools) on Debian/Ubuntu.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SYSTEM_TOOLS := osslsigncode p7zip-full msitools wixl nsis genisoimage squashfs-tools rpm cpio
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench install system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+# Installs the system tools biv's tests and demo use, when run as root on Debian/Ubuntu;
+# otherwise says exactly what to install.
+system-deps:
+	@bash scripts/system-deps.sh $(SYSTEM_TOOLS)
+
+demo: install
+	$(BIN)/biv demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check verifier tests benchmarks
+	$(BIN)/ruff format --check verifier tests benchmarks
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

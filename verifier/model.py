@@ -1,0 +1,626 @@
+"""Frozen dataclasses shared by every stage (DESIGN.md "Data flow").
+
+    unpack    -> Inventory(FileEntry...)          (FileEntry.facts from binary.analyze)
+    upstream  -> Reference(Component, FileEntry...)  (same shape; blob may be None)
+    compare   -> FileResult per path
+    policy    -> Finding per problem
+    report    -> Report -> text | json | sarif | html
+
+Everything that ends up in the JSON report has ``to_dict``; data that is also read back
+(reference inventories, baselines) has ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical ... 4 for info (sort key: most severe first)."""
+        return _SEVERITY_ORDER.index(self)
+
+    def at_least(self, threshold: Severity) -> bool:
+        return self.rank <= threshold.rank
+
+
+_SEVERITY_ORDER = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO]
+
+
+class Status(StrEnum):
+    IDENTICAL = "identical"
+    IDENTICAL_EXCEPT_SIGNATURE = "identical-except-signature"
+    RESOURCES_ONLY = "resources-only"
+    DIVERGENT = "divergent"
+    MISSING = "missing"
+    UNEXPECTED = "unexpected"
+    OWN = "own"
+
+
+class FileFormat(StrEnum):
+    PE = "pe"
+    MACHO = "macho"
+    ELF = "elf"
+    ASAR = "asar"
+    DATA = "data"
+
+    @property
+    def is_code(self) -> bool:
+        return self in (FileFormat.PE, FileFormat.MACHO, FileFormat.ELF)
+
+
+class SignatureKind(StrEnum):
+    AUTHENTICODE = "authenticode"
+    MACHO = "macho"
+    NONE = "none"
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+# --- bytes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A byte range of a file on disk: a whole file, or a member stored in place (asar)."""
+
+    path: str
+    offset: int
+    size: int
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike[str]) -> Blob:
+        p = os.fspath(path)
+        return cls(p, 0, os.path.getsize(p))
+
+    def read(self, offset: int = 0, length: int | None = None) -> bytes:
+        """Read ``length`` bytes at ``offset`` within the blob (clamped to the blob)."""
+        if offset < 0 or offset > self.size:
+            return b""
+        n = self.size - offset if length is None else max(0, min(length, self.size - offset))
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + offset)
+            return fh.read(n)
+
+    def chunks(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            left = self.size
+            while left > 0:
+                data = fh.read(min(chunk, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
+
+
+# --- signatures ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signer:
+    subject: str
+    issuer: str
+    serial: str
+    sha256: str  # sha256 of the certificate's DER: the "thumbprint" everywhere in biv
+    team_id: str | None = None
+
+    def to_dict(self) -> JSON:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "sha256": self.sha256,
+            "team_id": self.team_id,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Signer:
+        return cls(
+            subject=str(d["subject"]),
+            issuer=str(d["issuer"]),
+            serial=str(d["serial"]),
+            sha256=str(d["sha256"]),
+            team_id=d.get("team_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """A problem a parser or signature check found in one file; policy turns it into a Finding."""
+
+    rule: str
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    arch: str | None = None
+
+
+@dataclass(frozen=True)
+class SignatureFacts:
+    kind: SignatureKind = SignatureKind.NONE
+    signed: bool = False
+    valid: bool | None = None  # None until verified cryptographically
+    signers: tuple[Signer, ...] = ()
+    anomalies: tuple[str, ...] = ()  # rule ids, mirrored from BinaryFacts.anomalies
+    # sha256 of the whole certificate table / signature blob (None when unsigned)
+    container_sha256: str | None = None
+    # sha256 of the container with a vendor-appended nested signature set aside
+    # (equal to container_sha256 when there is no nested signature)
+    primary_container_sha256: str | None = None
+    # signers of nested (appended) signatures, outermost first
+    nested_signers: tuple[Signer, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)  # chain, timestamps, digests...
+
+    def to_dict(self) -> JSON:
+        return {
+            "kind": self.kind.value,
+            "signed": self.signed,
+            "valid": self.valid,
+            "signers": [s.to_dict() for s in self.signers],
+            "anomalies": sorted(set(self.anomalies)),
+        }
+
+    def to_ref_dict(self) -> JSON:
+        d = self.to_dict()
+        d["container_sha256"] = self.container_sha256
+        d["primary_container_sha256"] = self.primary_container_sha256
+        d["nested_signers"] = [s.to_dict() for s in self.nested_signers]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SignatureFacts:
+        return cls(
+            kind=SignatureKind(d.get("kind", "none")),
+            signed=bool(d.get("signed", False)),
+            valid=d.get("valid"),
+            signers=tuple(Signer.from_dict(s) for s in d.get("signers", [])),
+            anomalies=tuple(d.get("anomalies", [])),
+            container_sha256=d.get("container_sha256"),
+            primary_container_sha256=d.get("primary_container_sha256"),
+            nested_signers=tuple(Signer.from_dict(s) for s in d.get("nested_signers", [])),
+        )
+
+
+UNSIGNED = SignatureFacts()
+
+
+# --- binary facts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SectionDigest:
+    """A PE section or a Mach-O section/segment, hashed by content (not file offset)."""
+
+    name: str
+    size: int
+    sha256: str  # over the raw bytes (SizeOfRawData for PE)
+    executable: bool = False
+    # sha256 with Electron fuse bytes zeroed (equal to sha256 when the section has none)
+    masked_sha256: str | None = None
+
+    def to_dict(self) -> JSON:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "sha256": self.sha256,
+            "executable": self.executable,
+            "masked_sha256": self.masked_sha256 or self.sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SectionDigest:
+        return cls(
+            name=str(d["name"]),
+            size=int(d["size"]),
+            sha256=str(d["sha256"]),
+            executable=bool(d.get("executable", False)),
+            masked_sha256=d.get("masked_sha256"),
+        )
+
+
+@dataclass(frozen=True)
+class FuseWire:
+    """Electron's fuse wire: sentinel, version byte, length byte, then one byte per fuse."""
+
+    offset: int  # file offset (within the slice for Mach-O) of the first fuse byte
+    version: int
+    values: str  # the fuse bytes as text: '0' off, '1' on, 'r' removed, '?' other
+
+    def to_dict(self) -> JSON:
+        return {"offset": self.offset, "version": self.version, "values": self.values}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FuseWire:
+        return cls(int(d["offset"]), int(d["version"]), str(d["values"]))
+
+
+@dataclass(frozen=True)
+class CodeShape:
+    """What a person triaging a divergent binary wants compared (per PE file or slice)."""
+
+    entry_point: int | None = None
+    imports_sha256: str | None = None
+    exports_sha256: str | None = None
+    tls_callbacks: tuple[int, ...] = ()
+    executable_sections: tuple[str, ...] = ()
+
+    def to_dict(self) -> JSON:
+        return {
+            "entry_point": self.entry_point,
+            "imports_sha256": self.imports_sha256,
+            "exports_sha256": self.exports_sha256,
+            "tls_callbacks": list(self.tls_callbacks),
+            "executable_sections": list(self.executable_sections),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CodeShape:
+        return cls(
+            entry_point=d.get("entry_point"),
+            imports_sha256=d.get("imports_sha256"),
+            exports_sha256=d.get("exports_sha256"),
+            tls_callbacks=tuple(d.get("tls_callbacks", [])),
+            executable_sections=tuple(d.get("executable_sections", [])),
+        )
+
+
+@dataclass(frozen=True)
+class SliceFacts:
+    """One architecture of a Mach-O file (a thin file has exactly one slice)."""
+
+    arch: str
+    offset: int
+    size: int
+    sha256: str
+    normalized_sha256: str
+    sections: tuple[SectionDigest, ...] = ()
+    fuses: FuseWire | None = None
+    shape: CodeShape = CodeShape()
+    signature: SignatureFacts = UNSIGNED
+
+    def to_ref_dict(self) -> JSON:
+        return {
+            "arch": self.arch,
+            "offset": self.offset,
+            "size": self.size,
+            "sha256": self.sha256,
+            "normalized_sha256": self.normalized_sha256,
+            "sections": [s.to_dict() for s in self.sections],
+            "fuses": self.fuses.to_dict() if self.fuses else None,
+            "shape": self.shape.to_dict(),
+            "signature": self.signature.to_ref_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SliceFacts:
+        return cls(
+            arch=str(d["arch"]),
+            offset=int(d.get("offset", 0)),
+            size=int(d.get("size", 0)),
+            sha256=str(d["sha256"]),
+            normalized_sha256=str(d["normalized_sha256"]),
+            sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
+            fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
+            shape=CodeShape.from_dict(d.get("shape", {})),
+            signature=SignatureFacts.from_dict(d.get("signature", {})),
+        )
+
+
+@dataclass(frozen=True)
+class BinaryFacts:
+    """What ``binary.analyze`` learns about one file in one pass."""
+
+    format: FileFormat = FileFormat.DATA
+    archs: tuple[str, ...] = ()
+    # sha256 of the bytes that remain once signatures are removed (DESIGN.md), file order
+    normalized_sha256: str | None = None
+    # PE: headers with the rcedit-movable fields zeroed, for the resources-only test
+    header_sha256: str | None = None
+    sections: tuple[SectionDigest, ...] = ()
+    # PE: sha256 of data after the last section, certificate table and alignment removed
+    overlay_sha256: str | None = None
+    fuses: FuseWire | None = None
+    shape: CodeShape = CodeShape()
+    slices: tuple[SliceFacts, ...] = ()
+    signature: SignatureFacts = UNSIGNED
+    anomalies: tuple[Anomaly, ...] = ()
+    # strings of interest found while scanning (e.g. "Electron/28.1.0"); small, bounded
+    markers: Mapping[str, str] = field(default_factory=dict)
+
+    def to_ref_dict(self) -> JSON:
+        return {
+            "format": self.format.value,
+            "archs": list(self.archs),
+            "normalized_sha256": self.normalized_sha256,
+            "header_sha256": self.header_sha256,
+            "sections": [s.to_dict() for s in self.sections],
+            "overlay_sha256": self.overlay_sha256,
+            "fuses": self.fuses.to_dict() if self.fuses else None,
+            "shape": self.shape.to_dict(),
+            "slices": [s.to_ref_dict() for s in self.slices],
+            "signature": self.signature.to_ref_dict(),
+            "markers": dict(self.markers),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BinaryFacts:
+        return cls(
+            format=FileFormat(d.get("format", "data")),
+            archs=tuple(d.get("archs", [])),
+            normalized_sha256=d.get("normalized_sha256"),
+            header_sha256=d.get("header_sha256"),
+            sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
+            overlay_sha256=d.get("overlay_sha256"),
+            fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
+            shape=CodeShape.from_dict(d.get("shape", {})),
+            slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
+            signature=SignatureFacts.from_dict(d.get("signature", {})),
+            markers=dict(d.get("markers", {})),
+        )
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a shipped artifact or of a reference."""
+
+    path: str  # relative, '/'-separated (relative to the app root once it is known)
+    location: str  # full path through containers, '!/' between archive and member
+    container: tuple[str, ...]  # archive layers, outermost first
+    size: int
+    sha256: str
+    facts: BinaryFacts = BinaryFacts()
+    blob: Blob | None = None  # None for references known only by their digests
+
+    @property
+    def format(self) -> FileFormat:
+        return self.facts.format
+
+    def to_ref_dict(self) -> JSON:
+        d: JSON = {"path": self.path, "size": self.size, "sha256": self.sha256}
+        d.update(self.facts.to_ref_dict())
+        return d
+
+    @classmethod
+    def from_ref_dict(cls, d: Mapping[str, Any], location_prefix: str = "") -> FileEntry:
+        path = str(d["path"])
+        return cls(
+            path=path,
+            location=f"{location_prefix}{path}",
+            container=(),
+            size=int(d["size"]),
+            sha256=str(d["sha256"]),
+            facts=BinaryFacts.from_dict(d),
+            blob=None,
+        )
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything inside one artifact, plus what could not be read safely."""
+
+    source: str  # the artifact's path or URL as given
+    sha256: str  # file digest, or tree digest for a directory
+    size: int
+    entries: tuple[FileEntry, ...]
+    problems: tuple[Anomaly, ...] = ()  # malformed-input, one per hostile member
+
+    def by_path(self) -> dict[str, FileEntry]:
+        return {e.path: e for e in self.entries}
+
+
+# --- references ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # e.g. "electron", "electron-ffmpeg", "path"
+    version: str | None
+    source: str  # the SOURCE string as given
+    platform: str | None = None
+    arch: str | None = None
+    digests: Mapping[str, str] = field(default_factory=dict)  # e.g. zip name -> sha256
+    proof: tuple[str, ...] = ()  # how the reference was proven, human-readable steps
+
+    def to_dict(self) -> JSON:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "platform": self.platform,
+            "arch": self.arch,
+            "digests": dict(sorted(self.digests.items())),
+            "proof": list(self.proof),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Component:
+        return cls(
+            name=str(d["name"]),
+            version=d.get("version"),
+            source=str(d.get("source", "")),
+            platform=d.get("platform"),
+            arch=d.get("arch"),
+            digests=dict(d.get("digests", {})),
+            proof=tuple(d.get("proof", [])),
+        )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An upstream release as an inventory (DESIGN.md ``biv.refs/v1``)."""
+
+    component: Component
+    files: tuple[FileEntry, ...]
+    # problems proving it: reference-mismatch anomalies (path "" = the reference itself)
+    problems: tuple[Anomaly, ...] = ()
+
+    def to_dict(self) -> JSON:
+        return {
+            "schema": "biv.refs/v1",
+            "component": self.component.to_dict(),
+            "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
+        if d.get("schema") != "biv.refs/v1":
+            from verifier.errors import MalformedInputError
+
+            raise MalformedInputError(f"not a biv.refs/v1 document (schema={d.get('schema')!r})")
+        comp = Component.from_dict(d["component"])
+        return cls(comp, tuple(FileEntry.from_ref_dict(f) for f in d.get("files", [])))
+
+
+# --- comparison ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    arch: str
+    status: Status
+    sha256: str | None
+    normalized_sha256: str | None
+    signature: SignatureFacts = UNSIGNED
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> JSON:
+        return {
+            "arch": self.arch,
+            "status": self.status.value,
+            "sha256": self.sha256,
+            "normalized_sha256": self.normalized_sha256,
+            "signature": self.signature.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The comparison of one path: shipped entry, matching reference file, status."""
+
+    path: str
+    status: Status
+    shipped: FileEntry | None
+    reference: FileEntry | None
+    component: str | None = None
+    # evidence for divergence: sections, shape changes, fuse values, matched reference...
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    slices: tuple[SliceResult, ...] = ()
+
+    def to_dict(self) -> JSON:
+        e = self.shipped or self.reference
+        assert e is not None
+        sig = self.shipped.facts.signature if self.shipped else UNSIGNED
+        d: JSON = {
+            "path": self.path,
+            "location": e.location,
+            "container": list(e.container),
+            "size": e.size,
+            "sha256": e.sha256,
+            "format": e.format.value,
+            "component": self.component,
+            "status": self.status.value,
+            "signature": sig.to_dict(),
+        }
+        if self.shipped and self.shipped.facts.anomalies:
+            d["signature"]["anomalies"] = sorted(
+                set(d["signature"]["anomalies"]) | {a.rule for a in self.shipped.facts.anomalies}
+            )
+        if e.format == FileFormat.MACHO or self.slices:
+            d["slices"] = [s.to_dict() for s in self.slices]
+        if e.facts.fuses is not None:
+            d["fuses"] = e.facts.fuses.to_dict()
+        return d
+
+
+# --- findings and report -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiver:
+    reason: str
+    expires: str  # ISO date
+    sha256: str
+
+    def to_dict(self) -> JSON:
+        return {"reason": self.reason, "expires": self.expires, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    path: str
+    location: str
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    suppressed: bool = False
+    waiver: Waiver | None = None
+
+    def sort_key(self) -> tuple[int, str, str, str]:
+        return (self.severity.rank, self.path, self.rule, self.message)
+
+    def to_dict(self) -> JSON:
+        return {
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "path": self.path,
+            "location": self.location,
+            "message": self.message,
+            "suppressed": self.suppressed,
+            "waiver": self.waiver.to_dict() if self.waiver else None,
+            "evidence": dict(self.evidence),
+        }
+
+
+REPORT_SCHEMA = "biv.report/v1"
+
+
+@dataclass(frozen=True)
+class Report:
+    tool_version: str
+    generated_at: str
+    artifact: Mapping[str, Any]  # {path, sha256, size}
+    verdict: Verdict
+    components: tuple[Component, ...]
+    files: tuple[FileResult, ...]
+    findings: tuple[Finding, ...]
+    fail_on: Severity = Severity.HIGH
+    inconclusive_reasons: tuple[str, ...] = ()
+    app_root: str = ""
+    policy: Mapping[str, Any] = field(default_factory=dict)  # {name, path, sha256}
+
+    def to_dict(self) -> JSON:
+        return {
+            "schema": REPORT_SCHEMA,
+            "tool": {"name": "biv", "version": self.tool_version},
+            "generated_at": self.generated_at,
+            "artifact": dict(self.artifact),
+            "verdict": self.verdict.value,
+            "fail_on": self.fail_on.value,
+            "app_root": self.app_root,
+            "policy": dict(self.policy),
+            "inconclusive": list(self.inconclusive_reasons),
+            "components": [c.to_dict() for c in self.components],
+            "files": [f.to_dict() for f in sorted(self.files, key=lambda f: f.path)],
+            "findings": [f.to_dict() for f in sorted(self.findings, key=Finding.sort_key)],
+        }
