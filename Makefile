@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := osslsigncode p7zip-full msitools wixl nsis genisoimage squashfs-tools rpm cpio
+SYSTEM_TOOLS := osslsigncode p7zip-full msitools wixl nsis genisoimage squashfs-tools rpm cpio chromium
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench install system-deps clean

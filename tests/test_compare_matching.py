@@ -1,0 +1,153 @@
+"""Matching shipped files to references: app root, renamed main executable, statuses."""
+
+from __future__ import annotations
+
+from verifier.compare import CompareOptions, bundle_renames, compare, find_app_root
+from verifier.model import (
+    BinaryFacts,
+    Component,
+    FileEntry,
+    FileFormat,
+    FuseWire,
+    Inventory,
+    Reference,
+    SectionDigest,
+    SignatureFacts,
+    SignatureKind,
+    Signer,
+    Status,
+)
+
+
+def entry(path: str, sha: str, fmt: FileFormat = FileFormat.DATA, **facts: object) -> FileEntry:
+    return FileEntry(path, path, (), 10, sha, BinaryFacts(format=fmt, **facts))  # type: ignore[arg-type]
+
+
+def inv(*entries: FileEntry) -> Inventory:
+    return Inventory("art", "0" * 64, 0, tuple(entries))
+
+
+def ref(*entries: FileEntry, name: str = "electron") -> Reference:
+    return Reference(Component(name, "1.0.0", f"path:{name}"), tuple(entries))
+
+
+def never_own(path: str, e: FileEntry) -> bool:
+    return path.startswith("resources/app.asar")
+
+
+def by_path(results: tuple) -> dict:  # type: ignore[type-arg]
+    return {r.path: r for r in results}
+
+
+def test_app_root_is_the_folder_holding_most_reference_paths() -> None:
+    shipped = inv(
+        entry("setup/app/ffmpeg.dll", "a"),
+        entry("setup/app/locales/en-US.pak", "b"),
+        entry("setup/ffmpeg.dll", "zz"),  # a decoy one level up
+    )
+    assert find_app_root(["ffmpeg.dll", "locales/en-US.pak"], shipped) == "setup/app"
+
+
+def test_statuses_identical_divergent_missing_unexpected_own() -> None:
+    upstream = ref(entry("a.dat", "1"), entry("b.dat", "2"), entry("gone.dat", "3"))
+    shipped = inv(
+        entry("a.dat", "1"),
+        entry("b.dat", "X"),
+        entry("extra.dll", "4", FileFormat.PE),
+        entry("resources/app.asar", "5", FileFormat.ASAR),
+    )
+    got = by_path(compare(shipped, [upstream], never_own).results)
+    assert got["a.dat"].status == Status.IDENTICAL
+    assert got["b.dat"].status == Status.DIVERGENT
+    assert got["b.dat"].evidence["expected_sha256"] == "2"
+    assert got["b.dat"].evidence["actual_sha256"] == "X"
+    assert got["gone.dat"].status == Status.MISSING
+    assert got["extra.dll"].status == Status.UNEXPECTED
+    assert got["resources/app.asar"].status == Status.OWN
+
+
+def test_paths_are_relative_to_the_detected_root() -> None:
+    upstream = ref(entry("x.dat", "1"), entry("y.dat", "2"))
+    shipped = inv(entry("pkg/x.dat", "1"), entry("pkg/y.dat", "2"), entry("README", "9"))
+    cmp = compare(shipped, [upstream], never_own)
+    assert cmp.app_root == "pkg"
+    got = by_path(cmp.results)
+    assert got["x.dat"].status == Status.IDENTICAL
+    assert got["../README"].status == Status.UNEXPECTED
+
+
+def test_renamed_main_executable_found_by_its_electron_markers() -> None:
+    fuses = FuseWire(100, 1, "1101")
+    sec = (SectionDigest(".text", 10, "t", True),)
+    upstream = ref(
+        entry("electron.exe", "E", FileFormat.PE, fuses=fuses, sections=sec),
+        entry("ffmpeg.dll", "F", FileFormat.PE),
+    )
+    shipped = inv(
+        entry("Other.exe", "O", FileFormat.PE),  # no markers, no shared code
+        entry("3CXDesktopApp.exe", "V", FileFormat.PE, fuses=fuses, sections=sec),
+        entry("ffmpeg.dll", "F", FileFormat.PE),
+    )
+    cmp = compare(shipped, [upstream], never_own)
+    got = by_path(cmp.results)
+    assert "electron.exe" not in got
+    assert got["3CXDesktopApp.exe"].reference is not None
+    assert got["3CXDesktopApp.exe"].evidence["renamed_from"] == "electron.exe"
+    assert got["Other.exe"].status == Status.UNEXPECTED
+    assert cmp.renames == {"electron.exe": "3CXDesktopApp.exe"}
+
+
+def test_main_executable_override_flag() -> None:
+    upstream = ref(entry("electron.exe", "E", FileFormat.PE))
+    shipped = inv(entry("A.exe", "1", FileFormat.PE), entry("B.exe", "2", FileFormat.PE))
+    got = by_path(compare(shipped, [upstream], never_own, CompareOptions(main_exe="B.exe")).results)
+    assert got["B.exe"].evidence["renamed_from"] == "electron.exe"
+    assert got["A.exe"].status == Status.UNEXPECTED
+
+
+def test_unrelated_executable_is_not_taken_for_the_main_one() -> None:
+    upstream = ref(entry("electron.exe", "E", FileFormat.PE))
+    shipped = inv(entry("Setup.exe", "1", FileFormat.PE))
+    got = by_path(compare(shipped, [upstream], never_own).results)
+    assert got["electron.exe"].status == Status.MISSING
+    assert got["Setup.exe"].status == Status.UNEXPECTED
+
+
+def test_macos_bundle_rename_maps_framework_helpers_and_main_binary() -> None:
+    shipped = inv(
+        entry("Acme.app/Contents/Frameworks/Electron Framework.framework/Versions/A/x", "1"),
+    )
+    ren = bundle_renames(
+        [
+            "Electron.app/Contents/MacOS/Electron",
+            "Electron.app/Contents/Frameworks/Electron Helper.app/Contents/MacOS/Electron Helper",
+            "Electron.app/Contents/Frameworks/Electron Framework.framework/Versions/A/x",
+        ],
+        shipped,
+    )
+    assert ren["Electron.app/Contents/MacOS/Electron"] == "Acme.app/Contents/MacOS/Acme"
+    assert (
+        ren["Electron.app/Contents/Frameworks/Electron Helper.app/Contents/MacOS/Electron Helper"]
+        == "Acme.app/Contents/Frameworks/Acme Helper.app/Contents/MacOS/Acme Helper"
+    )
+
+
+def test_best_of_two_references_wins_and_is_named() -> None:
+    main = ref(entry("ffmpeg.dll", "PROPRIETARY"), name="electron")
+    alt = ref(entry("ffmpeg.dll", "FREE"), name="electron-ffmpeg")
+    shipped = inv(entry("ffmpeg.dll", "FREE"))
+    r = by_path(compare(shipped, [main, alt], never_own).results)["ffmpeg.dll"]
+    assert r.status == Status.IDENTICAL
+    assert r.component == "electron-ffmpeg"
+    assert r.evidence["matched_reference"] == "electron-ffmpeg"
+
+
+def test_pe_resigned_with_same_code_is_identical_except_signature() -> None:
+    signer = Signer("CN=Vendor", "CN=Vendor CA", "01", "ab" * 32)
+    sig = SignatureFacts(SignatureKind.AUTHENTICODE, True, None, (signer,))
+    upstream = ref(entry("libEGL.dll", "U", FileFormat.PE, normalized_sha256="N"))
+    shipped = inv(entry("libEGL.dll", "S", FileFormat.PE, normalized_sha256="N", signature=sig))
+    r = by_path(compare(shipped, [upstream], never_own).results)["libEGL.dll"]
+    assert r.status == Status.IDENTICAL_EXCEPT_SIGNATURE
+    assert r.evidence["signer_actual"] == "CN=Vendor"
+    assert r.evidence["signer_expected"] is None

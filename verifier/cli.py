@@ -1,0 +1,191 @@
+"""Command line: argparse wiring over :mod:`verifier.api`. No logic lives here.
+
+Exit codes (DESIGN.md): 0 pass, 1 verification failed, 2 usage error / malformed policy /
+unreadable artifact, 3 inconclusive. Every failure prints one line; no tracebacks
+(``-v`` adds the traceback of an internal error for a bug report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from verifier import __version__
+from verifier.errors import BivError, UsageError
+from verifier.model import Severity
+
+FORMATS = ("text", "json", "sarif", "html")
+
+
+def _severity(text: str) -> Severity:
+    try:
+        return Severity(text.lower())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid severity {text!r} (choose from {', '.join(s.value for s in Severity)})"
+        ) from None
+
+
+def _time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r} (use ISO 8601)") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="biv", description="Build-integrity verifier: compare shipped artifacts "
+                "with their upstream releases and verify their code signatures.")
+    p.add_argument("--version", action="version", version=f"biv {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    v = sub.add_parser("verify", help="verify an artifact against its upstream")
+    v.add_argument("artifact", metavar="ARTIFACT", help="directory, archive or installer")
+    v.add_argument("--against", action="append", default=[], metavar="SOURCE",
+                   help="upstream: path:DIR_OR_ARCHIVE, electron:VERSION|auto, pypi:NAME==VER, "
+                   "npm:NAME@VER, url:URL#sha256=HEX (repeatable)")
+    v.add_argument("--policy", metavar="FILE", help="policy file (default: electron-app)")
+    v.add_argument("--format", choices=FORMATS, default="text")
+    v.add_argument("-o", "--output", metavar="FILE", help="write the report here")
+    v.add_argument("--fail-on", type=_severity, metavar="SEVERITY",
+                   help="fail on findings at or above this severity (default: high)")
+    v.add_argument("--trust-store", action="append", default=[], metavar="PEM",
+                   help="extra trusted root certificates (repeatable)")
+    v.add_argument("--at", type=_time, metavar="TIME", help="verify as of this time (ISO 8601)")
+    v.add_argument("--offline", action="store_true", help="use only the cache")
+    v.add_argument("--cache-dir", metavar="DIR")
+    v.add_argument("--mirror", metavar="URL", help="Electron release mirror")
+    v.add_argument("--main-exe", metavar="PATH",
+                   help="shipped path of the renamed Electron main executable")
+    v.add_argument("--app-root", metavar="PATH", help="application root inside the artifact")
+    v.add_argument("--workdir", metavar="DIR", help="keep unpacked files here")
+    v.add_argument("-q", "--quiet", action="store_true")
+    v.add_argument("-v", "--verbose", action="store_true")
+
+    i = sub.add_parser("inspect", help="format and signature facts of one file")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--format", choices=("text", "json"), default="text")
+    i.add_argument("--trust-store", action="append", default=[], metavar="PEM")
+    i.add_argument("--at", type=_time, metavar="TIME")
+
+    d = sub.add_parser("demo", help="build the 3CX scenario locally and verify it")
+    d.add_argument("--keep", metavar="DIR", help="build the scenario here and keep it")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args_list or "--verbose" in args_list
+    try:
+        args = build_parser().parse_args(args_list)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        return int(_dispatch(args))
+    except BivError as exc:
+        print(f"biv: error: {exc.diagnostics()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("biv: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, never a pass
+        print(f"biv: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "verify":
+        return _cmd_verify(args)
+    if args.command == "inspect":
+        return _cmd_inspect(args)
+    if args.command == "demo":
+        from verifier.demo.run import run_demo
+
+        return run_demo(out_dir=args.keep)
+    raise UsageError(f"unknown command {args.command}")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from verifier import api
+
+    req = api.VerifyRequest(
+        artifact=args.artifact,
+        against=tuple(args.against),
+        policy=args.policy,
+        fail_on=args.fail_on,
+        trust_stores=tuple(args.trust_store),
+        at=args.at,
+        offline=args.offline,
+        cache_dir=args.cache_dir,
+        mirror=args.mirror,
+        main_exe=args.main_exe,
+        app_root=args.app_root,
+        workdir=args.workdir,
+    )
+    report = api.verify(req)
+    text = render(report, args.format, color=args.output is None, verbose=args.verbose)
+    _emit(text, args.output)
+    if args.output and not args.quiet:
+        print(f"biv: {report.verdict.value} ({args.format} report written to {args.output})",
+              file=sys.stderr)
+    return api.exit_code(report)
+
+
+def render(report: object, fmt: str, color: bool = False, verbose: bool = False) -> str:
+    from verifier.model import Report
+
+    assert isinstance(report, Report)
+    if fmt == "json":
+        from verifier.report.json import render_json
+
+        return render_json(report)
+    if fmt == "sarif":
+        from verifier.report.sarif import render_sarif
+
+        return render_sarif(report, None)
+    if fmt == "html":
+        from verifier.report.html import render_html
+
+        return render_html(report)
+    from verifier.report.text import color_wanted, render_text
+
+    return render_text(report, color=color and color_wanted(sys.stdout), verbose=verbose)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        tmp = f"{output}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise UsageError(f"cannot write report: {exc.strerror}", where=output) from exc
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from verifier import api
+
+    info = api.inspect(args.file, tuple(args.trust_store), args.at)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        from verifier.report.inspect_text import render_inspect
+
+        sys.stdout.write(render_inspect(info))
+    return 0

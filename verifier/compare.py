@@ -1,0 +1,312 @@
+"""Match shipped files to reference files and give each path a status (DESIGN.md).
+
+Steps, each a small function:
+1. ``bundle_renames``: a macOS ``Electron.app`` shipped as ``<Product>.app`` (and its helpers
+   and main executable renamed likewise) maps reference paths onto shipped ones.
+2. ``find_app_root``: installers nest the application; the root is the shipped folder under
+   which the most reference paths exist.
+3. ``find_renamed_main``: Electron's ``electron.exe``/``electron`` shipped as ``<Product>.exe``
+   is found by its Electron markers (fuse wire, version string) and its code sections, unless
+   the user names it (``--main-exe``).
+4. ``compare_pair``: the status of one shipped file against its reference(s), normalised as
+   DESIGN.md "Upstream references" says; the best match wins when several references offer
+   the same path (Electron's ffmpeg from the main zip or from the ffmpeg zip).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from verifier.binary import diff as pe_diff
+from verifier.model import (
+    FileEntry,
+    FileFormat,
+    FileResult,
+    Inventory,
+    Reference,
+    SliceResult,
+    Status,
+)
+
+# the main executable of an Electron release, by platform
+MAIN_EXECUTABLES = ("electron.exe", "electron")
+MAC_BUNDLE = "Electron.app"
+MAC_FRAMEWORK_MARK = "/Contents/Frameworks/Electron Framework.framework/"
+
+_RANK = {
+    Status.IDENTICAL: 0,
+    Status.IDENTICAL_EXCEPT_SIGNATURE: 1,
+    Status.RESOURCES_ONLY: 2,
+    Status.DIVERGENT: 3,
+}
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    main_exe: str | None = None  # shipped path (relative to the app root) of the renamed exe
+    app_root: str | None = None  # override the detected application root
+
+
+@dataclass(frozen=True)
+class Comparison:
+    app_root: str
+    results: tuple[FileResult, ...]
+    renames: Mapping[str, str]  # reference path -> shipped path, where they differ
+
+
+IsOwn = Callable[[str, FileEntry], bool]
+
+
+def compare(
+    shipped: Inventory,
+    refs: Sequence[Reference],
+    is_own: IsOwn,
+    opts: CompareOptions = CompareOptions(),
+) -> Comparison:
+    ref_paths: dict[str, list[tuple[Reference, FileEntry]]] = defaultdict(list)
+    for ref in refs:
+        for f in ref.files:
+            ref_paths[f.path].append((ref, f))
+
+    renames = bundle_renames(ref_paths.keys(), shipped)
+    mapped: dict[str, list[tuple[Reference, FileEntry]]] = defaultdict(list)
+    for p, lst in ref_paths.items():
+        mapped[renames.get(p, p)].extend(lst)
+
+    root = opts.app_root if opts.app_root is not None else find_app_root(mapped.keys(), shipped)
+    root = root.strip("/")
+    rel = {_relative(e.path, root): e for e in shipped.entries}
+
+    main_renames = find_renamed_main(mapped, rel, is_own, opts.main_exe)
+    for ref_path, shipped_path in main_renames.items():
+        mapped[shipped_path] = mapped.pop(ref_path)
+        renames[ref_path] = shipped_path
+    renamed_from = {v: k for k, v in renames.items()}
+
+    results: list[FileResult] = []
+    for path in sorted(mapped):
+        candidates = mapped[path]
+        entry = rel.get(path)
+        if entry is None:
+            ref, rf = candidates[0]
+            results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
+            continue
+        results.append(_best_match(path, entry, candidates, renamed_from.get(path)))
+    for path, entry in sorted(rel.items()):
+        if path in mapped:
+            continue
+        status = Status.OWN if is_own(path, entry) else Status.UNEXPECTED
+        results.append(FileResult(path, status, entry, None, None))
+    return Comparison(root, tuple(results), dict(renames))
+
+
+def _relative(path: str, root: str) -> str:
+    if not root:
+        return path
+    if path.startswith(root + "/"):
+        return path[len(root) + 1 :]
+    return posixpath.relpath(path, root)
+
+
+# --- mapping -------------------------------------------------------------------------------
+
+
+def bundle_renames(ref_paths: Any, shipped: Inventory) -> dict[str, str]:
+    """Map ``Electron.app/...`` reference paths onto a renamed shipped bundle."""
+    paths = list(ref_paths)
+    if not any(p.startswith(MAC_BUNDLE + "/") for p in paths):
+        return {}
+    bundle = None
+    for e in shipped.entries:
+        i = ("/" + e.path).find(MAC_FRAMEWORK_MARK)
+        if i >= 0:
+            bundle = posixpath.basename(("/" + e.path)[:i])
+            break
+    if bundle is None or bundle == MAC_BUNDLE or not bundle.endswith(".app"):
+        return {}
+    product = bundle[: -len(".app")]
+    out: dict[str, str] = {}
+    for p in paths:
+        if not p.startswith(MAC_BUNDLE + "/"):
+            continue
+        q = bundle + p[len(MAC_BUNDLE) :]
+        q = q.replace("Electron Helper", f"{product} Helper")
+        if q == f"{bundle}/Contents/MacOS/Electron":
+            q = f"{bundle}/Contents/MacOS/{product}"
+        out[p] = q
+    return out
+
+
+def find_app_root(ref_paths: Any, shipped: Inventory) -> str:
+    """The shipped folder under which the most reference paths exist ('' = artifact root)."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for p in ref_paths:
+        by_name[posixpath.basename(p)].append(p)
+    votes: dict[str, set[str]] = defaultdict(set)
+    for e in shipped.entries:
+        for r in by_name.get(posixpath.basename(e.path), ()):
+            if e.path == r:
+                votes[""].add(r)
+            elif e.path.endswith("/" + r):
+                votes[e.path[: -len(r) - 1]].add(r)
+    if not votes:
+        return ""
+    return min(votes, key=lambda k: (-len(votes[k]), len(k), k))
+
+
+def find_renamed_main(
+    mapped: Mapping[str, list[tuple[Reference, FileEntry]]],
+    rel: Mapping[str, FileEntry],
+    is_own: IsOwn,
+    override: str | None,
+) -> dict[str, str]:
+    """Electron's main executable shipped under the product's name: ref path -> shipped path."""
+    out: dict[str, str] = {}
+    for main in MAIN_EXECUTABLES:
+        if main not in mapped or main in rel:
+            continue
+        ref_entry = mapped[main][0][1]
+        if override is not None:
+            if override in rel:
+                out[main] = override
+            continue
+        candidates = [
+            (p, e)
+            for p, e in rel.items()
+            if "/" not in p
+            and p not in mapped
+            and e.format == ref_entry.format
+            and e.format.is_code
+            and not is_own(p, e)
+        ]
+        best = _pick_main(candidates, ref_entry)
+        if best is not None:
+            out[main] = best
+    return out
+
+
+def _pick_main(candidates: Sequence[tuple[str, FileEntry]], ref: FileEntry) -> str | None:
+    """The candidate with Electron's markers, then the most code sections shared with ref."""
+    def score(e: FileEntry) -> tuple[int, int]:
+        marked = int(e.facts.fuses is not None or "electron_version" in e.facts.markers)
+        ref_secs = {s.masked_sha256 or s.sha256 for s in ref.facts.sections}
+        shared = sum(1 for s in e.facts.sections if (s.masked_sha256 or s.sha256) in ref_secs)
+        return marked, shared
+
+    scored = [(score(e), p) for p, e in candidates]
+    scored = [(s, p) for s, p in scored if s[0] or s[1]]
+    if not scored:
+        return None
+    scored.sort(key=lambda t: (-t[0][0], -t[0][1], t[1]))
+    return scored[0][1]
+
+
+# --- status of one pair --------------------------------------------------------------------
+
+
+def _best_match(
+    path: str,
+    entry: FileEntry,
+    candidates: Sequence[tuple[Reference, FileEntry]],
+    renamed_from: str | None,
+) -> FileResult:
+    if entry.format == FileFormat.MACHO and any(
+        rf.format == FileFormat.MACHO for _, rf in candidates
+    ):
+        return _macho_match(path, entry, candidates, renamed_from)
+    best: FileResult | None = None
+    for ref, rf in candidates:
+        status, evidence = compare_pair(entry, rf)
+        if renamed_from:
+            evidence["renamed_from"] = renamed_from
+        if len(candidates) > 1:
+            evidence["matched_reference"] = ref.component.name
+        r = FileResult(path, status, entry, rf, ref.component.name, evidence)
+        if best is None or _RANK[status] < _RANK[best.status]:
+            best = r
+    assert best is not None
+    return best
+
+
+def compare_pair(shipped: FileEntry, ref: FileEntry) -> tuple[Status, dict[str, Any]]:
+    """Status and evidence of one shipped file against one reference file (not Mach-O)."""
+    ev: dict[str, Any] = {"expected_sha256": ref.sha256, "actual_sha256": shipped.sha256}
+    if shipped.sha256 == ref.sha256 and shipped.size == ref.size:
+        return Status.IDENTICAL, ev
+    if shipped.format != ref.format:
+        ev["format_expected"] = ref.format.value
+        ev["format_actual"] = shipped.format.value
+        return Status.DIVERGENT, ev
+    sf, rf = shipped.facts, ref.facts
+    if shipped.format == FileFormat.PE:
+        ev["expected_normalized_sha256"] = rf.normalized_sha256
+        ev["actual_normalized_sha256"] = sf.normalized_sha256
+        if sf.normalized_sha256 and sf.normalized_sha256 == rf.normalized_sha256:
+            ev.update(_signer_evidence(shipped, ref))
+            return Status.IDENTICAL_EXCEPT_SIGNATURE, ev
+        if pe_diff.pe_resources_only(sf, rf):
+            if sf.fuses is not None:
+                ev["fuses"] = sf.fuses.to_dict()
+                if rf.fuses is not None and rf.fuses.values != sf.fuses.values:
+                    ev["fuses_expected"] = rf.fuses.to_dict()
+            return Status.RESOURCES_ONLY, ev
+        ev.update(pe_diff.describe_pe_divergence(shipped, ref))
+        ev.update(_signer_evidence(shipped, ref))
+        return Status.DIVERGENT, ev
+    if shipped.format == FileFormat.ELF:
+        ev.update(_section_evidence(shipped, ref))
+    return Status.DIVERGENT, ev
+
+
+def _signer_evidence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]:
+    s, r = shipped.facts.signature, ref.facts.signature
+    return {
+        "signer_expected": r.signers[0].subject if r.signers else None,
+        "signer_actual": s.signers[0].subject if s.signers else None,
+    }
+
+
+def _section_evidence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]:
+    ours = {s.name: s for s in shipped.facts.sections}
+    theirs = {s.name: s for s in ref.facts.sections}
+    changed = []
+    for name in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(name), theirs.get(name)
+        if a is None or b is None or a.sha256 != b.sha256:
+            changed.append({"name": name, "differing_bytes": None})
+    return {"sections": changed} if changed else {}
+
+
+def _macho_match(
+    path: str,
+    entry: FileEntry,
+    candidates: Sequence[tuple[Reference, FileEntry]],
+    renamed_from: str | None,
+) -> FileResult:
+    from verifier.binary import macho
+
+    refs = [rf for _, rf in candidates if rf.format == FileFormat.MACHO]
+    slices, evidence = macho.compare_slices(entry, refs)
+    ev: dict[str, Any] = {"expected_sha256": refs[0].sha256, "actual_sha256": entry.sha256}
+    ev.update(evidence)
+    if renamed_from:
+        ev["renamed_from"] = renamed_from
+    status = aggregate_slices(slices) if slices else Status.DIVERGENT
+    if entry.sha256 == refs[0].sha256:
+        status = Status.IDENTICAL
+    names = sorted({ref.component.name for ref, _ in candidates})
+    return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices))
+
+
+def aggregate_slices(slices: Sequence[SliceResult]) -> Status:
+    """A file's status is its worst slice's (a missing slice makes it divergent)."""
+    worst = Status.IDENTICAL
+    for s in slices:
+        st = s.status if s.status in _RANK else Status.DIVERGENT
+        if _RANK[st] > _RANK[worst]:
+            worst = st
+    return worst

@@ -1,0 +1,109 @@
+"""Unpacked members -> Inventory: analyse every file (format, digests, signatures) in parallel.
+
+Hashing releases the GIL, so a thread pool keeps both cores busy on large trees while each
+file is still read exactly once (``binary.analyze`` does all of its digests in one pass).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.model import Anomaly, BinaryFacts, Component, FileEntry, Inventory, Reference
+from verifier.unpack import Member, Unpacked, unpack
+
+Progress = Callable[[int, int], None]
+
+
+def _workers() -> int:
+    return max(2, min(8, (os.cpu_count() or 2)))
+
+
+def analyze_members(
+    members: Sequence[Member], ctx: AnalysisContext, progress: Progress | None = None
+) -> tuple[tuple[FileEntry, ...], tuple[Anomaly, ...]]:
+    """Analyse members in parallel; results keep the members' order."""
+
+    def one(m: Member) -> FileEntry:
+        sha, facts = analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
+        return FileEntry(
+            path=m.path,
+            location=m.location,
+            container=m.container,
+            size=m.blob.size,
+            sha256=sha,
+            facts=facts,
+            blob=m.blob,
+        )
+
+    entries: list[FileEntry] = []
+    problems: list[Anomaly] = []
+    total = len(members)
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for i, entry in enumerate(pool.map(one, members), 1):
+            entries.append(entry)
+            if progress is not None:
+                progress(i, total)
+    for e in entries:
+        for a in e.facts.anomalies:
+            if a.rule == "malformed-input":
+                ev = dict(a.evidence)
+                ev.setdefault("location", e.location)
+                problems.append(Anomaly(a.rule, a.message, ev, a.arch))
+    return tuple(entries), tuple(problems)
+
+
+def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = None) -> Inventory:
+    """Analyse every member of an unpacked artifact into an Inventory."""
+    entries, _ = analyze_members(unpacked.members, ctx, progress)
+    return Inventory(
+        source=unpacked.source,
+        sha256=unpacked.sha256,
+        size=unpacked.size,
+        entries=entries,
+        problems=tuple(unpacked.problems),
+    )
+
+
+def strip_single_top_dir(entries: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
+    """A release archive that wraps everything in one folder is read from inside it."""
+    if not entries:
+        return tuple(entries)
+    tops = {e.path.split("/", 1)[0] for e in entries}
+    if len(tops) != 1 or any("/" not in e.path for e in entries):
+        return tuple(entries)
+    top = next(iter(tops))
+    if top.endswith(".app"):  # a macOS bundle is part of the layout, keep it
+        return tuple(entries)
+    cut = len(top) + 1
+    return tuple(_with_path(e, e.path[cut:]) for e in entries)
+
+
+def _with_path(e: FileEntry, path: str) -> FileEntry:
+    return FileEntry(path, e.location, e.container, e.size, e.sha256, e.facts, e.blob)
+
+
+def build_reference(
+    component: Component,
+    archive_path: str,
+    workdir: str,
+    ctx: AnalysisContext,
+    progress: Progress | None = None,
+) -> Reference:
+    """Unpack and analyse an upstream release (directory or archive) into a Reference."""
+    os.makedirs(workdir, exist_ok=True)
+    sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
+    unpacked = unpack(archive_path, sub)
+    entries, problems = analyze_members(unpacked.members, ctx, progress)
+    return Reference(
+        component=component,
+        files=strip_single_top_dir(entries),
+        problems=tuple(unpacked.problems) + problems,
+    )
+
+
+def empty_facts() -> BinaryFacts:
+    return BinaryFacts()
