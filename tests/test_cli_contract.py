@@ -128,8 +128,9 @@ def test_hostile_member_fails_whatever_the_threshold(tmp_path: Path) -> None:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("../../escape.txt", b"owned")
     art = tree(tmp_path / "art", {**FILES, "payload.zip": buf.getvalue()})
-    r = biv("verify", str(art), "--against", f"path:{up}", "--fail-on", "critical",
-            "--format", "json")
+    r = biv(
+        "verify", str(art), "--against", f"path:{up}", "--fail-on", "critical", "--format", "json"
+    )
     assert r.returncode == 1, r.stderr
     d = json.loads(r.stdout)
     assert any(f["rule"] == "malformed-input" for f in d["findings"])
@@ -139,8 +140,15 @@ def test_hostile_member_fails_whatever_the_threshold(tmp_path: Path) -> None:
 
 def test_unobtainable_remote_reference_is_exit_3(tmp_path: Path) -> None:
     art = tree(tmp_path / "art", FILES)
-    r = biv("verify", str(art), "--against", "electron:99.0.0,platform=win32,arch=x64", "--offline",
-            "--cache-dir", str(tmp_path / "cache"))
+    r = biv(
+        "verify",
+        str(art),
+        "--against",
+        "electron:99.0.0,platform=win32,arch=x64",
+        "--offline",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert r.returncode == 3, r.stdout + r.stderr
     assert "inconclusive" in r.stdout.lower()
 

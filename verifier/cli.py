@@ -45,29 +45,47 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="biv", description="Build-integrity verifier: compare shipped artifacts "
-                "with their upstream releases and verify their code signatures.")
+    p = _Parser(
+        prog="biv",
+        description="Build-integrity verifier: compare shipped artifacts "
+        "with their upstream releases and verify their code signatures.",
+    )
     p.add_argument("--version", action="version", version=f"biv {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     v = sub.add_parser("verify", help="verify an artifact against its upstream")
     v.add_argument("artifact", metavar="ARTIFACT", help="directory, archive or installer")
-    v.add_argument("--against", action="append", default=[], metavar="SOURCE",
-                   help="upstream: path:DIR_OR_ARCHIVE, electron:VERSION|auto, pypi:NAME==VER, "
-                   "npm:NAME@VER, url:URL#sha256=HEX (repeatable)")
+    v.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="upstream: path:DIR_OR_ARCHIVE, electron:VERSION|auto, pypi:NAME==VER, "
+        "npm:NAME@VER, url:URL#sha256=HEX (repeatable)",
+    )
     v.add_argument("--policy", metavar="FILE", help="policy file (default: electron-app)")
     v.add_argument("--format", choices=FORMATS, default="text")
     v.add_argument("-o", "--output", metavar="FILE", help="write the report here")
-    v.add_argument("--fail-on", type=_severity, metavar="SEVERITY",
-                   help="fail on findings at or above this severity (default: high)")
-    v.add_argument("--trust-store", action="append", default=[], metavar="PEM",
-                   help="extra trusted root certificates (repeatable)")
+    v.add_argument(
+        "--fail-on",
+        type=_severity,
+        metavar="SEVERITY",
+        help="fail on findings at or above this severity (default: high)",
+    )
+    v.add_argument(
+        "--trust-store",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="extra trusted root certificates (repeatable)",
+    )
     v.add_argument("--at", type=_time, metavar="TIME", help="verify as of this time (ISO 8601)")
     v.add_argument("--offline", action="store_true", help="use only the cache")
     v.add_argument("--cache-dir", metavar="DIR")
     v.add_argument("--mirror", metavar="URL", help="Electron release mirror")
-    v.add_argument("--main-exe", metavar="PATH",
-                   help="shipped path of the renamed Electron main executable")
+    v.add_argument(
+        "--main-exe", metavar="PATH", help="shipped path of the renamed Electron main executable"
+    )
     v.add_argument("--app-root", metavar="PATH", help="application root inside the artifact")
     v.add_argument("--workdir", metavar="DIR", help="keep unpacked files here")
     v.add_argument("-q", "--quiet", action="store_true")
@@ -139,8 +157,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     text = render(report, args.format, color=args.output is None, verbose=args.verbose)
     _emit(text, args.output)
     if args.output and not args.quiet:
-        print(f"biv: {report.verdict.value} ({args.format} report written to {args.output})",
-              file=sys.stderr)
+        print(
+            f"biv: {report.verdict.value} ({args.format} report written to {args.output})",
+            file=sys.stderr,
+        )
     return api.exit_code(report)
 
 

@@ -191,6 +191,7 @@ def find_renamed_main(
 
 def _pick_main(candidates: Sequence[tuple[str, FileEntry]], ref: FileEntry) -> str | None:
     """The candidate with Electron's markers, then the most code sections shared with ref."""
+
     def score(e: FileEntry) -> tuple[int, int]:
         marked = int(e.facts.fuses is not None or "electron_version" in e.facts.markers)
         ref_secs = {s.masked_sha256 or s.sha256 for s in ref.facts.sections}

@@ -11,8 +11,16 @@ import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.model import Anomaly, BinaryFacts, Component, FileEntry, Inventory, Reference
+from verifier.binary.analyze import SNIFF, AnalysisContext, analyze, sniff
+from verifier.model import (
+    Anomaly,
+    BinaryFacts,
+    Component,
+    FileEntry,
+    FileFormat,
+    Inventory,
+    Reference,
+)
 from verifier.unpack import Member, Unpacked, unpack
 
 Progress = Callable[[int, int], None]
@@ -28,7 +36,7 @@ def analyze_members(
     """Analyse members in parallel; results keep the members' order."""
 
     def one(m: Member) -> FileEntry:
-        sha, facts = analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
+        sha, facts = _facts_once(m, ctx)
         return FileEntry(
             path=m.path,
             location=m.location,
@@ -54,6 +62,18 @@ def analyze_members(
                 ev.setdefault("location", e.location)
                 problems.append(Anomaly(a.rule, a.message, ev, a.arch))
     return tuple(entries), tuple(problems)
+
+
+_PLAIN = (FileFormat.DATA, FileFormat.ASAR)
+
+
+def _facts_once(m: Member, ctx: AnalysisContext) -> tuple[str, BinaryFacts]:
+    """Each byte read once: a data file that unpack already hashed is not read again."""
+    if m.sha256 is not None:
+        fmt = sniff(m.blob.read(0, SNIFF), m.blob.size)
+        if fmt in _PLAIN:
+            return m.sha256, BinaryFacts(format=fmt, normalized_sha256=m.sha256)
+    return analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
 
 
 def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = None) -> Inventory:
@@ -103,7 +123,3 @@ def build_reference(
         files=strip_single_top_dir(entries),
         problems=tuple(unpacked.problems) + problems,
     )
-
-
-def empty_facts() -> BinaryFacts:
-    return BinaryFacts()

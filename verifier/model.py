@@ -167,6 +167,10 @@ class SignatureFacts:
     # signers of nested (appended) signatures, outermost first
     nested_signers: tuple[Signer, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)  # chain, timestamps, digests...
+    # sha256 of each nested signature's PKCS#7 DER, sorted (Authenticode); with
+    # primary_container_sha256 it tells "vendor appended a nested signature" (upstream's
+    # nested digests all still present) from "upstream's nested signature was changed"
+    nested_sha256: tuple[str, ...] = ()
 
     def to_dict(self) -> JSON:
         return {
@@ -182,6 +186,7 @@ class SignatureFacts:
         d["container_sha256"] = self.container_sha256
         d["primary_container_sha256"] = self.primary_container_sha256
         d["nested_signers"] = [s.to_dict() for s in self.nested_signers]
+        d["nested_sha256"] = list(self.nested_sha256)
         return d
 
     @classmethod
@@ -195,6 +200,7 @@ class SignatureFacts:
             container_sha256=d.get("container_sha256"),
             primary_container_sha256=d.get("primary_container_sha256"),
             nested_signers=tuple(Signer.from_dict(s) for s in d.get("nested_signers", [])),
+            nested_sha256=tuple(d.get("nested_sha256", [])),
         )
 
 

@@ -71,9 +71,7 @@ def render_text(report: Report, color: bool = False, verbose: bool = False) -> s
             signer = sig.signers[0].subject if sig and sig.signers else "unsigned"
             extra = ""
             if r.slices:
-                bad = [s.arch for s in r.slices if s.status != Status.IDENTICAL]
                 extra = f"  [slices: {', '.join(f'{s.arch}={s.status.value}' for s in r.slices)}]"
-                del bad
             out.append(f"  {r.status.value:<{width}}  {r.path}  ({signer}){extra}")
     if verbose:
         for r in sorted(report.files, key=lambda r: r.path):
@@ -95,7 +93,11 @@ _EVIDENCE_ORDER = (
 
 def _finding_lines(f: Finding, color: bool, verbose: bool) -> list[str]:
     sev = _paint(f"{f.severity.value.upper():<8}", f.severity, color)
-    tag = "  (suppressed: " + (f.waiver.reason if f.waiver else "waived") + ")" if f.suppressed else ""
+    tag = (
+        "  (suppressed: " + (f.waiver.reason if f.waiver else "waived") + ")"
+        if f.suppressed
+        else ""
+    )
     lines = [f"  {sev} {f.rule:<30} {f.location}{tag}", f"           {f.message}"]
     ev: Mapping[str, Any] = f.evidence
     sections = ev.get("sections")
@@ -103,9 +105,16 @@ def _finding_lines(f: Finding, color: bool, verbose: bool) -> list[str]:
         parts = []
         for s in sections:
             n = s.get("differing_bytes")
-            parts.append(f"{s.get('name')} ({n} bytes differ)" if n is not None else str(s.get("name")))
+            parts.append(
+                f"{s.get('name')} ({n} bytes differ)" if n is not None else str(s.get("name"))
+            )
         lines.append(f"           sections: {', '.join(parts)}")
-    for key in ("entry_point_changed", "imports_changed", "exports_changed", "tls_callbacks_changed"):
+    for key in (
+        "entry_point_changed",
+        "imports_changed",
+        "exports_changed",
+        "tls_callbacks_changed",
+    ):
         if ev.get(key):
             lines.append(f"           {key.replace('_', ' ')}")
     if ev.get("executable_sections_changed"):
