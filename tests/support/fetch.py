@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -51,18 +52,24 @@ def fetch_pinned(url: str, sha256: str, name: str | None = None) -> Path:
 
 
 def pypi_file(project: str, version: str, filename: str, sha256: str) -> Path:
-    """A file of a PyPI release, located through PyPI's JSON API and pinned by sha256."""
+    """A file of a PyPI release, located through PyPI's JSON API and pinned by sha256.
+
+    Uses the project document (``/pypi/NAME/json``, ``releases[VERSION]``): some PyPI
+    front-ends answer 404 for the per-version document. Relative URLs are resolved against
+    files.pythonhosted.org.
+    """
     cached = CACHE / f"{sha256[:16]}-{filename}"
     if cached.exists() and _sha256(cached) == sha256:
         return cached
     try:
-        meta = requests.get(f"https://pypi.org/pypi/{project}/{version}/json", timeout=30)
+        meta = requests.get(f"https://pypi.org/pypi/{project}/json", timeout=60)
         meta.raise_for_status()
     except requests.RequestException as exc:
         pytest.skip(f"PyPI unavailable: {exc}")
-    for f in meta.json()["urls"]:
+    for f in meta.json().get("releases", {}).get(version, []):
         if f["filename"] == filename:
-            return fetch_pinned(f["url"], sha256, filename)
+            url = urljoin("https://files.pythonhosted.org/", f["url"])
+            return fetch_pinned(url, sha256, filename)
     raise AssertionError(f"{project}=={version} has no file {filename}")
 
 

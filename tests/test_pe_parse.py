@@ -1,0 +1,306 @@
+"""pe.py on real Microsoft-signed DLLs, on writer-made files, and on hostile input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support.fetch import fetch_pinned
+
+from verifier.binary import pe
+from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.demo import pewriter as w
+from verifier.errors import LimitExceededError, MalformedInputError
+from verifier.hashing import View, digest_views
+from verifier.model import Blob, FileFormat
+
+FILES = "https://files.pythonhosted.org/packages/"
+# msvc-runtime 14.44.35112 (cp312), pinned by sha256. (Its win32 wheels hold x64 DLLs too, so
+# PE32 is covered by pip's distlib launchers below.)
+WHEELS = {
+    "x64": (
+        "21/3b/134d04268ab8e35853cd007582076429b45d60d6abb1036d159be9c50342/"
+        "msvc_runtime-14.44.35112-cp312-cp312-win_amd64.whl",
+        "32f9c706009e16ccc319d6947ce3bffe20e5192bee52b18cf48313f9e7bedfbe",
+    ),
+    "arm64": (
+        "a0/38/f245d6d30a76655293575683aaa5f72a7a70fc8efa1637bf6fd9e5e7e665/"
+        "msvc_runtime-14.44.35112-cp312-cp312-win_arm64.whl",
+        "62f272c51f30ce0de1b7a796e50af4d3911b76cbc9bc909917435d094f68d5fe",
+    ),
+}
+DLLS = ("vcruntime140.dll", "msvcp140_1.dll", "vcomp140.dll")
+
+
+def _dlls(arch: str, dest: Path) -> list[Path]:
+    path, sha = WHEELS[arch]
+    wheel = fetch_pinned(FILES + path, sha)
+    out = []
+    with zipfile.ZipFile(wheel) as z:
+        for name in DLLS:
+            target = dest / f"{arch}-{name}"
+            target.write_bytes(z.read(f"msvc_runtime-14.44.35112.data/data/Scripts/{name}"))
+            out.append(target)
+    return out
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("arch", sorted(WHEELS))
+def test_microsoft_signed_dlls(arch: str, tmp_path: Path) -> None:
+    for dll in _dlls(arch, tmp_path):
+        blob = Blob.of_file(dll)
+        info = pe.read_pe_info(blob)
+        assert info.arch == arch
+        assert info.is64 == (arch != "x86")
+        assert info.cert_size > 0 and info.cert_offset + info.cert_size == blob.size
+        assert info.cert_offset >= info.last_section_end
+        # our streaming checksum equals the one Microsoft's linker/signer stored
+        cs = pe.PEChecksum(info.checksum_offset, blob.size)
+        auth = View("auth", skip=info.authenticode_skip())
+        digest_views(blob.path, [cs, auth])
+        assert cs.value == info.checksum
+        if shutil.which("osslsigncode"):
+            out = subprocess.run(
+                ["osslsigncode", "verify", "-in", str(dll)], capture_output=True, text=True
+            ).stdout
+            m = re.search(r"Calculated message digest\s*:\s*([0-9A-F]+)", out)
+            assert m and m.group(1).lower() == auth.hexdigest(), out
+        shape = pe.read_shape(blob, info)
+        assert any(d == "kernel32.dll" or d.startswith("api-ms-win") for d, _ in shape.imports)
+        assert shape.exports, dll.name
+        assert info.entry_point in range(info.size_of_headers, 1 << 31)
+        sha, facts = analyze(blob, dll.name, AnalysisContext())
+        assert facts.format == FileFormat.PE and facts.archs == (arch,)
+        assert not [a for a in facts.anomalies if a.rule == "malformed-input"]
+        assert facts.signature.signed and facts.shape.exports_sha256
+        assert all("Microsoft" in s.subject for s in facts.signature.signers)
+        assert facts.normalized_sha256 != sha
+
+
+def _distlib_launchers() -> list[Path]:
+    try:
+        import pip._vendor.distlib as distlib
+    except ImportError:
+        return []
+    return sorted(Path(distlib.__file__).parent.glob("*.exe"))
+
+
+def test_real_unsigned_launchers_pe32_and_pe32plus() -> None:
+    """pip's vendored distlib launchers: MSVC-built PE32 (x86), PE32+ (x64, arm64), unsigned."""
+    exes = _distlib_launchers()
+    if not exes:
+        pytest.skip("pip's distlib launchers are not installed")
+    archs = set()
+    for exe in exes:
+        blob = Blob.of_file(exe)
+        info = pe.read_pe_info(blob)
+        archs.add(info.arch)
+        assert info.is64 == (info.arch != "x86")
+        _, facts = analyze(blob, exe.name, AnalysisContext())
+        assert not facts.signature.signed and not facts.anomalies, facts.anomalies
+        assert facts.shape.imports_sha256 and ".text" in facts.shape.executable_sections
+        shape = pe.read_shape(blob, info)
+        assert any(d == "kernel32.dll" for d, _ in shape.imports)
+        assert facts.overlay_sha256 is not None
+    assert {"x86", "x64"} <= archs
+
+
+def test_writer_pe_fields() -> None:
+    data = w.build_pe(w.electron_exe())
+    info = pe.parse_pe(data, len(data))
+    assert info.size_of_headers == 0x400
+    assert info.image_base == 0x140000000
+    assert info.checksum_offset == 0x80 + 24 + 64
+    assert info.security_dir_offset == 0x80 + 24 + 112 + 32
+    text = info.find_section(".text")
+    assert text is not None and text.executable and text.raw_pointer == 0x400
+    assert info.entry_point == text.virtual_address
+
+
+def test_writer_shape(tmp_path: Path) -> None:
+    path = tmp_path / "f.dll"
+    path.write_bytes(w.build_pe(w.ffmpeg_dll()))
+    blob = Blob.of_file(path)
+    shape = pe.read_shape(blob, pe.read_pe_info(blob))
+    assert ("kernel32.dll", "VirtualAlloc") in shape.imports
+    assert [n for _, n, _ in shape.exports] == sorted(w.FFMPEG_EXPORTS)
+    exe = tmp_path / "e.exe"
+    exe.write_bytes(w.build_pe(w.electron_exe()))
+    eb = Blob.of_file(exe)
+    assert len(pe.read_shape(eb, pe.read_pe_info(eb)).tls_callbacks) == 1
+
+
+# --- hostile input -------------------------------------------------------------------------
+
+OPT = 0x80 + 24
+SECT = OPT + 0xF0
+
+
+def _u32(data: bytearray, off: int, value: int) -> bytearray:
+    struct.pack_into("<I", data, off, value)
+    return data
+
+
+def _base() -> bytearray:
+    return bytearray(w.build_pe(w.electron_exe()))
+
+
+def _import_loop() -> bytearray:
+    """1100 copies of a valid import descriptor: a table that never ends."""
+    data = bytearray(w.build_pe(w.PESpec(rdata_extra=b"LOOP" + bytes(1100 * 20 + 32))))
+    info = pe.parse_pe(bytes(data), len(data))
+    rva, _ = info.data_dir(pe.DIR_IMPORT)
+    first = bytes(data[info.rva_to_offset(rva, 20) :][:20])
+    at = data.find(b"LOOP") + 16
+    data[at : at + 1100 * 20] = first * 1100
+    rdata = info.find_section(".rdata")
+    assert rdata is not None
+    new_rva = rdata.virtual_address + at - rdata.raw_pointer
+    return _u32(data, info.data_dir_offset + 8, new_rva)
+
+
+HOSTILE: dict[str, Callable[[], bytearray]] = {
+    "truncated-headers": lambda: _base()[:0x50],
+    "truncated-optional-header": lambda: _base()[: OPT + 40],
+    "e_lfanew-past-eof": lambda: _u32(_base(), 0x3C, 0x7FFF0000),
+    "section-table-past-eof": lambda: _base()[: SECT + 50],
+    "65535-sections": lambda: bytearray(
+        _base()[: 0x80 + 6] + struct.pack("<H", 65535) + _base()[0x80 + 8 :]
+    ),
+    "huge-SizeOfRawData": lambda: _u32(_base(), SECT + 16, 0x7FFFFFFF),
+    "security-dir-past-eof": lambda: _u32(
+        _u32(_base(), OPT + 112 + 32, 0x6000), OPT + 148, 0x100000
+    ),
+    "security-dir-over-headers": lambda: _u32(
+        _u32(_base(), OPT + 112 + 32, 0x100), OPT + 148, 0x200
+    ),
+    "huge-SizeOfHeaders": lambda: _u32(_base(), OPT + 60, 0x100000),
+    "bad-optional-magic": lambda: bytearray(_base()[:OPT] + b"\x07\x01" + _base()[OPT + 2 :]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_headers_raise_malformed(case: str, tmp_path: Path) -> None:
+    data = bytes(HOSTILE[case]())
+    with pytest.raises(MalformedInputError):
+        pe.parse_pe(data[: pe.MAX_HEADERS], len(data))
+    path = tmp_path / "x.exe"
+    path.write_bytes(data)
+    sha, facts = analyze(Blob.of_file(path), "x.exe", AnalysisContext())
+    assert [a.rule for a in facts.anomalies] == ["malformed-input"]
+    assert facts.format == FileFormat.PE and len(sha) == 64
+
+
+def test_section_cap_is_a_limit() -> None:
+    data = HOSTILE["65535-sections"]()
+    with pytest.raises(LimitExceededError, match="65535 sections"):
+        pe.parse_pe(bytes(data), len(data))
+
+
+def test_import_loop_is_bounded(tmp_path: Path) -> None:
+    data = bytes(_import_loop())
+    path = tmp_path / "loop.exe"
+    path.write_bytes(data)
+    blob = Blob.of_file(path)
+    info = pe.read_pe_info(blob)  # headers are fine
+    with pytest.raises(LimitExceededError, match="import descriptors"):
+        pe.read_shape(blob, info)
+    _, facts = analyze(blob, "loop.exe", AnalysisContext())
+    assert "malformed-input" in [a.rule for a in facts.anomalies]
+    assert facts.normalized_sha256 and facts.shape.imports_sha256 is None
+
+
+def test_import_name_outside_sections(tmp_path: Path) -> None:
+    data = bytearray(w.build_pe(w.PESpec()))
+    info = pe.parse_pe(bytes(data), len(data))
+    rva, _ = info.data_dir(pe.DIR_IMPORT)
+    _u32(data, info.rva_to_offset(rva, 20) + 12, 0x7FFFFFF0)  # Name RVA
+    path = tmp_path / "n.exe"
+    path.write_bytes(data)
+    blob = Blob.of_file(path)
+    with pytest.raises(MalformedInputError, match="not inside any section"):
+        pe.read_shape(blob, pe.read_pe_info(blob))
+
+
+def test_random_garbage_after_mz_never_crashes(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    base = _base()
+    path = tmp_path / "f.exe"
+    for _ in range(150):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(0x3C, 0x400)
+            data[i] = rng.randrange(256)
+        path.write_bytes(data[: rng.choice([len(data), rng.randrange(0x40, len(data))])])
+        _, facts = analyze(Blob.of_file(path), "f.exe", AnalysisContext(verify_signatures=False))
+        assert facts.format in (FileFormat.PE, FileFormat.DATA)
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 4096, 1 << 20])
+def test_checksum_streams_in_any_chunking(step: int) -> None:
+    data = w.build_pe(w.PESpec(overlay=b"odd-length overlay!"))
+    info = pe.parse_pe(data, len(data))
+    c = pe.PEChecksum(info.checksum_offset, len(data))
+    for pos in range(0, len(data), step):
+        c.feed(pos, memoryview(data[pos : pos + step]))
+    assert c.value == info.checksum == pe.pe_checksum(data, info.checksum_offset)
+
+
+def _reference_checksum(data: bytes, csum_off: int) -> int:
+    """The textbook word-by-word algorithm, for comparison."""
+    total = 0
+    padded = data + b"\0" * (len(data) % 2)
+    for i in range(0, len(padded), 2):
+        if csum_off <= i < csum_off + 4:
+            continue
+        total += padded[i] | (padded[i + 1] << 8)
+        total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return (total & 0xFFFF) + len(data)
+
+
+def test_checksum_matches_textbook_algorithm() -> None:
+    for spec in (w.PESpec(), w.PESpec(is64=False, overlay=b"\xff" * 33)):
+        data = w.build_pe(spec)
+        assert pe.pe_checksum(data, 0xD8) == _reference_checksum(data, 0xD8)
+    assert pe.pe_checksum(bytes(64), 0) == 64
+
+
+def _with_delay_import(data: bytearray, rva_based: bool) -> bytearray:
+    """Point the delay-import directory at a descriptor reusing the first import's tables."""
+    info = pe.parse_pe(bytes(data), len(data))
+    rva, _ = info.data_dir(pe.DIR_IMPORT)
+    ilt, _, _, name, iat = struct.unpack_from("<IIIII", data, info.rva_to_offset(rva, 20))
+    at = data.find(b"DELAY") + 8
+    rdata = info.find_section(".rdata")
+    assert rdata is not None and at > 8
+    adj = 0 if rva_based else info.image_base
+    struct.pack_into("<IIIII", data, at, int(rva_based), name + adj, 0, iat + adj, ilt + adj)
+    if not rva_based:  # old-style: the thunks hold VAs too (the normal import keeps its IAT)
+        off = info.rva_to_offset(ilt, 8)
+        v = struct.unpack_from("<I", data, off)[0]
+        struct.pack_into("<I", data, off, v + adj)
+        struct.pack_into("<I", data, info.rva_to_offset(rva, 20), 0)
+    d_rva = rdata.virtual_address + at - rdata.raw_pointer
+    struct.pack_into("<II", data, info.data_dir_offset + 8 * pe.DIR_DELAY_IMPORT, d_rva, 64)
+    return data
+
+
+@pytest.mark.parametrize("rva_based", [True, False])
+def test_delay_imports(rva_based: bool, tmp_path: Path) -> None:
+    spec = w.PESpec(is64=False, rdata_extra=b"DELAY" + bytes(200))
+    data = _with_delay_import(bytearray(w.build_pe(spec)), rva_based)
+    path = tmp_path / "d.exe"
+    path.write_bytes(data)
+    blob = Blob.of_file(path)
+    shape = pe.read_shape(blob, pe.read_pe_info(blob))
+    assert ("kernel32.dll (delay-load)", "ExitProcess") in shape.imports
+    assert ("kernel32.dll", "ExitProcess") in shape.imports
