@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from verifier.binary import diff as pe_diff
@@ -79,7 +79,11 @@ def compare(
 
     root = opts.app_root if opts.app_root is not None else find_app_root(mapped.keys(), shipped)
     root = root.strip("/")
-    rel = {_relative(e.path, root): e for e in shipped.entries}
+    # every later stage (policy, reports) sees paths relative to the application root
+    rel = {}
+    for e in shipped.entries:
+        p = _relative(e.path, root)
+        rel[p] = e if p == e.path else replace(e, path=p)
 
     main_renames = find_renamed_main(mapped, rel, is_own, opts.main_exe)
     for ref_path, shipped_path in main_renames.items():

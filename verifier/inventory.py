@@ -25,6 +25,9 @@ from verifier.unpack import Member, Unpacked, unpack
 
 Progress = Callable[[int, int], None]
 
+# Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
+ANALYSIS_VERSION = "1"
+
 
 def _workers() -> int:
     return max(2, min(8, (os.cpu_count() or 2)))

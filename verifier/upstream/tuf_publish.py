@@ -1,0 +1,442 @@
+"""``biv refs publish``: a TUF repository of reference inventories and distrust lists.
+
+Built with python-tuf's Metadata API (root, targets, snapshot, timestamp; one key per role,
+threshold 1, Ed25519 PEM private keys read from files). Consistent snapshots: the directory
+can be served by any static HTTP server and read with ``tuf_client.load_refs``::
+
+    <repo>/metadata/1.root.json, root.json, timestamp.json, N.snapshot.json, N.targets.json
+    <repo>/targets/index.json                       (and <sha256>.index.json)
+    <repo>/targets/refs/<component>-<version>-<platform>-<arch>.json   (biv.refs/v1)
+    <repo>/targets/known-bad.json                   (biv.known-bad/v1, seeded with 3CX)
+    <repo>/targets/revoked-certificates.json        (biv.revoked-certs/v1)
+
+Publishing again into the same directory bumps targets, snapshot and timestamp versions
+(root stays), so clients see the update and refuse to roll back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+from tuf.api.metadata import (  # type: ignore[attr-defined]
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from verifier.errors import UsageError
+from verifier.model import Reference
+from verifier.upstream.cache import is_sha256
+
+ROLES = ("root", "targets", "snapshot", "timestamp")
+INDEX = "index.json"
+KNOWN_BAD = "known-bad.json"
+REVOKED = "revoked-certificates.json"
+DEFAULT_EXPIRY = {
+    "root": timedelta(days=365),
+    "targets": timedelta(days=90),
+    "snapshot": timedelta(days=7),
+    "timestamp": timedelta(days=1),
+}
+
+
+@dataclass(frozen=True)
+class KnownBad:
+    sha256: str
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"sha256": self.sha256, "name": self.name, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class RevokedCert:
+    """A code-signing certificate distrusted for signatures made after ``distrust_after``."""
+
+    sha256: str  # thumbprint: sha256 of the certificate's DER
+    distrust_after: str  # ISO 8601 UTC, e.g. "2023-03-01T00:00:00Z"
+    subject: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "sha256": self.sha256,
+            "distrust_after": self.distrust_after,
+            "subject": self.subject,
+            "reason": self.reason,
+        }
+
+    @property
+    def distrust_datetime(self) -> datetime:
+        return parse_time(self.distrust_after)
+
+
+def parse_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+_3CX = "3CX supply-chain attack (March 2023), public indicator"
+THREECX_KNOWN_BAD: tuple[KnownBad, ...] = (
+    KnownBad(
+        "7986bbaee8940da11ce089383521ab420c443ab7b15ed42aed91fd31ce833896", "ffmpeg.dll", _3CX
+    ),
+    KnownBad(
+        "c485674ee63ec8d4e8fde9800788175a8b02d3f9416d0e763360fff7f8eb4e02", "ffmpeg.dll", _3CX
+    ),
+    KnownBad(
+        "11be1803e2e307b647a8a7e02d128335c448ff741bf06bf52b332e0bbf423b03",
+        "d3dcompiler_47.dll",
+        _3CX,
+    ),
+    KnownBad(
+        "a64fa9f1c76457ecc58402142a8728ce34ccba378c17318b3340083eeb7acc67",
+        "libffmpeg.dylib",
+        _3CX,
+    ),
+    KnownBad(
+        "fee4f9dabc094df24d83ec1a8c4e4ff573e5d9973caa676f58086c99561382d7",
+        "libffmpeg.dylib",
+        _3CX,
+    ),
+    KnownBad(
+        "dde03348075512796241389dfea5560c20a3d2a2eac95c894e7bbed5e85a0acc",
+        "3CXDesktopApp.exe",
+        _3CX,
+    ),
+    KnownBad(
+        "fad482ded2e25ce9e1dd3d3ecc3227af714bdfbbde04347dbc1b21d6a3670405",
+        "3CXDesktopApp.exe",
+        _3CX,
+    ),
+    KnownBad(
+        "aa124a4b4df12b34e74ee7f6c683b2ebec4ce9a8edcf9be345823b4fdcf5d868",
+        "3CXDesktopApp.msi",
+        _3CX,
+    ),
+    KnownBad(
+        "59e1edf4d82fae4978e97512b0331b7eb21dd4b838b850ba46794d9c7a2c0983",
+        "3CXDesktopApp.msi",
+        _3CX,
+    ),
+)
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def generate_key(path: str | Path) -> str:
+    """Write a new Ed25519 private key (PKCS#8 PEM, unencrypted, mode 0600); returns its keyid."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.touch(mode=0o600, exist_ok=True)
+    p.write_bytes(pem)
+    return str(CryptoSigner(key).public_key.keyid)
+
+
+def load_signer(path: str | Path, password: bytes | None = None) -> CryptoSigner:
+    """A signer from a PEM private key file (Ed25519 recommended; RSA/ECDSA also work)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read key file: {exc.strerror}", where=str(path)) from exc
+    try:
+        key = serialization.load_pem_private_key(data, password=password)
+        return CryptoSigner(key)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"not a usable PEM private key: {exc}", where=str(path)) from exc
+
+
+@dataclass(frozen=True)
+class RoleKeys:
+    """PEM private key files per role (the same file may serve several roles)."""
+
+    root: str
+    targets: str
+    snapshot: str
+    timestamp: str
+
+    @classmethod
+    def single(cls, path: str) -> RoleKeys:
+        return cls(path, path, path, path)
+
+    def of(self, role: str) -> str:
+        return str(getattr(self, role))
+
+
+# --- publishing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    repo_dir: str
+    root_path: str  # give this file to clients (``--refs-root``)
+    versions: Mapping[str, int]
+    targets: tuple[str, ...]
+
+
+@dataclass
+class _Payload:
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def ref_target_name(ref: Reference) -> str:
+    c = ref.component
+    parts = [c.name, c.version or "any", c.platform or "any", c.arch or "any"]
+    return "refs/" + "-".join(_NAME_SAFE.sub("_", p) for p in parts) + ".json"
+
+
+def _json_bytes(d: Any) -> bytes:
+    return json.dumps(d, sort_keys=True, indent=1).encode("utf-8")
+
+
+def publish(
+    repo_dir: str | Path,
+    keys: RoleKeys,
+    references: Sequence[Reference],
+    *,
+    known_bad: Sequence[KnownBad] = THREECX_KNOWN_BAD,
+    revoked: Sequence[RevokedCert] = (),
+    expires: Mapping[str, timedelta] | None = None,
+    now: datetime | None = None,
+) -> PublishResult:
+    """Create or update the TUF repository in ``repo_dir``."""
+    for b in known_bad:
+        if not is_sha256(b.sha256):
+            raise UsageError(f"known-bad digest is not a sha256: {b.sha256!r}")
+    for r in revoked:
+        if not is_sha256(r.sha256):
+            raise UsageError(f"revoked certificate thumbprint is not a sha256: {r.sha256!r}")
+        try:
+            parse_time(r.distrust_after)
+        except ValueError as exc:
+            raise UsageError(f"bad distrust date {r.distrust_after!r}") from exc
+    for ref in references:
+        if ref.problems:
+            raise UsageError(
+                f"refusing to publish an unproven reference: {ref.component.name} "
+                f"{ref.component.version} ({ref.problems[0].message})"
+            )
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    exp = dict(DEFAULT_EXPIRY)
+    exp.update(expires or {})
+    signers = {role: load_signer(keys.of(role)) for role in ROLES}
+
+    repo = Path(repo_dir)
+    meta_dir = repo / "metadata"
+    tgt_dir = repo / "targets"
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    tgt_dir.mkdir(parents=True, exist_ok=True)
+
+    # payload targets
+    payload: dict[str, bytes] = {}
+    names: list[str] = []
+    for ref in sorted(references, key=ref_target_name):
+        name = ref_target_name(ref)
+        if name in payload:
+            raise UsageError(f"two references publish to the same target {name}")
+        payload[name] = _json_bytes(ref.to_dict())
+        names.append(name)
+    payload[KNOWN_BAD] = _json_bytes(
+        {
+            "schema": "biv.known-bad/v1",
+            "digests": [b.to_dict() for b in sorted(known_bad, key=lambda b: b.sha256)],
+        }
+    )
+    payload[REVOKED] = _json_bytes(
+        {
+            "schema": "biv.revoked-certs/v1",
+            "certificates": [r.to_dict() for r in sorted(revoked, key=lambda r: r.sha256)],
+        }
+    )
+    payload[INDEX] = _json_bytes(
+        {
+            "schema": "biv.refs-index/v1",
+            "references": names,
+            "known_bad": KNOWN_BAD,
+            "revoked": REVOKED,
+        }
+    )
+
+    # root: create once; keep it while the keys match
+    root_path = meta_dir / "root.json"
+    if root_path.exists():
+        root_md = Metadata[Root].from_bytes(root_path.read_bytes())
+        for role in ROLES:
+            keyids = root_md.signed.roles[role].keyids
+            if signers[role].public_key.keyid not in keyids:
+                raise UsageError(
+                    f"the {role} key does not match the repository's root.json "
+                    "(key rotation is not supported by biv refs publish)",
+                    where=str(root_path),
+                )
+        old = {
+            role: _current_version(meta_dir, role) for role in ("targets", "snapshot", "timestamp")
+        }
+    else:
+        root_md = Metadata(Root(expires=now + exp["root"], consistent_snapshot=True))
+        for role in ROLES:
+            root_md.signed.add_key(signers[role].public_key, role)
+        root_md.sign(signers["root"])
+        _write(meta_dir / f"{root_md.signed.version}.root.json", root_md)
+        _write(root_path, root_md)
+        old = {"targets": 0, "snapshot": 0, "timestamp": 0}
+
+    targets = Targets(version=old["targets"] + 1, expires=now + exp["targets"])
+    for name, data in payload.items():
+        tf = TargetFile.from_data(name, data, ["sha256"])
+        targets.targets[name] = tf
+        sub, _, base = name.rpartition("/")
+        d = tgt_dir / sub if sub else tgt_dir
+        d.mkdir(parents=True, exist_ok=True)
+        digest = tf.hashes["sha256"]
+        _atomic(d / f"{digest}.{base}", data)
+        _atomic(d / base, data)
+    targets_md = Metadata(targets)
+    targets_md.sign(signers["targets"])
+    _write(meta_dir / f"{targets.version}.targets.json", targets_md)
+
+    snapshot = Snapshot(version=old["snapshot"] + 1, expires=now + exp["snapshot"])
+    snapshot.meta["targets.json"] = MetaFile(version=targets.version)
+    snapshot_md = Metadata(snapshot)
+    snapshot_md.sign(signers["snapshot"])
+    _write(meta_dir / f"{snapshot.version}.snapshot.json", snapshot_md)
+
+    timestamp = Timestamp(
+        version=old["timestamp"] + 1,
+        expires=now + exp["timestamp"],
+        snapshot_meta=MetaFile(version=snapshot.version),
+    )
+    timestamp_md = Metadata(timestamp)
+    timestamp_md.sign(signers["timestamp"])
+    _write(meta_dir / "timestamp.json", timestamp_md)
+    # plain names too, for people reading the repository by hand
+    _write(meta_dir / "snapshot.json", snapshot_md)
+    _write(meta_dir / "targets.json", targets_md)
+
+    return PublishResult(
+        str(repo),
+        str(root_path),
+        {
+            "root": root_md.signed.version,
+            "targets": targets.version,
+            "snapshot": snapshot.version,
+            "timestamp": timestamp.version,
+        },
+        tuple(sorted(payload)),
+    )
+
+
+def _current_version(meta_dir: Path, role: str) -> int:
+    best = 0
+    for p in meta_dir.glob(f"*.{role}.json"):
+        head = p.name.split(".", 1)[0]
+        if head.isdigit():
+            best = max(best, int(head))
+    plain = meta_dir / f"{role}.json"
+    if plain.exists():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            best = max(best, int(json.loads(plain.read_bytes())["signed"]["version"]))
+    return best
+
+
+def _write(path: Path, md: Metadata[Any]) -> None:
+    _atomic(path, md.to_bytes(JSONSerializer(compact=False)))
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as fh:
+        fh.write(data)
+        tmp = Path(fh.name)
+    tmp.replace(path)
+
+
+# --- inputs for ``biv refs publish`` ------------------------------------------------------
+
+
+def _load_json(path: str | Path) -> Any:
+    try:
+        return json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read: {exc.strerror}", where=str(path)) from exc
+    except ValueError as exc:
+        raise UsageError(f"not JSON: {exc}", where=str(path)) from exc
+
+
+def load_reference_file(path: str | Path) -> Reference:
+    """A ``biv.refs/v1`` document (``Reference.to_dict()``) from a file."""
+    from verifier.errors import MalformedInputError
+
+    d = _load_json(path)
+    if not isinstance(d, dict):
+        raise UsageError("not a biv.refs/v1 object", where=str(path))
+    try:
+        return Reference.from_dict(d)
+    except (MalformedInputError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=str(path)) from exc
+
+
+def load_known_bad_file(path: str | Path) -> list[KnownBad]:
+    """``[{"sha256", "name", "reason"}]`` or ``{"digests": [...]}`` (biv.known-bad/v1)."""
+    d = _load_json(path)
+    items = d.get("digests") if isinstance(d, dict) else d
+    if not isinstance(items, list):
+        raise UsageError("expected a list of {sha256, name, reason}", where=str(path))
+    out = []
+    for i, e in enumerate(items):
+        if not isinstance(e, dict) or not is_sha256(str(e.get("sha256", "")).lower()):
+            raise UsageError(f"entry {i}: needs a sha256", where=str(path))
+        out.append(
+            KnownBad(str(e["sha256"]).lower(), str(e.get("name", "")), str(e.get("reason", "")))
+        )
+    return out
+
+
+def load_revoked_file(path: str | Path) -> list[RevokedCert]:
+    """``[{"sha256", "distrust_after", "subject", "reason"}]`` or ``{"certificates": [...]}``."""
+    d = _load_json(path)
+    items = d.get("certificates") if isinstance(d, dict) else d
+    if not isinstance(items, list):
+        raise UsageError("expected a list of {sha256, distrust_after}", where=str(path))
+    out = []
+    for i, e in enumerate(items):
+        if not isinstance(e, dict) or not is_sha256(str(e.get("sha256", "")).lower()):
+            raise UsageError(f"entry {i}: needs a sha256 thumbprint", where=str(path))
+        when = str(e.get("distrust_after", ""))
+        try:
+            parse_time(when)
+        except ValueError as exc:
+            raise UsageError(f"entry {i}: bad distrust_after {when!r}", where=str(path)) from exc
+        out.append(
+            RevokedCert(
+                str(e["sha256"]).lower(), when, str(e.get("subject", "")), str(e.get("reason", ""))
+            )
+        )
+    return out
