@@ -9,21 +9,25 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier import __version__
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.compare import CompareOptions, compare
+from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
 from verifier.inventory import build as build_inventory
-from verifier.model import Blob, Inventory, Reference, Report, Severity, Verdict
+from verifier.model import Anomaly, Blob, Inventory, Reference, Report, Severity, Verdict
 from verifier.policy.evaluate import classify_own, evaluate, verdict
 from verifier.policy.model import Policy
 from verifier.unpack import unpack
 from verifier.upstream.resolve import resolve
+
+if TYPE_CHECKING:
+    from verifier.upstream.tuf_client import RefsBundle
 
 DEFAULT_SOURCE = "electron:auto"
 Progress = Callable[[str, int, int], None]
@@ -43,6 +47,8 @@ class VerifyRequest:
     main_exe: str | None = None
     app_root: str | None = None
     workdir: str | None = None  # kept when given; a temporary one is removed afterwards
+    refs_url: str | None = None  # TUF repository of reference inventories (--refs)
+    refs_root: str | None = None  # its trusted root.json (--refs-root)
     today: date | None = None
     progress: Progress | None = None
 
@@ -87,7 +93,15 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
 
     refs: list[Reference] = []
     unavailable: list[str] = []
-    for source in _sources(req, policy):
+    extra: list[Anomaly] = []
+    bundle = _load_refs_bundle(req, unavailable, extra)
+    sources = _sources(req, policy)
+    if bundle is not None and sources == (DEFAULT_SOURCE,):
+        matched = select_references(bundle.references, inv)
+        if matched:
+            refs.extend(matched)
+            sources = ()
+    for source in sources:
         try:
             refs.extend(resolve(source, inv, os.path.join(workdir, "refs"), ctx, _fetch_opts(req)))
         except ReferenceUnavailableError as exc:
@@ -99,8 +113,13 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         lambda p, e: classify_own(p, policy),
         CompareOptions(main_exe=req.main_exe, app_root=req.app_root),
     )
+    known_bad = dict(BUILTIN_KNOWN_BAD)
+    if bundle is not None:
+        known_bad.update(bundle.known_bad)
+        extra.extend(revoked_signer_anomalies(comparison.results, bundle.revoked))
+    extra.extend(known_bad_anomalies(comparison.results, known_bad))
     today = req.today or datetime.now(UTC).date()
-    findings = evaluate(comparison.results, inv, refs, policy, today)
+    findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = req.fail_on or policy.fail_on or Severity.HIGH
     outcome = verdict(findings, fail_on, inconclusive=bool(unavailable))
     if not refs and not unavailable and outcome == Verdict.PASS:
@@ -120,6 +139,50 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         app_root=comparison.app_root,
         policy=policy.describe(),
     )
+
+
+def _load_refs_bundle(
+    req: VerifyRequest, unavailable: list[str], extra: list[Anomaly]
+) -> RefsBundle | None:
+    """The TUF reference repository: an attack is a finding, an outage is inconclusive."""
+    if req.refs_url is None:
+        return None
+    if req.refs_root is None:
+        raise UsageError("--refs needs --refs-root (the repository's trusted root.json)")
+    from verifier.upstream.tuf_client import RefsVerificationError, load_refs
+
+    try:
+        return load_refs(req.refs_url, req.refs_root, req.cache_dir, offline=req.offline)
+    except RefsVerificationError as exc:
+        extra.append(
+            Anomaly(
+                "reference-mismatch",
+                f"the reference repository failed TUF verification: {exc.message}",
+                {"location": req.refs_url, "path": req.refs_url, "source": req.refs_url},
+            )
+        )
+    except ReferenceUnavailableError as exc:
+        unavailable.append(exc.diagnostics())
+    return None
+
+
+def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
+    """The references of a TUF bundle that describe the Electron release the app was built on."""
+    from verifier.upstream import electron
+
+    version = electron.detect_version(inv)
+    targets = set(electron.detect_targets(inv))
+    out = []
+    for r in refs:
+        c = r.component
+        if c.version is None or version is None:
+            continue
+        if electron.normalize_version(c.version) != version:
+            continue
+        if targets and (c.platform, c.arch) not in targets:
+            continue
+        out.append(r)
+    return out
 
 
 def _sources(req: VerifyRequest, policy: Policy) -> tuple[str, ...]:
@@ -186,3 +249,42 @@ def inspect(
 
 def inventory_of(path: str, ctx: AnalysisContext, workdir: str) -> Inventory:
     return build_inventory(unpack(path, workdir), ctx)
+
+
+def build_reference_documents(
+    source: str, cache_dir: str | None = None, offline: bool = False
+) -> list[dict[str, Any]]:
+    """The ``biv.refs/v1`` inventory of one SOURCE (for ``biv refs build`` / publishing).
+
+    A remote source must name its target (``electron:28.1.0,platform=win32,arch=x64``):
+    there is no artifact to detect it from.
+    """
+    ctx = make_context((), None)
+    empty = Inventory(source, "0" * 64, 0, ())
+    req = VerifyRequest(artifact="", cache_dir=cache_dir, offline=offline)
+    with tempfile.TemporaryDirectory(prefix="biv-refs-") as work:
+        refs = resolve(source, empty, work, ctx, _fetch_opts(req))
+        bad = [a for r in refs for a in r.problems if a.rule == "reference-mismatch"]
+        if bad:
+            from verifier.errors import ReferenceMismatchError
+
+            raise ReferenceMismatchError(bad[0].message, where=source)
+        return [_labelled(r).to_dict() for r in refs]
+
+
+def _labelled(ref: Reference) -> Reference:
+    """Name the Electron version and target of a local release from its own binaries."""
+    from dataclasses import replace
+
+    from verifier.upstream import electron
+
+    c = ref.component
+    if c.version is not None:
+        return ref
+    inv = Inventory(c.source, "0" * 64, 0, ref.files)
+    version = electron.detect_version(inv)
+    targets = electron.detect_targets(inv)
+    if version is None or len(targets) != 1:
+        return ref
+    platform, arch = targets[0]
+    return replace(ref, component=replace(c, version=version, platform=platform, arch=arch))

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--app-root", metavar="PATH", help="application root inside the artifact")
     v.add_argument("--workdir", metavar="DIR", help="keep unpacked files here")
+    v.add_argument("--refs", metavar="URL", help="TUF repository of reference inventories")
+    v.add_argument("--refs-root", metavar="ROOT_JSON", help="trusted root.json for --refs")
     v.add_argument("-q", "--quiet", action="store_true")
     v.add_argument("-v", "--verbose", action="store_true")
 
@@ -96,6 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--format", choices=("text", "json"), default="text")
     i.add_argument("--trust-store", action="append", default=[], metavar="PEM")
     i.add_argument("--at", type=_time, metavar="TIME")
+
+    r = sub.add_parser("refs", help="reference inventories and their TUF repository")
+    rsub = r.add_subparsers(dest="refs_command", metavar="ACTION", parser_class=_Parser)
+    rb = rsub.add_parser("build", help="write the biv.refs/v1 inventory of an upstream SOURCE")
+    rb.add_argument("source", metavar="SOURCE")
+    rb.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        required=True,
+        help="one biv.refs/v1 file per reference is written here",
+    )
+    rb.add_argument("--cache-dir", metavar="DIR")
+    rb.add_argument("--offline", action="store_true")
+    rk = rsub.add_parser("keygen", help="create an Ed25519 signing key (PEM) for publishing")
+    rk.add_argument("path", metavar="KEY_PEM")
+    rp = rsub.add_parser("publish", help="create or update a TUF repository of references")
+    rp.add_argument("--repo", metavar="DIR", required=True)
+    rp.add_argument("--key", metavar="PEM", required=True, help="signing key for every role")
+    rp.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a biv.refs/v1 inventory (from 'biv refs build'; repeatable)",
+    )
+    rp.add_argument("--known-bad", metavar="FILE", help="JSON list of known-bad digests")
+    rp.add_argument("--revoked", metavar="FILE", help="JSON list of revoked certificates")
 
     d = sub.add_parser("demo", help="build the 3CX scenario locally and verify it")
     d.add_argument("--keep", metavar="DIR", help="build the scenario here and keep it")
@@ -129,6 +159,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_verify(args)
     if args.command == "inspect":
         return _cmd_inspect(args)
+    if args.command == "refs":
+        return _cmd_refs(args)
     if args.command == "demo":
         from verifier.demo.run import run_demo
 
@@ -152,6 +184,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         main_exe=args.main_exe,
         app_root=args.app_root,
         workdir=args.workdir,
+        refs_url=args.refs,
+        refs_root=args.refs_root,
     )
     report = api.verify(req)
     text = render(report, args.format, color=args.output is None, verbose=args.verbose)
@@ -209,3 +243,47 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_inspect(info))
     return 0
+
+
+def _cmd_refs(args: argparse.Namespace) -> int:
+    from verifier.upstream import tuf_publish
+
+    if args.refs_command == "build":
+        from verifier import api
+
+        docs = api.build_reference_documents(args.source, args.cache_dir, args.offline)
+        os.makedirs(args.output_dir, exist_ok=True)
+        for doc in docs:
+            c = doc["component"]
+            parts = [c["name"], c.get("version"), c.get("platform"), c.get("arch")]
+            name = "-".join(str(p) for p in parts if p) + ".json"
+            out = os.path.join(args.output_dir, name.replace("/", "_"))
+            _emit(json.dumps(doc, indent=1, sort_keys=True) + "\n", out)
+            print(f"biv: wrote {out}", file=sys.stderr)
+        return 0
+    if args.refs_command == "keygen":
+        keyid = tuf_publish.generate_key(args.path)
+        print(f"biv: wrote {args.path} (keyid {keyid})", file=sys.stderr)
+        return 0
+    if args.refs_command == "publish":
+        refs = [tuf_publish.load_reference_file(p) for p in args.ref]
+        known_bad = (
+            tuf_publish.load_known_bad_file(args.known_bad)
+            if args.known_bad
+            else list(tuf_publish.THREECX_KNOWN_BAD)
+        )
+        revoked = tuf_publish.load_revoked_file(args.revoked) if args.revoked else []
+        result = tuf_publish.publish(
+            args.repo,
+            tuf_publish.RoleKeys.single(args.key),
+            refs,
+            known_bad=known_bad,
+            revoked=revoked,
+        )
+        print(
+            f"biv: published {len(result.targets)} targets to {result.repo_dir}; "
+            f"clients verify with --refs-root {result.root_path}",
+            file=sys.stderr,
+        )
+        return 0
+    raise UsageError("biv refs needs an action: build, keygen or publish")

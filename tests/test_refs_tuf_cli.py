@@ -1,0 +1,141 @@
+"""Reference inventories over TUF through biv's own command line: build, publish, verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.httpserver import LocalServer
+
+from verifier.demo.scenario import Scenario, build_scenario
+from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies
+from verifier.model import BinaryFacts, FileEntry, FileResult, Status
+
+
+def biv(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "verifier", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    return build_scenario(tmp_path_factory.mktemp("scn") / "s")
+
+
+@pytest.fixture(scope="module")
+def repo(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("refs")
+    r = biv("refs", "build", f"path:{scenario.upstream}", "-o", str(work / "refs"))
+    assert r.returncode == 0, r.stderr
+    (doc_path,) = (work / "refs").glob("*.json")
+    doc = json.loads(doc_path.read_text())
+    assert doc["schema"] == "biv.refs/v1"
+    assert doc["component"]["version"] == scenario.electron_version.lstrip("v")
+    assert (doc["component"]["platform"], doc["component"]["arch"]) == ("win32", "x64")
+    compromised_ffmpeg = Path(scenario.compromised, "ffmpeg.dll").read_bytes()
+    import hashlib
+
+    bad = [
+        {
+            "sha256": hashlib.sha256(compromised_ffmpeg).hexdigest(),
+            "name": "ffmpeg.dll",
+            "reason": "demo indicator",
+        }
+    ]
+    (work / "bad.json").write_text(json.dumps(bad))
+    assert biv("refs", "keygen", str(work / "key.pem")).returncode == 0
+    r = biv(
+        "refs",
+        "publish",
+        "--repo",
+        str(work / "repo"),
+        "--key",
+        str(work / "key.pem"),
+        "--ref",
+        str(doc_path),
+        "--known-bad",
+        str(work / "bad.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert (work / "repo/metadata/root.json").is_file()
+    return work / "repo"
+
+
+def test_tuf_references_replace_the_download_and_flag_known_bad(
+    scenario: Scenario, repo: Path, tmp_path: Path
+) -> None:
+    with LocalServer(repo) as srv:
+        args = [
+            "--refs",
+            srv.url,
+            "--refs-root",
+            str(repo / "metadata/root.json"),
+            "--trust-store",
+            scenario.trust_store,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--format",
+            "json",
+        ]
+        bad = biv("verify", scenario.compromised, *args)
+        good = biv("verify", scenario.clean, *args)
+    assert bad.returncode == 1, bad.stderr
+    d = json.loads(bad.stdout)
+    rules = {(f["rule"], f["path"]) for f in d["findings"]}
+    assert ("known-malicious", "ffmpeg.dll") in rules
+    assert ("signed-divergent-content", "ffmpeg.dll") in rules
+    assert ("signature-padding", "d3dcompiler_47.dll") in rules
+    assert d["components"] and d["components"][0]["platform"] == "win32"
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert json.loads(good.stdout)["verdict"] == "pass"
+
+
+def test_tampered_target_in_reference_repository_is_a_finding(
+    scenario: Scenario, repo: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    evil = tmp_path / "evil"
+    shutil.copytree(repo, evil)
+    # the attacker edits every copy of the reference inventory (one added space)
+    targets = [p for p in (evil / "targets" / "refs").rglob("*.json")]
+    assert targets
+    for t in targets:
+        t.write_bytes(t.read_bytes().replace(b'"sha256"', b'"sha256" ', 1))
+    with LocalServer(evil) as srv:
+        r = biv(
+            "verify",
+            scenario.clean,
+            "--refs",
+            srv.url,
+            "--refs-root",
+            str(repo / "metadata/root.json"),
+            "--against",
+            f"path:{scenario.upstream}",
+            "--trust-store",
+            scenario.trust_store,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--format",
+            "json",
+        )
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)
+    assert any(f["rule"] == "reference-mismatch" for f in d["findings"])
+
+
+def test_builtin_3cx_indicators_are_always_checked() -> None:
+    sha = "7986bbaee8940da11ce089383521ab420c443ab7b15ed42aed91fd31ce833896"
+    assert sha in BUILTIN_KNOWN_BAD
+    e = FileEntry("ffmpeg.dll", "ffmpeg.dll", (), 1, sha, BinaryFacts())
+    other = FileEntry("x.dll", "x.dll", (), 1, "0" * 64, BinaryFacts())
+    res = [
+        FileResult("ffmpeg.dll", Status.DIVERGENT, e, None),
+        FileResult("x.dll", Status.UNEXPECTED, other, None),
+    ]
+    hits = known_bad_anomalies(res, BUILTIN_KNOWN_BAD)
+    assert [(a.rule, a.evidence["path"]) for a in hits] == [("known-malicious", "ffmpeg.dll")]
