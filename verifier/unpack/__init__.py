@@ -43,11 +43,13 @@ from verifier.unpack.result import Member, Problem, Unpacked
 __all__ = ["Limits", "Member", "Problem", "Unpacked", "tree_digest", "unpack"]
 
 
-def unpack(path: str, workdir: str, limits: Limits | None = None) -> Unpacked:
+def unpack(
+    path: str, workdir: str, limits: Limits | None = None, *, hash_files: bool = True
+) -> Unpacked:
     """See :func:`verifier.unpack.core.unpack`."""
     from verifier.unpack import core
 
-    return core.unpack(path, workdir, limits)
+    return core.unpack(path, workdir, limits, hash_files=hash_files)
 
 
 def tree_digest(pairs: list[tuple[str, str]]) -> str:

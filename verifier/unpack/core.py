@@ -1,0 +1,243 @@
+"""``unpack``: a shipped artifact (directory or archive) to a flat list of members.
+
+Directories are walked in-process; archives that must be extracted go through the sandbox
+(one child process per archive), and what they wrote is walked with the same checks.
+Every member is sniffed; archives found inside are opened in turn, up to
+``Limits.max_depth`` layers, charging one shared budget of bytes and members.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from verifier import model
+from verifier.errors import ArtifactError, MalformedInputError
+from verifier.hashing import sha256_bytes
+from verifier.unpack import paths, registry, sandbox
+from verifier.unpack.limits import Budget, Limits
+from verifier.unpack.registry import Entry, Extractor, Reader
+from verifier.unpack.result import Member, Problem, Unpacked, anomaly
+from verifier.unpack.walk import WalkedFile, hash_file, walk
+
+
+def tree_digest(pairs: list[tuple[str, str]]) -> str:
+    """sha256 of the canonical JSON of the sorted [path, sha256] pairs (DESIGN.md)."""
+    doc = json.dumps(sorted([p, h] for p, h in pairs), separators=(",", ":"))
+    return sha256_bytes(doc.encode("utf-8"))
+
+
+def _location(container: tuple[str, ...], member: str) -> str:
+    return "!/".join((*container, member)) if member else "!/".join(container)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """An archive to open: its reader, file, and where its members go."""
+
+    reader: Reader
+    src: str  # the archive file on disk
+    prefix: str  # member path prefix: '' at top level, else the archive's path + '/'
+    container: tuple[str, ...]  # layers down to and including this archive
+    depth: int  # 1 for the top-level archive
+
+    @property
+    def where(self) -> str:
+        return "!/".join(self.container)
+
+    @property
+    def here(self) -> str:
+        return self.prefix.rstrip("/")
+
+
+class _Unpacker:
+    def __init__(self, workdir: str, limits: Limits, *, hash_files: bool = True) -> None:
+        self.workdir = workdir
+        self.limits = limits
+        self.hash_files = hash_files
+        self.budget = Budget(limits)
+        self.members: list[Member] = []
+        self.pending: list[_Layer] = []  # archives found, not opened yet
+        self.problems: list[model.Anomaly] = []
+
+    def problem(self, location: str, path: str, message: str) -> None:
+        self.problems.append(anomaly(location, path, message))
+
+    def problems_in(self, container: tuple[str, ...], prefix: str, found: list[Problem]) -> None:
+        cap = self.limits.max_problems + 1  # readers may add their own summary line
+        for p in found[:cap]:
+            self.problem(_location(container, p.member), (prefix + p.member).rstrip("/"), p.message)
+        if len(found) > cap:
+            where = _location(container, "")
+            self.problem(where, prefix.rstrip("/"), f"{len(found) - cap} more problems not listed")
+
+    def add(self, f: WalkedFile, prefix: str, container: tuple[str, ...], depth: int) -> None:
+        """Record one file; queue it when it is an archive that may be opened."""
+        path = prefix + f.rel
+        location = _location(container, f.rel)
+        blob = model.Blob(f.abspath, 0, f.size)
+        self.members.append(Member(path, location, container, blob, f.sha256 or None))
+        reader = f.reader
+        if reader is None:
+            return
+        why = self._cannot_open(depth)
+        if why is not None:
+            self.problem(location, path, f"{reader.name} archive {why}; not opened")
+            return
+        self.budget.archives_left -= 1
+        self.pending.append(_Layer(reader, f.abspath, path + "/", (*container, f.rel), depth + 1))
+
+    def _cannot_open(self, depth: int) -> str | None:
+        """Why a nested archive at layer ``depth`` must stay closed, or None."""
+        if depth >= self.limits.max_depth:
+            return f"nested deeper than {self.limits.max_depth} layers"
+        if self.budget.archives_left <= 0:
+            return f"beyond the first {self.limits.max_archives} archives"
+        if self.budget.seconds_left() <= 0:
+            return f"after the {self.limits.max_seconds:g} s time budget ran out"
+        return None
+
+    def open_top(self, reader: Reader, src: str, name: str) -> None:
+        """The top-level archive: unreadable as a whole is an ArtifactError."""
+        self.budget.archives_left -= 1
+        self._open_all([_Layer(reader, src, "", (name,), 1)], top=True)
+        self.drain()
+
+    def drain(self) -> None:
+        """Open queued archives, a layer at a time (one sandbox run per layer)."""
+        while self.pending:
+            batch, self.pending = self.pending, []
+            self._open_all(batch, top=False)
+
+    def _open_all(self, layers: list[_Layer], *, top: bool) -> None:
+        """Open ``layers`` in one sandbox run: extract archives, list asar entries."""
+        limits = self.budget.narrowed(self.limits)
+        timeout = min(limits.worker_timeout_s * len(layers), self.budget.seconds_left())
+        try:
+            jobs = [
+                sandbox.Job(
+                    la.reader,
+                    la.src,
+                    tempfile.mkdtemp(prefix=f"{la.reader.name}-", dir=self.workdir)
+                    if isinstance(la.reader, Extractor)
+                    else self.workdir,
+                )
+                for la in layers
+            ]
+            outcomes = sandbox.run_batch(jobs, limits, timeout, cwd=self.workdir)
+        except OSError as e:
+            raise ArtifactError(f"cannot run the extractor: {e}", where=layers[0].src) from None
+        for layer, job, outcome in zip(layers, jobs, outcomes, strict=True):
+            if outcome.fatal is not None:
+                self._unreadable(layer, outcome.fatal, top=top)
+            if outcome.aborted is not None:
+                self.problem(layer.where, layer.here, outcome.aborted)
+            self.problems_in(layer.container, layer.prefix, outcome.problems)
+            if isinstance(layer.reader, Extractor):
+                files, found = walk(
+                    job.dest, self.limits, self.budget, hash_files=self.hash_files, sniff=True
+                )
+                self.problems_in(layer.container, layer.prefix, found)
+                for f in files:
+                    self.add(f, layer.prefix, layer.container, layer.depth)
+            else:
+                self._in_place(layer, outcome.entries)
+
+    def _unreadable(self, layer: _Layer, message: str, *, top: bool) -> None:
+        text = f"unreadable {layer.reader.name} archive: {message}"
+        if top:
+            raise ArtifactError(text, where=layer.src)
+        self.problem(layer.where, layer.here, text)
+
+    def _in_place(self, layer: _Layer, entries: list[Entry]) -> None:
+        """Members stored in the archive file itself, re-checked against its size."""
+        try:
+            size = Path(layer.src).stat().st_size
+        except OSError as e:
+            self.problem(layer.where, layer.here, f"cannot read: {e.strerror or e}")
+            return
+        seen: set[str] = set()
+        for ent in entries:
+            if (
+                ent.path in seen
+                or ent.offset < 0
+                or ent.size < 0
+                or ent.offset + ent.size > size
+                or _unclean(ent.path, self.limits.max_name_len)
+            ):
+                self.problem(
+                    _location(layer.container, ent.path),
+                    layer.prefix + ent.path,
+                    "entry rejected on re-validation",
+                )
+                continue
+            if self.budget.members_left <= 0:
+                self.problem(layer.where, layer.here, "too many members; the rest skipped")
+                break
+            seen.add(ent.path)
+            self.budget.members_left -= 1
+            blob = model.Blob(layer.src, ent.offset, ent.size)
+            loc = _location(layer.container, ent.path)
+            self.members.append(Member(layer.prefix + ent.path, loc, layer.container, blob))
+
+
+def _unclean(name: str, max_len: int) -> bool:
+    try:
+        return paths.clean_name(name, max_len) != name
+    except MalformedInputError:
+        return True
+
+
+def unpack(
+    path: str, workdir: str, limits: Limits | None = None, *, hash_files: bool = True
+) -> Unpacked:
+    """Every member of the artifact at ``path``; extracted files go under ``workdir``.
+
+    ``hash_files=False`` skips hashing the members (``Member.sha256`` stays None; only each
+    file's head is read, for sniffing archives), for a caller that hashes them anyway in
+    its own single pass; for a directory, ``Unpacked.sha256`` is then '' and the caller
+    computes ``tree_digest`` over the members whose ``container`` is empty.
+
+    Raises ``ArtifactError`` when the artifact itself cannot be read (missing, not a
+    directory nor a supported archive, truncated beyond reading). Hostile or unreadable
+    members are ``malformed-input`` problems in the result.
+    """
+    limits = limits or Limits()
+    registry.load_builtin()
+    if not os.path.lexists(path):
+        raise ArtifactError("no such file or directory", where=path)
+    try:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(f"cannot create work directory: {e.strerror}", where=workdir) from None
+    u = _Unpacker(str(Path(workdir).absolute()), limits, hash_files=hash_files)
+    if Path(path).is_dir():
+        files, found = walk(
+            path, limits, u.budget, count_bytes=False, hash_files=hash_files, sniff=True
+        )
+        u.problems_in((), "", found)
+        digest = tree_digest([(f.rel, f.sha256) for f in files]) if hash_files else ""
+        size = sum(f.size for f in files)
+        for f in files:
+            u.add(f, "", (), 0)
+        u.drain()
+    elif Path(path).is_file():
+        try:
+            h = hash_file(path)
+        except OSError as e:
+            raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
+        reader = registry.find(h.head, path)
+        if reader is None:
+            raise ArtifactError("not a directory or a supported archive", where=path)
+        digest, size = h.sha256, h.size
+        u.open_top(reader, path, Path(path).name)
+    else:
+        raise ArtifactError("not a regular file or a directory", where=path)
+    members = tuple(sorted(u.members, key=lambda m: (m.path, m.location)))
+    problems = tuple(
+        sorted(u.problems, key=lambda a: (str(a.evidence.get("location", "")), a.message))
+    )
+    return Unpacked(path, digest, size, members, problems)

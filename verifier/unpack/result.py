@@ -1,0 +1,55 @@
+"""What unpacking produces: members (byte ranges on disk) and problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the sandbox worker imports this module; keep it light
+    from verifier import model
+
+MALFORMED = "malformed-input"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the artifact.
+
+    ``path``: '/'-separated path inside the artifact, nested archives appearing as
+    directories (``app/inner.zip/x.dll``). ``location``: the full path through containers,
+    ``!/`` between an archive and a member (``outer.zip!/app/inner.zip!/x.dll``).
+    ``container``: the archive layers, outermost first, each named by its path inside its
+    parent layer, so that ``location == "!/".join(container + (leaf,))``.
+    ``sha256`` is filled when unpacking already hashed the bytes (None otherwise).
+    """
+
+    path: str
+    location: str
+    container: tuple[str, ...]
+    blob: model.Blob
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    source: str  # the artifact's path as given
+    sha256: str  # file digest, or tree digest for a directory
+    size: int  # file size, or the sum of the file sizes for a directory
+    members: tuple[Member, ...]  # sorted by path
+    problems: tuple[model.Anomaly, ...]  # malformed-input, one per hostile member
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A hostile or unreadable member, named by its path inside one archive layer."""
+
+    member: str  # '' = the archive itself
+    message: str
+
+
+def anomaly(location: str, path: str, message: str) -> model.Anomaly:
+    from verifier import model
+
+    return model.Anomaly(
+        rule=MALFORMED, message=message, evidence={"location": location, "path": path}
+    )

@@ -1,0 +1,162 @@
+"""Writing untrusted members into a destination directory, with names checked and caps counted.
+
+Shared by the zip and tar extractors (they run in the sandbox). Sizes are counted as bytes
+are written, never taken from archive headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+from verifier.errors import LimitExceededError, MalformedInputError
+from verifier.unpack import paths
+from verifier.unpack.limits import Limits
+from verifier.unpack.result import Problem
+
+CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class StopExtraction(Exception):
+    """A cap on the whole archive was reached: extract nothing more."""
+
+
+class SourceError(Exception):
+    """Reading the member's bytes failed (corrupt, truncated, bad CRC): ``__cause__`` says why."""
+
+
+class Sink:
+    def __init__(self, dest: str, limits: Limits, *, stream_compressed: int | None = None) -> None:
+        self.dest = os.path.realpath(dest)
+        self.limits = limits
+        # for a single compressed stream (tar.gz...): its size, to cap the overall ratio
+        self.stream_compressed = stream_compressed
+        self.total = 0  # bytes written
+        self.count = 0  # files written
+        self.seen: set[str] = set()  # cleaned names of files and directories
+        self.problems: list[Problem] = []
+
+    # --- problems ------------------------------------------------------------------------
+
+    def problem(self, member: str, message: str) -> None:
+        cap = self.limits.max_problems
+        if len(self.problems) < cap:
+            self.problems.append(Problem(member, message))
+        elif len(self.problems) == cap:
+            self.problems.append(Problem("", f"more than {cap} problems; the rest not listed"))
+
+    # --- names ---------------------------------------------------------------------------
+
+    def name(self, raw: str, *, is_dir: bool = False) -> str | None:
+        """The cleaned name for ``raw``, or None (problem recorded) when it must be skipped."""
+        if is_dir and raw.replace("\\", "/").strip("/") in ("", "."):
+            return None  # the archive's root ('./' as made by `tar -C dir .`): nothing to do
+        try:
+            name = paths.clean_name(raw, self.limits.max_name_len)
+        except MalformedInputError as e:
+            self.problem(raw, e.message)
+            return None
+        if name in self.seen:
+            if is_dir:
+                return None  # a repeated directory entry is harmless
+            self.problem(raw, f"duplicate entry {name!r}; only the first is kept")
+            return None
+        if len(name.split("/")) > self.limits.max_dir_depth:
+            self.problem(raw, f"more than {self.limits.max_dir_depth} directory levels")
+            return None
+        return name
+
+    def admit_file(self, raw: str) -> None:
+        """Count one more file against ``max_members`` (raise StopExtraction past it)."""
+        if self.count >= self.limits.max_members:
+            self.problem(raw, f"more than {self.limits.max_members} members; the rest skipped")
+            raise StopExtraction
+        self.count += 1
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _target(self, name: str) -> str:
+        target = Path(self.dest, *name.split("/"))
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not paths.inside(self.dest, str(target.parent)):
+            raise MalformedInputError(f"{name!r} would be written outside the destination")
+        return str(target)
+
+    def mkdir(self, name: str) -> None:
+        self.seen.add(name)
+        target = self._target(name)
+        Path(target).mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not paths.inside(self.dest, target):
+            raise MalformedInputError(f"{name!r} would be written outside the destination")
+
+    def write(self, name: str, src: Readable, compressed: int | None = None) -> int:
+        """Copy ``src`` to ``name`` under the caps; return the bytes written.
+
+        On a cap (LimitExceededError) or a read error (SourceError) the partial file is
+        removed. When the whole-archive byte cap is hit, raises StopExtraction after
+        recording the problem.
+        """
+        self.seen.add(name)
+        target = self._target(name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(target, flags, 0o644)
+        written = 0
+        ok = False
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    try:
+                        chunk = src.read(CHUNK)
+                    except Exception as e:
+                        raise SourceError(f"{type(e).__name__}: {e}") from e
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    self._check(name, written, compressed)
+                    out.write(chunk)
+            ok = True
+        finally:
+            if not ok:
+                with contextlib.suppress(OSError):
+                    Path(target).unlink()
+        self.total += written
+        return written
+
+    def _check(self, name: str, written: int, compressed: int | None) -> None:
+        """Per-member caps (skip this member) first, then whole-archive caps (stop)."""
+        lim = self.limits
+        if written > lim.max_member_bytes:
+            raise LimitExceededError(f"member larger than {lim.max_member_bytes} bytes")
+        if (
+            compressed is not None
+            and written > lim.ratio_min_bytes
+            and written > max(compressed, 1) * lim.max_ratio
+        ):
+            raise LimitExceededError(
+                f"compression ratio above {lim.max_ratio} (zip bomb?): "
+                f"{compressed} compressed bytes expand past {written}"
+            )
+        overall = self.total + written
+        if overall > lim.max_total_bytes:
+            self.problem(
+                name, f"total extracted size exceeds {lim.max_total_bytes} bytes; rest skipped"
+            )
+            raise StopExtraction
+        sc = self.stream_compressed
+        if (
+            sc is not None
+            and overall > lim.ratio_min_bytes
+            and overall > max(sc, 1) * lim.max_ratio
+        ):
+            self.problem(
+                name,
+                f"compression ratio above {lim.max_ratio} (bomb?): the {sc}-byte archive "
+                f"expands past {overall} bytes; rest skipped",
+            )
+            raise StopExtraction

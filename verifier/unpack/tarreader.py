@@ -1,0 +1,180 @@
+"""Tar (plain, gz, bz2, xz) extraction with hostile-input checks; runs in the sandbox.
+
+Members are read in stream mode and written by ``Sink``; ``tarfile`` never writes. Only
+regular files and directories are extracted: symlinks are never created (one pointing
+outside the archive is a problem), hard links become copies of an earlier member (one
+pointing elsewhere is a problem), devices and FIFOs are problems.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import tarfile
+import zlib
+from pathlib import Path
+
+from verifier.errors import LimitExceededError, MalformedInputError
+from verifier.unpack import paths, registry
+from verifier.unpack.limits import Limits
+from verifier.unpack.result import Problem
+from verifier.unpack.sink import Sink, SourceError, StopExtraction
+
+_BLOCK = 512
+_BZ2_NAMES = (".tar.bz2", ".tbz2", ".tbz", ".tb2")
+_TRAILER_SCAN = 64 << 20  # bytes after the end-of-archive marker that are checked
+
+
+class _TarFile(tarfile.TarFile):
+    """Remembers the last header block read: tarfile ends quietly on a truncated or
+    corrupt header after the first one, and this tells that apart from a clean end."""
+
+    last_block: bytes = b""
+
+
+class _Header(tarfile.TarInfo):
+    @classmethod
+    def fromtarfile(cls, tarfile: tarfile.TarFile) -> _Header:
+        # the same three steps as TarInfo.fromtarfile, keeping the block
+        buf = tarfile.fileobj.read(_BLOCK)
+        if isinstance(tarfile, _TarFile):
+            tarfile.last_block = buf
+        obj = cls.frombuf(buf, tarfile.encoding or "utf-8", tarfile.errors)
+        obj.offset = tarfile.fileobj.tell() - _BLOCK
+        return obj._proc_member(tarfile)  # type: ignore[attr-defined,no-any-return]
+
+
+def looks_like_tar(block: bytes) -> bool:
+    """A ustar/GNU magic, or a v7 header whose checksum adds up."""
+    if len(block) < _BLOCK:
+        return False
+    if block[257:262] == b"ustar":
+        return True
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    if not field or not block[0]:
+        return False
+    try:
+        want = int(field, 8)
+    except ValueError:
+        return False
+    got = sum(block[:148]) + 8 * 32 + sum(block[156:_BLOCK])
+    return want == got
+
+
+def _inflate_head(head: bytes, filename: str) -> bytes | None:
+    """The first block of the tar stream inside a compressed head, or None."""
+    try:
+        if head[:2] == b"\x1f\x8b":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, _BLOCK)
+        if head[:3] == b"BZh":
+            out = bz2.BZ2Decompressor().decompress(head, _BLOCK)
+            if not out and filename.lower().endswith(_BZ2_NAMES):
+                # bzip2 emits nothing before a whole block (up to 900 kB) is read
+                return b"ustar".rjust(262, b"\x00")
+            return out
+        if head[:6] == b"\xfd7zXZ\x00":
+            return lzma.LZMADecompressor().decompress(head, _BLOCK)
+    except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError):
+        return None
+    return None
+
+
+class TarReader:
+    name = "tar"
+
+    def sniff(self, head: bytes, filename: str) -> bool:
+        if looks_like_tar(head[:_BLOCK]):
+            return True
+        block = _inflate_head(head, filename)
+        return block is not None and looks_like_tar(block[:_BLOCK])
+
+    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+        size = Path(src).stat().st_size
+        sink = Sink(dest, limits, stream_compressed=size)
+        try:
+            with (
+                open(src, "rb") as fh,
+                _TarFile.open(fileobj=fh, mode="r|*", tarinfo=_Header) as tf,
+            ):
+                try:
+                    for ti in tf:
+                        _extract_one(tf, ti, sink)
+                except StopExtraction:
+                    return sink.problems
+                _check_end(tf, sink)
+        except SourceError as e:
+            raise MalformedInputError(f"truncated or corrupt tar: {e}") from None
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
+            # write errors are problems inside _extract_one; what gets here is reading
+            raise MalformedInputError(f"truncated or corrupt tar: {e}") from None
+        return sink.problems
+
+
+def _check_end(tf: tarfile.TarFile, sink: Sink) -> None:
+    """A clean end is a zero block; anything but zeros after it is hidden data."""
+    last = tf.last_block if isinstance(tf, _TarFile) else b"\0" * _BLOCK
+    if len(last) < _BLOCK:
+        raise MalformedInputError("tar ends without an end-of-archive marker (truncated)")
+    if last.count(0) != _BLOCK:
+        raise MalformedInputError("invalid tar header (corrupt or truncated)")
+    seen = 0
+    while seen < _TRAILER_SCAN:
+        chunk = tf.fileobj.read(min(1 << 20, _TRAILER_SCAN - seen))
+        if not chunk:
+            return
+        seen += len(chunk)
+        if chunk.count(0) != len(chunk):
+            sink.problem("", "data after the end-of-archive marker (hidden or concatenated)")
+            return
+
+
+def _extract_one(tf: tarfile.TarFile, ti: tarfile.TarInfo, sink: Sink) -> None:
+    raw = ti.name
+    name = sink.name(raw, is_dir=ti.isdir())
+    if name is None:
+        return
+    try:
+        if ti.isdir():
+            sink.mkdir(name)
+        elif ti.isreg():
+            sink.admit_file(raw)
+            f = tf.extractfile(ti)
+            if f is None:
+                raise MalformedInputError("regular file without data")
+            sink.write(name, f)
+        elif ti.issym():
+            if paths.link_escapes(name, ti.linkname):
+                sink.problem(raw, f"symlink escapes the archive: -> {ti.linkname!r}")
+        elif ti.islnk():
+            _hardlink(ti, name, sink)
+        elif ti.ischr() or ti.isblk():
+            sink.problem(raw, "device entry")
+        elif ti.isfifo():
+            sink.problem(raw, "FIFO entry")
+        else:
+            sink.problem(raw, f"unsupported tar entry type {ti.type!r}")
+    except (StopExtraction, SourceError):
+        raise
+    except (MalformedInputError, LimitExceededError) as e:
+        sink.problem(raw, e.message)
+    except OSError as e:
+        sink.problem(raw, f"cannot write entry: {e.strerror or e}")
+
+
+def _hardlink(ti: tarfile.TarInfo, name: str, sink: Sink) -> None:
+    """A hard link to an earlier regular member becomes a copy of it."""
+    try:
+        target = paths.clean_name(ti.linkname, sink.limits.max_name_len)
+    except MalformedInputError as e:
+        sink.problem(ti.name, f"hard link escapes the archive: {e.message}")
+        return
+    src = Path(sink.dest, *target.split("/"))
+    if target not in sink.seen or src.is_symlink() or not src.is_file():
+        sink.problem(ti.name, f"hard link to a member not extracted before it: {target!r}")
+        return
+    sink.admit_file(ti.name)
+    with open(src, "rb") as f:
+        sink.write(name, f)
+
+
+registry.register(TarReader(), priority=20)

@@ -1,0 +1,175 @@
+"""Walking a directory tree (an artifact, or what an extractor wrote) without trusting it.
+
+Symlinks are never followed: one that points outside the tree (absolute, or climbing above
+the root) is a problem; one that stays inside is skipped, since its target is listed under
+its own path. Devices, FIFOs and sockets are problems and are never opened. Files are
+opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked to be regular after opening. Every
+file is hashed (sha256) in a thread pool while its first bytes are kept for sniffing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from verifier.unpack import paths, registry
+from verifier.unpack.limits import Budget, Limits
+from verifier.unpack.registry import HEAD_SIZE, Reader
+from verifier.unpack.result import Problem
+
+_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+@dataclass(frozen=True)
+class WalkedFile:
+    rel: str  # '/'-separated path relative to the root
+    abspath: str
+    size: int
+    sha256: str  # '' when the walk was asked not to hash
+    head: bytes  # the first HEAD_SIZE bytes
+    reader: registry.Reader | None = None  # the archive reader that claims it (sniff=True)
+
+
+@dataclass(frozen=True)
+class _Hashed:
+    size: int
+    sha256: str
+    head: bytes
+
+
+def hash_file(path: str, *, full: bool = True) -> _Hashed:
+    """sha256, size and head of a regular file (OSError if it is not one).
+
+    ``full=False``: read the head only; ``sha256`` is then ''.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if not full:
+            return _Hashed(st.st_size, "", f.read(HEAD_SIZE) or b"")
+        h = hashlib.sha256()
+        buf = bytearray(_CHUNK)
+        mv = memoryview(buf)
+        head = b""
+        size = 0
+        while True:
+            n = f.readinto(mv)
+            if not n:
+                break
+            if size < HEAD_SIZE:
+                head += bytes(mv[: min(n, HEAD_SIZE - size)])
+            h.update(mv[:n])
+            size += n
+    return _Hashed(size, h.hexdigest(), head)
+
+
+def _listing(
+    root: str, limits: Limits, budget: Budget
+) -> tuple[list[tuple[str, str]], list[Problem]]:
+    files: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+    stack: list[tuple[str, str, int]] = [(root, "", 0)]
+    entries_left = 4 * limits.max_members + 1000  # directories, links and the like too
+    while stack:
+        absdir, prefix, depth = stack.pop()
+        try:
+            with os.scandir(absdir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            problems.append(Problem(prefix.rstrip("/"), f"cannot list directory: {e.strerror}"))
+            continue
+        entries_left -= len(entries)
+        if entries_left < 0:
+            problems.append(Problem(prefix.rstrip("/"), "too many directory entries; rest skipped"))
+            return files, problems
+        for entry in reversed(entries):
+            rel = prefix + entry.name
+            if len(rel.encode("utf-8", "surrogateescape")) > limits.max_name_len:
+                problems.append(Problem(rel, f"path longer than {limits.max_name_len} bytes"))
+                continue
+            try:
+                if entry.is_symlink():
+                    target = str(Path(entry.path).readlink())
+                    if paths.link_escapes(rel, target):
+                        problems.append(
+                            Problem(rel, f"symlink points outside the tree: -> {target}")
+                        )
+                elif entry.is_dir(follow_symlinks=False):
+                    if depth + 1 >= limits.max_dir_depth:
+                        problems.append(Problem(rel, "directories nested too deeply"))
+                    else:
+                        stack.append((entry.path, rel + "/", depth + 1))
+                elif entry.is_file(follow_symlinks=False):
+                    if budget.members_left <= 0:
+                        problems.append(Problem(rel, "too many members; the rest skipped"))
+                        return files, problems
+                    budget.members_left -= 1
+                    files.append((rel, entry.path))
+                else:
+                    problems.append(Problem(rel, "special file (device, FIFO or socket)"))
+            except OSError as e:
+                problems.append(Problem(rel, f"cannot read: {e.strerror or e}"))
+    return files, problems
+
+
+def walk(
+    root: str,
+    limits: Limits,
+    budget: Budget,
+    *,
+    count_bytes: bool = True,
+    hash_files: bool = True,
+    sniff: bool = False,
+) -> tuple[list[WalkedFile], list[Problem]]:
+    """Regular files under ``root`` (sorted by path), hashed; plus what was skipped and why.
+
+    ``count_bytes``: charge file sizes to ``budget.bytes_left`` (for extracted trees;
+    a directory artifact given by the user is already on disk and is only counted).
+    ``hash_files=False``: read only each file's head (``sha256`` is '').
+    ``sniff``: also find each file's archive reader (in the same worker threads, since
+    some sniffers read the file's tail).
+    """
+    listed, problems = _listing(root, limits, budget)
+    listed.sort()
+    workers = max(1, min(8, os.cpu_count() or 1))
+    out: list[WalkedFile] = []
+
+    def batch(items: list[tuple[str, str]]) -> list[tuple[_Hashed, Reader | None] | OSError]:
+        res: list[tuple[_Hashed, Reader | None] | OSError] = []
+        for _, path in items:
+            try:
+                h = hash_file(path, full=hash_files)
+            except OSError as e:
+                res.append(e)
+                continue
+            res.append((h, registry.find(h.head, path) if sniff else None))
+        return res
+
+    # contiguous batches: one task per file costs more than hashing a small file
+    step = max(1, min(256, len(listed) // (workers * 4) + 1))
+    batches = [listed[i : i + step] for i in range(0, len(listed), step)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = [r for rs in pool.map(batch, batches) for r in rs]
+    for (rel, path), item in zip(listed, results, strict=True):
+        if isinstance(item, OSError):
+            problems.append(Problem(rel, f"cannot read file: {item.strerror or item}"))
+            continue
+        res, reader = item
+        if count_bytes:
+            if res.size > budget.bytes_left:
+                problems.append(Problem(rel, "total extracted size cap reached"))
+                continue
+            budget.bytes_left -= res.size
+        out.append(WalkedFile(rel, path, res.size, res.sha256, res.head, reader))
+    cap = limits.max_problems
+    if len(problems) > cap:
+        dropped = len(problems) - cap
+        problems = [*problems[:cap], Problem("", f"{dropped} more problems not listed")]
+    return out, problems
