@@ -18,6 +18,7 @@ from verifier import __version__
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.compare import CompareOptions, compare
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
+from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
 from verifier.inventory import build as build_inventory
 from verifier.model import Anomaly, Blob, Inventory, Reference, Report, Severity, Verdict
@@ -49,6 +50,9 @@ class VerifyRequest:
     workdir: str | None = None  # kept when given; a temporary one is removed afterwards
     refs_url: str | None = None  # TUF repository of reference inventories (--refs)
     refs_root: str | None = None  # its trusted root.json (--refs-root)
+    layout: str | None = None  # the vendor's signed in-toto layout (--layout)
+    layout_keys: tuple[str, ...] = ()  # its public keys (--layout-key)
+    links: str | None = None  # directory of in-toto link files (--links)
     today: date | None = None
     progress: Progress | None = None
 
@@ -94,6 +98,10 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     refs: list[Reference] = []
     unavailable: list[str] = []
     extra: list[Anomaly] = []
+    if req.layout:
+        from verifier.attest.intoto import verify_layout
+
+        extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
     sources = _sources(req, policy)
     if bundle is not None and sources == (DEFAULT_SOURCE,):
@@ -118,6 +126,8 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         known_bad.update(bundle.known_bad)
         extra.extend(revoked_signer_anomalies(comparison.results, bundle.revoked))
     extra.extend(known_bad_anomalies(comparison.results, known_bad))
+    extra.extend(fuse_anomalies(comparison.results))
+    extra.extend(asar_integrity_anomalies(comparison.results))
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = req.fail_on or policy.fail_on or Severity.HIGH

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from verifier import __version__
+from verifier.attest import cli as attest_cli
 from verifier.errors import BivError, UsageError
 from verifier.model import Severity
 
@@ -92,12 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--refs-root", metavar="ROOT_JSON", help="trusted root.json for --refs")
     v.add_argument("-q", "--quiet", action="store_true")
     v.add_argument("-v", "--verbose", action="store_true")
+    attest_cli.add_verify_options(v)
 
     i = sub.add_parser("inspect", help="format and signature facts of one file")
     i.add_argument("file", metavar="FILE")
     i.add_argument("--format", choices=("text", "json"), default="text")
     i.add_argument("--trust-store", action="append", default=[], metavar="PEM")
     i.add_argument("--at", type=_time, metavar="TIME")
+
+    attest_cli.add_commands(sub)
 
     r = sub.add_parser("refs", help="reference inventories and their TUF repository")
     rsub = r.add_subparsers(dest="refs_command", metavar="ACTION", parser_class=_Parser)
@@ -155,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    rc = attest_cli.dispatch(args)
+    if rc is not None:
+        return rc
     if args.command == "verify":
         return _cmd_verify(args)
     if args.command == "inspect":
@@ -171,6 +178,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from verifier import api
 
+    attest_cli.check_verify_options(args)
     req = api.VerifyRequest(
         artifact=args.artifact,
         against=tuple(args.against),
@@ -186,6 +194,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         refs_url=args.refs,
         refs_root=args.refs_root,
+        layout=args.layout,
+        layout_keys=tuple(args.layout_key or ()),
+        links=args.links,
     )
     report = api.verify(req)
     text = render(report, args.format, color=args.output is None, verbose=args.verbose)
@@ -195,7 +206,32 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"biv: {report.verdict.value} ({args.format} report written to {args.output})",
             file=sys.stderr,
         )
+    intoto_ok = bool(args.layout) and not any(f.rule == "in-toto-failure" for f in report.findings)
+    inputs = attest_cli.layout_inputs(args) + _tuf_inputs(args)
+    note = attest_cli.write_attestation(report, args, inputs, intoto_ok=intoto_ok)
+    if note and not args.quiet:
+        print(f"biv: {note}", file=sys.stderr)
     return api.exit_code(report)
+
+
+def _tuf_inputs(args: argparse.Namespace) -> list[object]:
+    """The TUF metadata a verification relied on, as VSA input attestations."""
+    if not args.refs:
+        return []
+    import hashlib
+
+    from verifier.attest.vsa import InputAttestation
+    from verifier.upstream.tuf_client import metadata_dir
+
+    base = args.refs if args.refs.endswith("/") else args.refs + "/"
+    meta = metadata_dir(base, args.cache_dir)
+    out: list[object] = []
+    for role in ("root", "timestamp", "snapshot", "targets"):
+        f = meta / f"{role}.json"
+        if f.is_file():
+            sha = hashlib.sha256(f.read_bytes()).hexdigest()
+            out.append(InputAttestation(f"{base}metadata/{role}.json", sha, "tuf-metadata"))
+    return out
 
 
 def render(report: object, fmt: str, color: bool = False, verbose: bool = False) -> str:

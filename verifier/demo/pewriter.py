@@ -69,6 +69,9 @@ class PESpec:
     icon_seed: int = 0
     overlay: bytes = b""  # bytes appended after the last section
     gui: bool = False
+    # extra resources (type, name, data); str type/name become named entries, as
+    # electron-builder writes the ASAR integrity resource INTEGRITY/ELECTRONASAR
+    named_resources: tuple[tuple[int | str, int | str, bytes], ...] = ()
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -308,9 +311,12 @@ def _icon(size: int, seed: int) -> bytes:
     return hdr + pixels + mask
 
 
-def _resources(spec: PESpec) -> list[tuple[int, int, bytes]]:
-    """(type, id, data) resources: RT_ICON per size, one RT_GROUP_ICON, RT_VERSION."""
-    res: list[tuple[int, int, bytes]] = []
+ResKey = int | str
+
+
+def _resources(spec: PESpec) -> list[tuple[ResKey, ResKey, bytes]]:
+    """(type, id, data) resources: RT_ICON per size, one RT_GROUP_ICON, RT_VERSION, extras."""
+    res: list[tuple[ResKey, ResKey, bytes]] = []
     group = bytearray(struct.pack("<HHH", 0, 1, len(spec.icon_sizes)))
     for i, size in enumerate(spec.icon_sizes, start=1):
         img = _icon(size, spec.icon_seed + i)
@@ -319,30 +325,57 @@ def _resources(spec: PESpec) -> list[tuple[int, int, bytes]]:
     if spec.icon_sizes:
         res.append((14, 1, bytes(group)))
     res.append((16, 1, version_info(spec)))
+    res.extend(spec.named_resources)
     return res
+
+
+def _res_order(k: ResKey) -> tuple[int, str, int]:
+    """Named entries first (by name), then ids ascending, as the PE format requires."""
+    return (0, k.upper(), 0) if isinstance(k, str) else (1, "", k)
 
 
 def _rsrc(spec: PESpec, lay: _Layout) -> _Blob:
     """A three-level resource directory (type / id / language 0x409) and the data entries."""
     res = _resources(spec)
-    types = sorted({t for t, _, _ in res})
-    by_type = {t: sorted((i, d) for tt, i, d in res if tt == t) for t in types}
+    types = sorted({t for t, _, _ in res}, key=_res_order)
+    by_type = {
+        t: sorted(((i, d) for tt, i, d in res if tt == t), key=lambda x: _res_order(x[0]))
+        for t in types
+    }
     b = _Blob()
     rva = lay.rva.get(".rsrc", 0)
-    root = b.add(struct.pack("<IIHHHH", 0, 0, 0, 0, 0, len(types)) + bytes(8 * len(types)))
+
+    def header(keys: Sequence[ResKey]) -> bytes:
+        named = sum(1 for k in keys if isinstance(k, str))
+        n = len(keys)
+        return struct.pack("<IIHHHH", 0, 0, 0, 0, named, n - named) + bytes(8 * n)
+
+    name_fixups: list[tuple[int, str]] = []
+
+    def key_field(k: ResKey, at: int) -> int:
+        if isinstance(k, str):
+            name_fixups.append((at, k))
+            return 0
+        return k
+
+    root = b.add(header(types))
     leaf_fixups: list[tuple[int, bytes]] = []
     for ti, t in enumerate(types):
         items = by_type[t]
-        d = b.add(
-            struct.pack("<IIHHHH", 0, 0, 0, 0, 0, len(items)) + bytes(8 * len(items)), None, 4
-        )
-        struct.pack_into("<II", b.data, root + 16 + 8 * ti, t, 0x80000000 | d)
+        d = b.add(header([i for i, _ in items]), None, 4)
+        slot = root + 16 + 8 * ti
+        struct.pack_into("<II", b.data, slot, key_field(t, slot), 0x80000000 | d)
         for ii, (rid, data) in enumerate(items):
             lang = b.add(struct.pack("<IIHHHH", 0, 0, 0, 0, 0, 1) + bytes(8), None, 4)
-            struct.pack_into("<II", b.data, d + 16 + 8 * ii, rid, 0x80000000 | lang)
+            slot = d + 16 + 8 * ii
+            struct.pack_into("<II", b.data, slot, key_field(rid, slot), 0x80000000 | lang)
             entry = b.add(bytes(16), None, 4)
             struct.pack_into("<II", b.data, lang + 16, 0x409, entry)
             leaf_fixups.append((entry, data))
+    for at, name in name_fixups:
+        enc = name.encode("utf-16-le")
+        off = b.add(struct.pack("<H", len(enc) // 2) + enc, None, 2)
+        struct.pack_into("<I", b.data, at, 0x80000000 | off)
     for entry, data in leaf_fixups:
         off = b.add(data, None, 8)
         struct.pack_into("<IIII", b.data, entry, rva + off, len(data), 0, 0)

@@ -62,6 +62,12 @@ class RefsBundle:
         return None
 
 
+def metadata_dir(url: str, cache_dir: str | None = None) -> Path:
+    """Where the verified TUF metadata of the repository at ``url`` is kept."""
+    base = url if url.endswith("/") else url + "/"
+    return _dir_for(cache_dir or default_cache_dir(), base) / "metadata"
+
+
 def _dir_for(cache_dir: str, url: str) -> Path:
     return Path(cache_dir) / "tuf" / hashlib.sha256(url.encode()).hexdigest()[:24]
 
