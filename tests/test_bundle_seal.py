@@ -1,0 +1,222 @@
+"""App bundle seals (CodeResources, nested code) on the Electron-like fixture, and the 3CX
+pattern compared per slice with the thin upstream apps."""
+
+from __future__ import annotations
+
+import hashlib
+import plistlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from verifier.binary import macho
+from verifier.binary.analyze import AnalysisContext
+from verifier.demo import macho_app as ma
+from verifier.model import BinaryFacts, Blob, FileEntry, Status
+from verifier.signing import bundle
+from verifier.signing.trust import TrustConfig
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return ma.build_scenario(tmp_path_factory.mktemp("macapp"))
+
+
+@pytest.fixture(scope="module")
+def ctx(scenario: dict[str, Path]) -> AnalysisContext:
+    return AnalysisContext(trust=TrustConfig(extra_pem=(str(scenario["roots"]),)))
+
+
+def _copy(app: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / app.name
+    shutil.copytree(app, dest, symlinks=True)
+    return dest
+
+
+def _entry(path: Path, rel: str, ctx: AnalysisContext | None = None) -> FileEntry:
+    sha, facts = macho.analyze_macho(Blob.of_file(path), rel, ctx)
+    return FileEntry(rel, rel, (), path.stat().st_size, sha, facts, Blob.of_file(path))
+
+
+@pytest.mark.parametrize("which", ["upstream-x64", "upstream-arm64", "vendor-clean", "vendor-3cx"])
+def test_sealed_bundles_verify(scenario: dict[str, Path], ctx: AnalysisContext, which: str) -> None:
+    app = scenario[which]
+    r = bundle.check_bundle(str(app.parent), app.name, ctx)
+    assert r.anomalies == () and r.valid is True
+    assert r.signature.signed and r.signature.valid is True
+    (fw,) = r.nested
+    assert fw.path.endswith("Electron Framework.framework") and fw.valid is True
+    assert r.details["checked"] >= 3
+
+
+def test_untrusted_without_trust_store(scenario: dict[str, Path]) -> None:
+    app = scenario["vendor-clean"]
+    rules = {a.rule for a in bundle.verify_bundle(str(app.parent), app.name)}
+    assert rules == {"untrusted-signer"}
+
+
+def test_changed_libffmpeg_in_sealed_bundle(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    app = _copy(scenario["vendor-clean"], tmp_path)
+    ff = app.parent / app.name / ma.FFMPEG.replace("Contents/", "Contents/", 1)
+    data = bytearray(ff.read_bytes())
+    data[0x4000 + 0x1000 + 10] ^= 0xFF  # code of the first slice
+    ff.write_bytes(bytes(data))
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx)
+    assert r.valid is False
+    paths = {a.evidence["path"] for a in r.anomalies if a.rule == "invalid-signature"}
+    assert f"Acme.app/{ma.FFMPEG}" in paths
+    assert any("was modified" in a.message for a in r.anomalies)
+
+
+def test_added_removed_and_changed_resources(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    app = _copy(scenario["vendor-clean"], tmp_path)
+    res = app / "Contents" / "Resources"
+    (res / "payload.dylib").write_bytes(b"evil")
+    (res / "electron.icns").unlink()
+    (res / "app.asar").write_bytes(b"changed")
+    (res / ".DS_Store").write_bytes(b"omitted by rule")
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx)
+    by_path = {a.evidence["path"]: a.message for a in r.anomalies}
+    assert "added" in by_path["Acme.app/Contents/Resources/payload.dylib"]
+    assert "missing" in by_path["Acme.app/Contents/Resources/electron.icns"]
+    assert "modified" in by_path["Acme.app/Contents/Resources/app.asar"]
+    assert "Acme.app/Contents/Resources/.DS_Store" not in by_path
+    assert r.valid is False
+
+
+def test_info_plist_and_code_resources_are_bound_to_the_executable(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    app = _copy(scenario["vendor-clean"], tmp_path)
+    info = app / "Contents" / "Info.plist"
+    pl = plistlib.loads(info.read_bytes())
+    pl["LSUIElement"] = True
+    info.write_bytes(plistlib.dumps(pl))
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx)
+    assert any("info-plist" in a.message for a in r.anomalies)
+    # re-writing CodeResources to hide a change breaks the resources slot
+    app2 = _copy(scenario["vendor-clean"], tmp_path / "b")
+    seal_path = app2 / "Contents" / "_CodeSignature" / "CodeResources"
+    seal = plistlib.loads(seal_path.read_bytes())
+    del seal["files2"]["Resources/app.asar"]
+    seal_path.write_bytes(plistlib.dumps(seal))
+    r = bundle.check_bundle(str(tmp_path / "b"), app2.name, ctx)
+    assert any("resources" in a.message for a in r.anomalies)
+
+
+def test_hostile_code_resources(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    app = _copy(scenario["vendor-clean"], tmp_path)
+    seal_path = app / "Contents" / "_CodeSignature" / "CodeResources"
+    seal = plistlib.loads(seal_path.read_bytes())
+    seal["files2"]["../../../../etc/passwd"] = {"hash2": b"\0" * 32}
+    seal["rules2"]["(unclosed"] = True
+    seal_path.write_bytes(plistlib.dumps(seal))
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx)
+    assert any("escapes the bundle" in a.message for a in r.anomalies)
+    seal_path.write_bytes(b"<plist><dict><key>files2</key>")  # truncated
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx)
+    assert r.valid is False and any("CodeResources" in a.message for a in r.anomalies)
+
+
+def test_3cx_pattern_compared_per_slice(scenario: dict[str, Path], ctx: AnalysisContext) -> None:
+    up_x = _entry(scenario["upstream-x64"] / ma.FFMPEG, "x64/libffmpeg.dylib", ctx)
+    up_a = _entry(scenario["upstream-arm64"] / ma.FFMPEG, "arm64/libffmpeg.dylib", ctx)
+    evil = _entry(scenario["vendor-3cx"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
+    clean = _entry(scenario["vendor-clean"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
+    assert evil.facts.signature.signed and evil.facts.signature.valid is True
+    assert evil.facts.signature.signers[0].team_id == "ACME000001"
+    res, ev = macho.compare_slices(evil, [up_x, up_a])
+    st = {r.arch: r.status for r in res}
+    assert st == {"x86_64": Status.DIVERGENT, "arm64": Status.IDENTICAL_EXCEPT_SIGNATURE}
+    assert ev["arch"] == "x86_64"
+    assert {s["name"]: s["differing_bytes"] for s in ev["sections"]}["__TEXT,__text"] == 7
+    res, ev = macho.compare_slices(clean, [up_x, up_a])
+    assert {r.status for r in res} == {Status.IDENTICAL_EXCEPT_SIGNATURE}
+
+
+def test_framework_fuses_are_resources_only(scenario: dict[str, Path]) -> None:
+    rel = f"{ma.FW_VERSION}/Electron Framework"
+    refs = [_entry(scenario[k] / rel, k) for k in ("upstream-x64", "upstream-arm64")]
+    shipped = _entry(scenario["vendor-clean"] / rel, "fw")
+    res, ev = macho.compare_slices(shipped, refs)
+    assert {r.status for r in res} == {Status.RESOURCES_ONLY}
+    assert ev["slices"][0]["fuses"] == {"expected": "1101", "actual": "1001"}
+
+
+def test_find_bundles(scenario: dict[str, Path]) -> None:
+    root = scenario["vendor-3cx"].parent
+    assert bundle.find_bundles(str(root)) == ["Acme.app"]
+
+
+def test_electron_version_marker(scenario: dict[str, Path]) -> None:
+    fw = _entry(scenario["vendor-clean"] / f"{ma.FW_VERSION}/Electron Framework", "fw")
+    assert fw.facts.markers == {"electron_version": ma.ELECTRON_VERSION}
+    assert [s.fuses.values for s in fw.facts.slices if s.fuses] == ["1001", "1001"]
+
+
+def test_verify_tree_keys_by_offending_file(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    app = _copy(scenario["vendor-clean"], tmp_path)
+    assert bundle.verify_tree(str(tmp_path), ctx) == {}
+    (app / "Contents" / "Resources" / "app.asar").write_bytes(b"changed")
+    found = bundle.verify_tree(str(tmp_path), ctx)
+    assert list(found) == ["Acme.app/Contents/Resources/app.asar"]
+    assert found["Acme.app/Contents/Resources/app.asar"][0].rule == "invalid-signature"
+
+
+def test_symlinks_out_of_the_bundle_are_not_followed(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"outside")
+    root = tmp_path / "root"
+    app = _copy(scenario["vendor-clean"], root)
+    asar = app / "Contents" / "Resources" / "app.asar"
+    asar.unlink()
+    asar.symlink_to(secret)
+    r = bundle.check_bundle(str(root), app.name, ctx)
+    msgs = {a.evidence["path"]: a.message for a in r.anomalies}
+    assert "leaves the bundle" in msgs["Acme.app/Contents/Resources/app.asar"]
+    # a bundle whose Contents is a link to elsewhere is not read at all
+    evil = root / "Evil.app"
+    evil.mkdir()
+    (evil / "Contents").symlink_to(app / "Contents")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Evil.app").symlink_to(evil)
+    r = bundle.check_bundle(str(other), "Evil.app", ctx)
+    assert r.valid is False and "not a bundle" in r.anomalies[0].message
+
+
+def test_known_digests_and_facts_are_reused(
+    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+) -> None:
+    from verifier.binary.analyze import analyze
+
+    app = _copy(scenario["vendor-clean"], tmp_path)
+    known: dict[str, tuple[str, BinaryFacts | None]] = {}
+    for p in app.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            sha, facts = analyze(Blob.of_file(p), p.name, ctx)
+            known[p.relative_to(tmp_path).as_posix()] = (sha, facts)
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx, known=known)
+    assert r.valid is True and r.anomalies == ()
+    # a stale digest for a sealed file is caught without re-reading it
+    key = "Acme.app/Contents/Resources/app.asar"
+    known[key] = ("00" * 32, None)
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx, known=known)
+    assert {a.evidence["path"] for a in r.anomalies} == {key}
+    # Info.plist is checked against the slot hash recorded in the executable's facts
+    asar = (app / "Contents/Resources/app.asar").read_bytes()
+    known[key] = (hashlib.sha256(asar).hexdigest(), None)
+    (app / "Contents" / "Info.plist").write_bytes(b"<plist/>")
+    r = bundle.check_bundle(str(tmp_path), app.name, ctx, known=known)
+    assert any("info-plist does not match" in a.message for a in r.anomalies)

@@ -1,0 +1,92 @@
+"""DMG input: a UDIF image built by the small writer, read with 7-Zip, bundle verified."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from verifier.binary.analyze import AnalysisContext
+from verifier.demo import macho_app as ma
+from verifier.demo.macho_dmg import make_dmg, wrap_udif
+from verifier.errors import MalformedInputError, ToolMissingError
+from verifier.signing import bundle
+from verifier.signing.trust import TrustConfig
+from verifier.unpack import dmg, registry
+from verifier.unpack.limits import Limits
+
+needs_7z = pytest.mark.skipif(
+    shutil.which("7z") is None and shutil.which("7zz") is None, reason="7-Zip not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return ma.build_scenario(tmp_path_factory.mktemp("dmgapp"))
+
+
+@pytest.fixture(scope="module")
+def vendor_dmg(scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dmg") / "Acme.dmg"
+    make_dmg(scenario["vendor-3cx"].parent, out, volume="Acme")
+    return out
+
+
+def test_sniff(vendor_dmg: Path, tmp_path: Path) -> None:
+    head = vendor_dmg.read_bytes()[:4096]
+    assert dmg.is_dmg(str(vendor_dmg))
+    registry.load_builtin()
+    found = registry.find(head, str(vendor_dmg))
+    assert found is not None and found.name == "dmg"
+    other = tmp_path / "x.bin"
+    other.write_bytes(b"koly" + b"\0" * 1000)
+    assert not dmg.is_dmg(str(other))
+
+
+@needs_7z
+def test_extract_and_verify_bundle(
+    vendor_dmg: Path, scenario: dict[str, Path], tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    problems = dmg.DmgReader().extract(str(vendor_dmg), str(dest), Limits())
+    assert problems == []
+    assert bundle.find_bundles(str(dest)) == ["Acme.app"]
+    ffmpeg = dest / "Acme.app" / ma.FFMPEG
+    assert ffmpeg.read_bytes() == (scenario["vendor-3cx"] / ma.FFMPEG).read_bytes()
+    ctx = AnalysisContext(trust=TrustConfig(extra_pem=(str(scenario["roots"]),)))
+    r = bundle.check_bundle(str(dest), "Acme.app", ctx)
+    assert r.valid is True, [a.message for a in r.anomalies]
+
+
+@needs_7z
+def test_corrupt_dmg_is_malformed(vendor_dmg: Path, tmp_path: Path) -> None:
+    data = bytearray(vendor_dmg.read_bytes())
+    data[100:4000] = b"\xff" * 3900  # the first compressed chunk
+    bad = tmp_path / "bad.dmg"
+    bad.write_bytes(bytes(data))
+    dest = tmp_path / "o"
+    dest.mkdir()
+    with pytest.raises(MalformedInputError):
+        dmg.extract_dmg(str(bad), str(dest), Limits())
+
+
+@needs_7z
+def test_dmg_of_garbage_partition(tmp_path: Path) -> None:
+    img = tmp_path / "x.dmg"
+    wrap_udif(b"\x01" * 4096, img)
+    dest = tmp_path / "o"
+    dest.mkdir()
+    with pytest.raises(MalformedInputError, match="no partition"):
+        dmg.extract_dmg(str(img), str(dest), Limits())
+
+
+def test_missing_7zip_is_a_clear_error(
+    vendor_dmg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither 7z nor 7zz on PATH
+    dest = tmp_path / "o"
+    dest.mkdir()
+    with pytest.raises(ToolMissingError, match="7-Zip"):
+        dmg.extract_dmg(str(vendor_dmg), str(dest), Limits())

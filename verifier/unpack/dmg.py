@@ -1,0 +1,91 @@
+"""Apple disk images (UDIF ``.dmg``), extracted with 7-Zip.
+
+A DMG is recognised by its 512-byte ``koly`` trailer. Extraction runs in two steps, each with
+``installers.extract_7z`` (listing first, hostile names refused, caps checked, symlinks and
+special files dropped afterwards): 7-Zip's ``Dmg`` handler writes the partitions out as
+files, then each partition is opened as HFS+, APFS, ISO 9660 or UDF into ``dest``.
+Partitions none of them opens (partition maps, free space) are skipped; a DMG in which no
+partition opens is a ``MalformedInputError``. ``7z`` (Debian ``p7zip-full``) or ``7zz``
+(Debian ``7zip``) must be installed, else ``ToolMissingError``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from verifier.errors import MalformedInputError, ToolMissingError
+from verifier.unpack import registry
+from verifier.unpack.limits import Limits
+from verifier.unpack.result import Problem
+
+KOLY = b"koly"
+TRAILER = 512
+PARTITION_KINDS = ("HFS", "APFS", "Iso", "Udf")
+
+
+def is_dmg(filename: str) -> bool:
+    """Whether the file ends with a UDIF ``koly`` trailer (cheap: one 512-byte read)."""
+    try:
+        size = Path(filename).stat().st_size
+        if size < TRAILER:
+            return False
+        with open(filename, "rb") as fh:
+            fh.seek(size - TRAILER)
+            tail = fh.read(TRAILER)
+    except OSError:
+        return False
+    return tail[:4] == KOLY and tail[8:12] == b"\0\0\x02\0"
+
+
+def seven_zip() -> str:
+    tool = shutil.which("7z") or shutil.which("7zz")
+    if tool is None:
+        raise ToolMissingError(
+            "reading a DMG needs 7-Zip: install 7z (Debian p7zip-full) or 7zz (Debian 7zip)"
+        )
+    return tool
+
+
+def extract_dmg(src: str, dest: str, limits: Limits) -> list[Problem]:
+    from verifier.unpack.installers import extract_7z
+
+    seven_zip()
+    parts_dir = f"{dest}.dmgparts"
+    Path(parts_dir).mkdir()
+    problems: list[Problem] = []
+    try:
+        problems += extract_7z(src, parts_dir, limits, kind="Dmg")
+        opened = 0
+        failures: list[str] = []
+        parts = sorted(p for p in Path(parts_dir).rglob("*") if p.is_file())
+        for part in parts:
+            for kind in PARTITION_KINDS:
+                try:
+                    problems += extract_7z(str(part), dest, limits, kind=kind)
+                except MalformedInputError as e:
+                    failures.append(f"{part.name} as {kind}: {e.message}"[:200])
+                    continue
+                opened += 1
+                break
+        if not opened:
+            raise MalformedInputError(
+                "no partition of the disk image could be read"
+                + (f" ({failures[0]})" if failures else "")
+            )
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return problems
+
+
+class DmgReader:
+    name = "dmg"
+
+    def sniff(self, head: bytes, filename: str) -> bool:
+        return is_dmg(filename)
+
+    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+        return extract_dmg(src, dest, limits)
+
+
+registry.register(DmgReader(), priority=40)
