@@ -21,6 +21,7 @@ from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_si
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
 from verifier.inventory import build as build_inventory
+from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import Anomaly, Blob, Inventory, Reference, Report, Severity, Verdict
 from verifier.policy.evaluate import classify_own, evaluate, verdict
 from verifier.policy.model import Policy
@@ -111,7 +112,16 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
             sources = ()
     for source in sources:
         try:
-            refs.extend(resolve(source, inv, os.path.join(workdir, "refs"), ctx, _fetch_opts(req)))
+            refs.extend(
+                resolve(
+                    source,
+                    inv,
+                    os.path.join(workdir, "refs"),
+                    ctx,
+                    _fetch_opts(req),
+                    policy.sigstore_for(source),
+                )
+            )
         except ReferenceUnavailableError as exc:
             unavailable.append(exc.diagnostics())
 
@@ -128,6 +138,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     extra.extend(known_bad_anomalies(comparison.results, known_bad))
     extra.extend(fuse_anomalies(comparison.results))
     extra.extend(asar_integrity_anomalies(comparison.results))
+    extra.extend(bundle_seal_anomalies(inv, comparison.results, ctx))
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = req.fail_on or policy.fail_on or Severity.HIGH

@@ -6,6 +6,30 @@ from collections.abc import Mapping
 from typing import Any
 
 
+# Authenticode and Mach-O details worth a line each, in this order
+_DETAIL_KEYS = (
+    "digest_algorithm",
+    "identifier",
+    "team_id",
+    "cdhash",
+    "flags",
+    "hash_types",
+    "page_size",
+    "code_limit",
+    "pages_checked",
+    "special_slots",
+    "requirements",
+    "entitlements",
+    "trusted",
+    "trust_reason",
+)
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _sig_lines(sig: Mapping[str, Any], indent: str) -> list[str]:
     out = []
     state = {True: "valid", False: "INVALID", None: "not verified"}[sig.get("valid")]
@@ -24,9 +48,9 @@ def _sig_lines(sig: Mapping[str, Any], indent: str) -> list[str]:
     for s in sig.get("nested_signers", []):
         out.append(f"{indent}  nested  {s.get('subject')}")
     details = sig.get("details") or {}
-    for key in ("digest_algorithm", "trusted", "trust_reason"):
-        if key in details:
-            out.append(f"{indent}  {key.replace('_', ' ')}: {details[key]}")
+    for key in _DETAIL_KEYS:
+        if key in details and details[key] not in (None, "", [], {}):
+            out.append(f"{indent}  {key.replace('_', ' ')}: {_short(details[key])}")
     for ts in details.get("timestamps", []) or []:
         out.append(f"{indent}  timestamp {ts.get('kind')} {ts.get('time')} valid={ts.get('valid')}")
     for c in details.get("chain", []) or []:
