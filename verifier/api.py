@@ -6,6 +6,7 @@ Flow (DESIGN.md): unpack -> inventory -> references -> compare -> policy -> Repo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -22,7 +23,19 @@ from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
 from verifier.inventory import build as build_inventory
 from verifier.macos_checks import bundle_seal_anomalies
-from verifier.model import Anomaly, Blob, Inventory, Reference, Report, Severity, Verdict
+from verifier.model import (
+    Anomaly,
+    BinaryFacts,
+    Blob,
+    FileEntry,
+    FileResult,
+    Inventory,
+    Reference,
+    Report,
+    Severity,
+    Status,
+    Verdict,
+)
 from verifier.policy.evaluate import classify_own, evaluate, verdict
 from verifier.policy.model import Policy
 from verifier.unpack import unpack
@@ -131,6 +144,12 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         lambda p, e: classify_own(p, policy),
         CompareOptions(main_exe=req.main_exe, app_root=req.app_root),
     )
+    installer = installer_entry(req.artifact, inv.sha256, ctx)
+    if installer is not None:
+        # the installer is the vendor's own file; its signature is checked like any other
+        inv = dataclasses.replace(inv, entries=(*inv.entries, installer))
+        own = FileResult(installer.path, Status.OWN, installer, None, None, {"installer": True})
+        comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
     known_bad = dict(BUILTIN_KNOWN_BAD)
     if bundle is not None:
         known_bad.update(bundle.known_bad)
@@ -160,6 +179,33 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         app_root=comparison.app_root,
         policy=policy.describe(),
     )
+
+
+_CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+
+
+def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEntry | None:
+    """The artifact itself as a file entry when it carries a code signature of its own.
+
+    A setup executable (NSIS, Squirrel) is a PE; an MSI is a compound file whose Authenticode
+    signature sits in a stream. Archives without signatures (zip, tar) give None.
+    """
+    if not os.path.isfile(artifact):
+        return None
+    blob = Blob.of_file(artifact)
+    head = blob.read(0, 8)
+    name = os.path.basename(artifact)
+    if head[:2] == b"MZ":
+        sha, facts = analyze(blob, name, ctx)
+    elif head == _CFB_MAGIC:
+        from verifier.unpack.installers import msi_signature_facts
+
+        sig, anomalies = msi_signature_facts(artifact, ctx.trust, ctx.at)
+        facts = BinaryFacts(signature=sig, anomalies=anomalies)
+        sha = sha256
+    else:
+        return None
+    return FileEntry(name, name, (), blob.size, sha, facts, blob)
 
 
 def _load_refs_bundle(

@@ -8,17 +8,23 @@ unreadable artifact, 3 inconclusive. Every failure prints one line; no traceback
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from verifier import __version__
 from verifier.attest import cli as attest_cli
 from verifier.errors import BivError, UsageError
-from verifier.model import Severity
+from verifier.model import Report, Severity
+from verifier.progress import make_progress
+
+if TYPE_CHECKING:
+    from verifier.baseline import BaselineAnnotations
 
 FORMATS = ("text", "json", "sarif", "html")
 
@@ -91,7 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workdir", metavar="DIR", help="keep unpacked files here")
     v.add_argument("--refs", metavar="URL", help="TUF repository of reference inventories")
     v.add_argument("--refs-root", metavar="ROOT_JSON", help="trusted root.json for --refs")
-    v.add_argument("-q", "--quiet", action="store_true")
+    v.add_argument(
+        "--baseline",
+        metavar="PREVIOUS_JSON",
+        help="an earlier biv JSON report: mark what is new since then",
+    )
+    v.add_argument(
+        "--sarif-anchor",
+        metavar="PATH",
+        help="repository file SARIF results point at (default: the policy file)",
+    )
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     v.add_argument("-v", "--verbose", action="store_true")
     attest_cli.add_verify_options(v)
 
@@ -198,8 +214,31 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         layout_keys=tuple(args.layout_key or ()),
         links=args.links,
     )
-    report = api.verify(req)
-    text = render(report, args.format, color=args.output is None, verbose=args.verbose)
+    previous = None
+    if args.baseline:
+        from verifier.baseline import load_baseline
+
+        previous = load_baseline(args.baseline)  # a bad file is exit 2 before any work
+    progress = make_progress(args.quiet)
+    try:
+        report = api.verify(dataclasses.replace(req, progress=progress))
+    finally:
+        if progress is not None:
+            progress.clear()
+    ann = None
+    if previous is not None:
+        from verifier.baseline import apply_baseline
+
+        ann = apply_baseline(report, previous)
+        ann = dataclasses.replace(ann, baseline_path=args.baseline)
+    text = render(
+        report,
+        args.format,
+        color=args.output is None,
+        verbose=args.verbose,
+        baseline=ann,
+        sarif_anchor=args.sarif_anchor,
+    )
     _emit(text, args.output)
     if args.output and not args.quiet:
         print(
@@ -234,25 +273,36 @@ def _tuf_inputs(args: argparse.Namespace) -> list[object]:
     return out
 
 
-def render(report: object, fmt: str, color: bool = False, verbose: bool = False) -> str:
-    from verifier.model import Report
-
-    assert isinstance(report, Report)
+def render(
+    report: Report,
+    fmt: str,
+    color: bool = False,
+    verbose: bool = False,
+    baseline: BaselineAnnotations | None = None,
+    sarif_anchor: str | None = None,
+) -> str:
     if fmt == "json":
+        if baseline is not None:
+            from verifier.baseline import annotate_json
+
+            doc = annotate_json(report.to_dict(), baseline)
+            return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         from verifier.report.json import render_json
 
         return render_json(report)
     if fmt == "sarif":
         from verifier.report.sarif import render_sarif
 
-        return render_sarif(report, None)
+        return render_sarif(report, sarif_anchor, baseline=baseline)
     if fmt == "html":
         from verifier.report.html import render_html
 
-        return render_html(report)
+        return render_html(report, baseline=baseline)
     from verifier.report.text import color_wanted, render_text
 
-    return render_text(report, color=color and color_wanted(sys.stdout), verbose=verbose)
+    return render_text(
+        report, color=color and color_wanted(sys.stdout), verbose=verbose, baseline=baseline
+    )
 
 
 def _emit(text: str, output: str | None) -> None:

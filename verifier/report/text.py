@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.model import Finding, Report, Severity, Status, Verdict
+
+if TYPE_CHECKING:
+    from verifier.baseline import BaselineAnnotations
 
 _COLORS = {
     Verdict.PASS: "32",
@@ -32,7 +35,12 @@ def color_wanted(stream: Any) -> bool:
     return bool(isatty and isatty())
 
 
-def render_text(report: Report, color: bool = False, verbose: bool = False) -> str:
+def render_text(
+    report: Report,
+    color: bool = False,
+    verbose: bool = False,
+    baseline: BaselineAnnotations | None = None,
+) -> str:
     out: list[str] = []
     art = report.artifact
     out.append(f"biv {report.tool_version}: {art.get('path')}")
@@ -54,12 +62,22 @@ def render_text(report: Report, color: bool = False, verbose: bool = False) -> s
     out.append(f"{verdict}  ({summary or 'no findings'}; fail-on {report.fail_on.value})")
     for reason in report.inconclusive_reasons:
         out.append(f"  inconclusive: {reason}")
+    if baseline is not None:
+        out.append("")
+        out.append(
+            f"Since {baseline.baseline_path} (biv {baseline.baseline_version}): "
+            f"{len(baseline.new_files)} new files, {len(baseline.newly_divergent)} newly "
+            f"divergent, {len(baseline.new_signers)} with new signers, "
+            f"{len(baseline.new_findings)} new findings, "
+            f"{len(baseline.resolved_findings)} resolved"
+        )
 
     if report.findings:
         out.append("")
         out.append("Findings")
         for f in sorted(report.findings, key=Finding.sort_key):
-            out.extend(_finding_lines(f, color, verbose))
+            new = baseline is not None and baseline.is_new_finding(f, _sha_of(report, f.path))
+            out.extend(_finding_lines(f, color, verbose, new))
 
     changed = [r for r in report.files if r.status != Status.IDENTICAL]
     out.append("")
@@ -72,7 +90,9 @@ def render_text(report: Report, color: bool = False, verbose: bool = False) -> s
             extra = ""
             if r.slices:
                 extra = f"  [slices: {', '.join(f'{s.arch}={s.status.value}' for s in r.slices)}]"
-            out.append(f"  {r.status.value:<{width}}  {r.path}  ({signer}){extra}")
+            is_new = baseline is not None and baseline.is_new_file(r.path)
+            new_mark = " [new]" if is_new else ""
+            out.append(f"  {r.status.value:<{width}}  {r.path}  ({signer}){extra}{new_mark}")
     if verbose:
         for r in sorted(report.files, key=lambda r: r.path):
             if r.status == Status.IDENTICAL:
@@ -91,14 +111,22 @@ _EVIDENCE_ORDER = (
 )
 
 
-def _finding_lines(f: Finding, color: bool, verbose: bool) -> list[str]:
+def _sha_of(report: Report, path: str) -> str | None:
+    for r in report.files:
+        if r.path == path and r.shipped is not None:
+            return r.shipped.sha256
+    return None
+
+
+def _finding_lines(f: Finding, color: bool, verbose: bool, new: bool = False) -> list[str]:
     sev = _paint(f"{f.severity.value.upper():<8}", f.severity, color)
     tag = (
         "  (suppressed: " + (f.waiver.reason if f.waiver else "waived") + ")"
         if f.suppressed
         else ""
     )
-    lines = [f"  {sev} {f.rule:<30} {f.location}{tag}", f"           {f.message}"]
+    mark = " [new]" if new else ""
+    lines = [f"  {sev} {f.rule:<30} {f.location}{tag}{mark}", f"           {f.message}"]
     ev: Mapping[str, Any] = f.evidence
     sections = ev.get("sections")
     if sections:

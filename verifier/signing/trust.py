@@ -47,6 +47,11 @@ MAX_CANDIDATES = 256  # chain-building steps, whatever the input offers
 _PROP = "1.3.6.1.4.1.311.10.11."
 _FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
 
+# Real roots carry over-long name attributes; cryptography warns when it decodes them. The
+# filter is module-wide because warnings.catch_warnings() is not thread-safe (the inventory
+# analyses files in a thread pool).
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
+
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
