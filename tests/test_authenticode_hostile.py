@@ -179,6 +179,7 @@ def test_mutated_tables_never_crash(signed_pe: tuple[Path, P.PkiPaths]) -> None:
     table = blob.read(info.cert_offset, info.cert_size)
     facts, anomalies, _ = check_file(f, trust)
     assert facts.valid is True and not anomalies
+    signers = facts.signers
     good = {"sha256": facts.details["signatures"][0]["computed_digest"]}
     rnd = random.Random(3900)
     t0 = time.monotonic()
@@ -209,8 +210,9 @@ def test_mutated_tables_never_crash(signed_pe: tuple[Path, P.PkiPaths]) -> None:
         )
         outcomes.add(facts.valid)
         if facts.valid:
-            # only changes outside what the signature covers can keep it valid, and then a
-            # padding / structure anomaly must say so
-            assert anomalies, f"mutation {i} verified without any anomaly"
+            # a byte changed outside what the signature covers (e.g. inside an embedded
+            # certificate that is not on the validated chain) can keep it valid, as on
+            # Windows; but a mutation never makes a different identity valid
+            assert facts.signers == signers, f"mutation {i} is valid with another signer"
     assert False in outcomes
     assert time.monotonic() - t0 < 30

@@ -1,0 +1,135 @@
+"""``biv demo``: build the 3CX scenario locally and verify both vendor builds against upstream.
+
+Exit 0 only when the clean build passes and the compromised build fails for the right
+reasons: ``signed-divergent-content`` on ffmpeg.dll and ``signature-padding`` on
+d3dcompiler_47.dll. Anything else (including a crash in a stage) is exit 1 with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from verifier.errors import UsageError
+from verifier.model import Finding, Report, Verdict
+
+# (rule, file name) pairs the compromised build must be failed for
+EXPECTED_FAILURES = (
+    ("signed-divergent-content", "ffmpeg.dll"),
+    ("signature-padding", "d3dcompiler_47.dll"),
+)
+
+
+def _has(findings: Iterable[Finding], rule: str, name: str) -> bool:
+    return any(
+        f.rule == rule and not f.suppressed and f.path.rsplit("/", 1)[-1] == name for f in findings
+    )
+
+
+def judge(clean: Report, compromised: Report) -> list[str]:
+    """What is wrong with the two verdicts (empty list: the demo succeeded)."""
+    problems: list[str] = []
+    if clean.verdict != Verdict.PASS:
+        blocking = [
+            f"{f.rule} on {f.path}"
+            for f in clean.findings
+            if not f.suppressed and f.severity.at_least(clean.fail_on)
+        ]
+        problems.append(
+            f"the clean build did not pass (verdict {clean.verdict.value}"
+            + (f": {', '.join(blocking)}" if blocking else "")
+            + (f"; {'; '.join(clean.inconclusive_reasons)}" if clean.inconclusive_reasons else "")
+            + ")"
+        )
+    if compromised.verdict != Verdict.FAIL:
+        problems.append(f"the compromised build did not fail (verdict {compromised.verdict.value})")
+    for rule, name in EXPECTED_FAILURES:
+        if not _has(compromised.findings, rule, name):
+            problems.append(f"the compromised build has no {rule} finding on {name}")
+    return problems
+
+
+def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
+    """Build the scenario (in ``out_dir``, kept, or a temporary directory) and verify it."""
+    from verifier.demo.scenario import PRODUCT, build_scenario
+
+    started = time.monotonic()
+    tmp: str | None = None
+    if out_dir is None:
+        tmp = tempfile.mkdtemp(prefix="biv-demo-")
+        root = tmp
+    else:
+        p = Path(out_dir)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise UsageError("directory exists and is not empty", where=out_dir)
+        root = out_dir
+    w = stream.write
+    try:
+        w("biv demo: the 3CX supply-chain attack (March 2023), rebuilt locally with test keys\n\n")
+        sc = build_scenario(root)
+        w(
+            f"  upstream/     an Electron {sc.electron_version}-like release (real PE files; "
+            "d3dcompiler_47.dll signed by 'Electron Upstream Test CA')\n"
+        )
+        w(
+            f"  clean/        the vendor build: electron.exe -> {sc.product_exe} (resources "
+            "changed), signed by 'Vendor Test CA' (ACME Desktop Ltd)\n"
+        )
+        w(
+            "  compromised/  the same build, except: ffmpeg.dll has a loader added and is "
+            "vendor-signed;\n"
+            "                d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) at offset "
+            f"{sc.padding.payload_offset} inside its still-valid signature\n"
+        )
+        where = sc.root if tmp is None else f"{sc.root} (removed afterwards; keep it: --keep DIR)"
+        w(f"  built in {time.monotonic() - started:.1f}s under {where}\n\n")
+
+        from verifier.api import VerifyRequest, verify
+        from verifier.report.text import render_text
+
+        color = _color(stream)
+        reports: dict[str, Report] = {}
+        for build, path in (("clean", sc.clean), ("compromised", sc.compromised)):
+            cmd = f"biv verify {build}/ --against path:upstream/ --trust-store trust.pem"
+            w(f"=== {build} build ({PRODUCT})   $ {cmd}\n")
+            req = VerifyRequest(
+                artifact=path,
+                against=(f"path:{sc.upstream}",),
+                trust_stores=(sc.trust_store,),
+            )
+            reports[build] = verify(req)
+            text = render_text(reports[build], color=color)
+            w(text if text.endswith("\n") else text + "\n")
+            w("\n")
+
+        problems = judge(reports["clean"], reports["compromised"])
+        elapsed = time.monotonic() - started
+        if problems:
+            w("DEMO FAILED:\n")
+            for p_ in problems:
+                w(f"  - {p_}\n")
+            return 1
+        w(
+            "DEMO OK: the clean build passed; the compromised build failed with "
+            + " and ".join(f"{r} on {n}" for r, n in EXPECTED_FAILURES)
+            + f" ({elapsed:.1f}s).\n"
+            "Both tampered files still carry valid signatures: a signature check alone "
+            "would have shipped them.\n"
+        )
+        return 0
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _color(stream: TextIO) -> bool:
+    try:
+        from verifier.report.text import color_wanted
+    except ImportError:  # pragma: no cover - older text renderer
+        return False
+    return bool(color_wanted(stream))
