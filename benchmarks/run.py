@@ -424,7 +424,22 @@ def main() -> int:
             repeat,
             lambda: run_child(biv_cmd("verify", t, "--against", f"path:{t}", "--format", "json")),
         )
-        rows = [sha, sha1, ossl, inv, ver]
+        refs_dir = base_dir / "refs"
+        subprocess.run(
+            biv_cmd("refs", "build", f"path:{t}", "-o", str(refs_dir)),
+            check=True,
+            capture_output=True,
+        )
+        (refs_doc,) = sorted(refs_dir.glob("*.json"))[:1]
+        ver1 = best_of(
+            "biv verify TREE --against path:refs.json (reads 1x)",
+            nbytes,
+            repeat,
+            lambda: run_child(
+                biv_cmd("verify", t, "--against", f"path:{refs_doc}", "--format", "json")
+            ),
+        )
+        rows = [sha, sha1, ossl, inv, ver1, ver]
         if inv.seconds is None and ver.seconds is None:
             rows.append(
                 best_of(
@@ -440,12 +455,17 @@ def main() -> int:
             sha,
             ossl,
         )
-        if ver.seconds is not None and sha.seconds:
-            r = ver.seconds / sha.seconds
+        if ver1.seconds is not None and sha.seconds:
+            r = ver1.seconds / sha.seconds
             lines.append(
-                f"  biv verify = {r:.2f}x sha256sum over the tree (target <= 1.5x: "
-                f"{'met' if r <= 1.5 else 'NOT met'}); per byte biv reads (artifact + "
-                f"reference = 2 x tree): {r / 2:.2f}x"
+                f"  biv verify against a reference inventory = {r:.2f}x sha256sum over the "
+                f"same bytes (target <= 1.5x: {'met' if r <= 1.5 else 'NOT met'})"
+            )
+        if ver.seconds is not None and sha.seconds:
+            r = ver.seconds / (2 * sha.seconds)
+            lines.append(
+                f"  biv verify against path:TREE reads artifact + reference (2 x tree): "
+                f"{r:.2f}x sha256sum over those same bytes"
             )
         result["tree"] = {
             "files": files,

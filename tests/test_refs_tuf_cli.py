@@ -139,3 +139,28 @@ def test_builtin_3cx_indicators_are_always_checked() -> None:
     ]
     hits = known_bad_anomalies(res, BUILTIN_KNOWN_BAD)
     assert [(a.rule, a.evidence["path"]) for a in hits] == [("known-malicious", "ffmpeg.dll")]
+
+
+def test_reference_inventory_file_gives_the_same_verdict_as_the_release(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    r = biv("refs", "build", f"path:{scenario.upstream}", "-o", str(tmp_path / "refs"))
+    assert r.returncode == 0, r.stderr
+    (doc,) = (tmp_path / "refs").glob("*.json")
+    common = ["--trust-store", scenario.trust_store, "--format", "json"]
+    for build in (scenario.clean, scenario.compromised):
+        a = biv("verify", build, "--against", f"path:{scenario.upstream}", *common)
+        b = biv("verify", build, "--against", f"path:{doc}", *common)
+        assert a.returncode == b.returncode
+        da, db = json.loads(a.stdout), json.loads(b.stdout)
+        assert {f["path"]: f["status"] for f in da["files"]} == {
+            f["path"]: f["status"] for f in db["files"]
+        }
+        assert {(f["rule"], f["path"]) for f in da["findings"]} == {
+            (f["rule"], f["path"]) for f in db["findings"]
+        }
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "biv.refs/v1", "files": 3}')
+    r = biv("verify", scenario.clean, "--against", f"path:{bad}")
+    assert r.returncode == 2
+    assert r.stderr.startswith("biv: error: ") and "Traceback" not in r.stderr

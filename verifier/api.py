@@ -39,7 +39,7 @@ from verifier.model import (
 from verifier.policy.evaluate import classify_own, evaluate, verdict
 from verifier.policy.model import Policy
 from verifier.unpack import unpack
-from verifier.upstream.resolve import resolve
+from verifier.upstream.resolve import is_path_source, resolve
 
 if TYPE_CHECKING:
     from verifier.upstream.tuf_client import RefsBundle
@@ -131,7 +131,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
                     inv,
                     os.path.join(workdir, "refs"),
                     ctx,
-                    _fetch_opts(req),
+                    None if is_path_source(source) else _fetch_opts(req),
                     policy.sigstore_for(source),
                 )
             )

@@ -284,9 +284,9 @@ def render(
     if fmt == "json":
         if baseline is not None:
             from verifier.baseline import annotate_json
+            from verifier.report.json import dumps_report
 
-            doc = annotate_json(report.to_dict(), baseline)
-            return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            return dumps_report(annotate_json(report.to_dict(), baseline))
         from verifier.report.json import render_json
 
         return render_json(report)

@@ -82,7 +82,9 @@ def _pieces(
         yield a, b, zero
 
 
-def digest_views(path: str, views: Sequence[View], offset: int = 0, size: int | None = None) -> None:
+def digest_views(
+    path: str, views: Sequence[View], offset: int = 0, size: int | None = None
+) -> None:
     """Stream ``size`` bytes of ``path`` from ``offset`` once, feeding every view.
 
     View offsets are relative to ``offset`` (the start of the blob).

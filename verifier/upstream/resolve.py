@@ -58,7 +58,9 @@ def resolve(
         ident = _identity(options, sigstore_declared)
         if ident is not None:
             if not os.path.isfile(location):
-                raise UsageError("a Sigstore bundle needs a file (archive), not a folder", where=source)
+                raise UsageError(
+                    "a Sigstore bundle needs a file (archive), not a folder", where=source
+                )
             proof, failed = _check(location, ident, source)
             if failed is not None:
                 return [failed]
