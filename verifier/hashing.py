@@ -9,6 +9,7 @@ sequential read of the blob in large chunks, so memory stays bounded whatever th
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,7 +76,7 @@ def _pieces(
             cuts.add(max(s.offset, lo))
             cuts.add(min(s.end, hi))
     points = sorted(cuts)
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         if any(s.offset <= a and b <= s.end for s in skip if s.length > 0):
             continue
         zero = any(s.offset <= a and b <= s.end for s in mask if s.length > 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
 # Authenticode and Mach-O details worth a line each, in this order
 _DETAIL_KEYS = (
     "digest_algorithm",
