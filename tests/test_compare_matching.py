@@ -151,3 +151,47 @@ def test_pe_resigned_with_same_code_is_identical_except_signature() -> None:
     assert r.status == Status.IDENTICAL_EXCEPT_SIGNATURE
     assert r.evidence["signer_actual"] == "CN=Vendor"
     assert r.evidence["signer_expected"] is None
+
+
+def test_shipped_artifact_is_the_bundle_and_reference_is_the_folder_holding_it() -> None:
+    shipped = Inventory(
+        "/dist/Acme.app",
+        "0" * 64,
+        0,
+        (entry("Contents/Frameworks/Electron Framework.framework/Versions/A/x", "1"),),
+    )
+    ren = bundle_renames(
+        [
+            "Electron.app/Contents/MacOS/Electron",
+            "Electron.app/Contents/Frameworks/Electron Framework.framework/Versions/A/x",
+        ],
+        shipped,
+    )
+    assert ren == {
+        "Electron.app/Contents/MacOS/Electron": "Contents/MacOS/Acme",
+        "Electron.app/Contents/Frameworks/Electron Framework.framework/Versions/A/x": (
+            "Contents/Frameworks/Electron Framework.framework/Versions/A/x"
+        ),
+    }
+
+
+def test_reference_is_the_bundle_itself_main_binary_found_in_its_folder() -> None:
+    sec = (SectionDigest("__TEXT,__text", 10, "t", True),)
+    upstream = ref(
+        entry("Contents/MacOS/Electron", "E", FileFormat.MACHO, sections=sec),
+        entry("Contents/Frameworks/Electron Framework.framework/Versions/A/x", "1"),
+    )
+    shipped = Inventory(
+        "/dist/Whatever",  # no product name to go by: the binary is found by its code
+        "0" * 64,
+        0,
+        (
+            entry("Contents/MacOS/Acme", "A", FileFormat.MACHO, sections=sec),
+            entry("Contents/Frameworks/Electron Framework.framework/Versions/A/x", "1"),
+        ),
+    )
+    cmp = compare(shipped, [upstream], never_own)
+    got = by_path(cmp.results)
+    assert cmp.app_root == ""
+    assert "Contents/MacOS/Electron" not in got
+    assert got["Contents/MacOS/Acme"].evidence["renamed_from"] == "Contents/MacOS/Electron"

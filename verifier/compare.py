@@ -33,9 +33,10 @@ from verifier.model import (
 )
 
 # the main executable of an Electron release, by platform
-MAIN_EXECUTABLES = ("electron.exe", "electron")
+MAIN_EXECUTABLES = ("electron.exe", "electron", "Contents/MacOS/Electron")
 MAC_BUNDLE = "Electron.app"
 MAC_FRAMEWORK_MARK = "/Contents/Frameworks/Electron Framework.framework/"
+MAC_MAIN = "Contents/MacOS/Electron"
 
 _RANK = {
     Status.IDENTICAL: 0,
@@ -120,28 +121,43 @@ def _relative(path: str, root: str) -> str:
 
 
 def bundle_renames(ref_paths: Any, shipped: Inventory) -> dict[str, str]:
-    """Map ``Electron.app/...`` reference paths onto a renamed shipped bundle."""
+    """Map an upstream ``Electron.app`` onto the shipped ``<Product>.app``.
+
+    The reference may be the folder holding ``Electron.app`` (paths ``Electron.app/...``) or
+    the bundle itself (paths ``Contents/...``); the shipped bundle may sit anywhere in the
+    artifact or be the artifact. Helpers (``Electron Helper``) and the main binary
+    (``Contents/MacOS/Electron``) are renamed after the product, as packagers do.
+    """
     paths = list(ref_paths)
-    if not any(p.startswith(MAC_BUNDLE + "/") for p in paths):
+    prefixed = any(p.startswith(MAC_BUNDLE + "/") for p in paths)
+    bare = any(p.startswith(MAC_FRAMEWORK_MARK[1:]) for p in paths)
+    if not (prefixed or bare):
         return {}
-    bundle = None
+    bundle_dir = None  # the shipped bundle, relative to the artifact ('' = the artifact)
     for e in shipped.entries:
         i = ("/" + e.path).find(MAC_FRAMEWORK_MARK)
         if i >= 0:
-            bundle = posixpath.basename(("/" + e.path)[:i])
+            bundle_dir = e.path[: i - 1] if i > 0 else ""
             break
-    if bundle is None or bundle == MAC_BUNDLE or not bundle.endswith(".app"):
+    if bundle_dir is None:
         return {}
-    product = bundle[: -len(".app")]
+    name = posixpath.basename(bundle_dir or shipped.source.rstrip("/").replace("\\", "/"))
+    product = name[: -len(".app")] if name.endswith(".app") and name != MAC_BUNDLE else None
     out: dict[str, str] = {}
     for p in paths:
-        if not p.startswith(MAC_BUNDLE + "/"):
+        if p.startswith(MAC_BUNDLE + "/"):
+            inner = p[len(MAC_BUNDLE) + 1 :]
+        elif bare and p.startswith("Contents/"):
+            inner = p
+        else:
             continue
-        q = bundle + p[len(MAC_BUNDLE) :]
-        q = q.replace("Electron Helper", f"{product} Helper")
-        if q == f"{bundle}/Contents/MacOS/Electron":
-            q = f"{bundle}/Contents/MacOS/{product}"
-        out[p] = q
+        if product:
+            inner = inner.replace("Electron Helper", f"{product} Helper")
+            if inner == MAC_MAIN:
+                inner = f"Contents/MacOS/{product}"
+        q = f"{posixpath.basename(bundle_dir)}/{inner}" if bundle_dir else inner
+        if q != p:
+            out[p] = q
     return out
 
 
@@ -178,10 +194,11 @@ def find_renamed_main(
             if override in rel:
                 out[main] = override
             continue
+        folder = posixpath.dirname(main)  # the renamed file sits where the original did
         candidates = [
             (p, e)
             for p, e in rel.items()
-            if "/" not in p
+            if posixpath.dirname(p) == folder
             and p not in mapped
             and e.format == ref_entry.format
             and e.format.is_code

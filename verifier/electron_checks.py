@@ -71,10 +71,12 @@ def fuse_anomalies(results: Sequence[FileResult]) -> list[Anomaly]:
     """One ``insecure-fuse`` anomaly per binary (or Mach-O slice) with insecure fuses."""
     out: list[Anomaly] = []
     for path, e in _shipped(results):
-        wires: list[tuple[str | None, FuseWire]] = []
-        if e.facts.fuses is not None:
+        # per slice for Mach-O (the file-level wire repeats one slice's), else the file's
+        wires: list[tuple[str | None, FuseWire]] = [
+            (s.arch, s.fuses) for s in e.facts.slices if s.fuses is not None
+        ]
+        if not wires and e.facts.fuses is not None:
             wires.append((None, e.facts.fuses))
-        wires += [(s.arch, s.fuses) for s in e.facts.slices if s.fuses is not None]
         for arch, wire in wires:
             bad = insecure_fuses(wire)
             if not bad:

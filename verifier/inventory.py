@@ -104,7 +104,7 @@ def strip_single_top_dir(entries: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
     if len(tops) != 1 or any("/" not in e.path for e in entries):
         return tuple(entries)
     top = next(iter(tops))
-    if top.endswith(".app"):  # a macOS bundle is part of the layout, keep it
+    if top.endswith(".app") or top == "Contents":  # a macOS bundle's layout: keep it
         return tuple(entries)
     cut = len(top) + 1
     return tuple(_with_path(e, e.path[cut:]) for e in entries)

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -108,6 +108,7 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
             w("\n")
 
         problems = judge(reports["clean"], reports["compromised"])
+        problems += _macos(Path(root) / "macos", w, color)
         elapsed = time.monotonic() - started
         if problems:
             w("DEMO FAILED:\n")
@@ -117,7 +118,8 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
         w(
             "DEMO OK: the clean build passed; the compromised build failed with "
             + " and ".join(f"{r} on {n}" for r, n in EXPECTED_FAILURES)
-            + f" ({elapsed:.1f}s).\n"
+            + "; on macOS the clean universal app passed and the 3CX-style one failed with "
+            "signed-divergent-content on libffmpeg.dylib, x86_64 slice" + f" ({elapsed:.1f}s).\n"
             "Both tampered files still carry valid signatures: a signature check alone "
             "would have shipped them.\n"
         )
@@ -125,6 +127,38 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _macos(root: Path, w: Callable[[str], object], color: bool) -> list[str]:
+    """The macOS half: a universal app vs Electron's darwin-x64 and darwin-arm64 releases."""
+    from verifier.api import VerifyRequest, verify
+    from verifier.demo.macho_app import build_scenario as build_mac
+    from verifier.report.text import render_text
+
+    sc = build_mac(root)
+    w(
+        "macOS: upstream-x64/ and upstream-arm64/ are Electron.app for each architecture; the\n"
+        "vendor ships a universal Acme.app. In the 3CX-style build only the x86_64 slice of\n"
+        "libffmpeg.dylib is changed; it is re-signed with the vendor's Developer ID.\n\n"
+    )
+    refs = (f"path:{sc['upstream-x64']}", f"path:{sc['upstream-arm64']}")
+    got: dict[str, Report] = {}
+    for name in ("vendor-clean", "vendor-3cx"):
+        cmd = "biv verify Acme.app --against path:upstream-x64/ --against path:upstream-arm64/"
+        w(f"=== macOS {name}   $ {cmd} --trust-store test-roots.pem\n")
+        got[name] = verify(VerifyRequest(str(sc[name]), refs, trust_stores=(str(sc["roots"]),)))
+        w(render_text(got[name], color=color) + "\n")
+    problems = []
+    if got["vendor-clean"].verdict != Verdict.PASS:
+        problems.append("the clean macOS app did not pass")
+    hits = [
+        f
+        for f in got["vendor-3cx"].findings
+        if f.rule == "signed-divergent-content" and f.path.endswith("libffmpeg.dylib")
+    ]
+    if not hits or not any(f.evidence.get("arch") == "x86_64" for f in hits):
+        problems.append("the 3CX-style macOS app did not fail on libffmpeg.dylib (x86_64)")
+    return problems
 
 
 def _color(stream: TextIO) -> bool:
