@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from support.shared import fixture
 
 from verifier.attest import cli as attest_cli
 from verifier.errors import BivError, UsageError
 from verifier.model import Component, Report, Verdict
 
-FIX = Path("/work/shared/fixtures/sigstore")
+FIX = fixture("sigstore")
 WHEEL = FIX / "rfc8785-0.1.2-py3-none-any.whl"
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
 PROD_ISSUER = "https://token.actions.githubusercontent.com"

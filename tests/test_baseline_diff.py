@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from support.demo_report import HOSTILE_NAME, VENDOR, demo_report
+from support.shared import fixture
 
 from verifier.baseline import annotate_json, apply_baseline, load_baseline
 from verifier.errors import UsageError
@@ -67,7 +68,7 @@ def test_sarif_carries_marker_and_stays_valid() -> None:
     doc = json.loads(render_sarif(cur, None, baseline=ann))
     marks = {r["ruleId"]: r["properties"]["new_since_baseline"] for r in doc["runs"][0]["results"]}
     assert marks["unexpected-binary"] is True and marks["signature-padding"] is False
-    schema_path = Path("/work/shared/fixtures/sarif/sarif-schema-2.1.0.json")
+    schema_path = fixture("sarif", "sarif-schema-2.1.0.json")
     if schema_path.is_file():
         schema = json.loads(schema_path.read_text())
         jsonschema.Draft4Validator(schema).validate(doc)

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from support.shared import fixture
 
 from verifier.demo.scenario import Scenario, build_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT.parent / "shared" / "fixtures" / "sigstore"
+FIX = fixture("sigstore")
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
 PROD_ISSUER = "https://token.actions.githubusercontent.com"
 

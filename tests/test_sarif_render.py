@@ -9,12 +9,13 @@ from typing import Any
 import jsonschema
 import pytest
 from support.demo_report import HOSTILE_NAME, demo_report
+from support.shared import fixture, shared_dir
 
 from verifier.model import Report, Verdict
 from verifier.report.rules import RULES
 from verifier.report.sarif import render_sarif
 
-SCHEMA_PATH = Path("/work/shared/fixtures/sarif/sarif-schema-2.1.0.json")
+SCHEMA_PATH = fixture("sarif", "sarif-schema-2.1.0.json")
 LOCAL_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 
 
@@ -160,7 +161,7 @@ def test_rule_table_matches_design() -> None:
     from verifier.model import Severity
     from verifier.report.rules import default_severity
 
-    design = Path("/work/shared/DESIGN.md")
+    design = shared_dir() / "DESIGN.md"
     if not design.is_file():
         pytest.skip("DESIGN.md not available")
     text = design.read_text()

@@ -14,8 +14,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.shared import fixture
 
-FIX = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "sigstore"
+FIX = fixture("sigstore")
 WHEEL = FIX / "rfc8785-0.1.2-py3-none-any.whl"
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
 PROD_ISSUER = "https://token.actions.githubusercontent.com"

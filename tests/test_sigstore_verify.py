@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.shared import fixture
 
 from verifier.attest.dsse import AttestationError
 from verifier.attest.sigstore_sign import verify_sigstore_vsa
@@ -19,9 +20,7 @@ from verifier.attest.sigstore_verify import (
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.policy.model import SigstoreIdentity
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
-if not FIX.is_dir():
-    FIX = Path("/work/shared/fixtures/sigstore")
+FIX = fixture("sigstore")
 WHEEL = FIX / "rfc8785-0.1.2-py3-none-any.whl"
 WHEEL_BUNDLE = FIX / "rfc8785-0.1.2-py3-none-any.whl.sigstore"
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
