@@ -39,25 +39,27 @@ def analyze_members(
     """Analyse members in parallel; results keep the members' order."""
 
     def one(m: Member) -> FileEntry:
-        sha, facts = _facts_once(m, ctx)
-        return FileEntry(
-            path=m.path,
-            location=m.location,
-            container=m.container,
-            size=m.blob.size,
-            sha256=sha,
-            facts=facts,
-            blob=m.blob,
-        )
+        return _entry(m, *_facts_once(m, ctx))
 
-    entries: list[FileEntry] = []
-    problems: list[Anomaly] = []
+    # plain data files are settled inline; only binaries go to the thread pool
     total = len(members)
+    done: dict[int, FileEntry] = {}
+    todo: list[tuple[int, Member]] = []
+    for i, m in enumerate(members):
+        plain = _known_plain(m)
+        if plain is None:
+            todo.append((i, m))
+        else:
+            done[i] = _entry(m, *plain)
+    if progress is not None:
+        progress(len(done), total)
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for i, entry in enumerate(pool.map(one, members), 1):
-            entries.append(entry)
+        for i, entry in zip((i for i, _ in todo), pool.map(one, (m for _, m in todo)), strict=True):
+            done[i] = entry
             if progress is not None:
-                progress(i, total)
+                progress(len(done), total)
+    entries = [done[i] for i in range(total)]
+    problems: list[Anomaly] = []
     for e in entries:
         for a in e.facts.anomalies:
             if a.rule == "malformed-input":
@@ -73,15 +75,29 @@ _PAGE = 4096
 
 def _facts_once(m: Member, ctx: AnalysisContext) -> tuple[str, BinaryFacts]:
     """Each byte read once: a data file that unpack already hashed is not read again."""
-    if m.sha256 is not None:
-        # one page tells every format apart except a PE whose header lies further in; an
-        # 'MZ' file goes to analyze, which reads what it needs
-        head = m.blob.read(0, _PAGE)
-        if head[:2] != b"MZ":
-            fmt = sniff(head, m.blob.size)
-            if fmt in _PLAIN:
-                return m.sha256, BinaryFacts(format=fmt, normalized_sha256=m.sha256)
+    plain = _known_plain(m)
+    if plain is not None:
+        return plain
     return analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
+
+
+def _entry(m: Member, sha: str, facts: BinaryFacts) -> FileEntry:
+    return FileEntry(m.path, m.location, m.container, m.blob.size, sha, facts, m.blob)
+
+
+def _known_plain(m: Member) -> tuple[str, BinaryFacts] | None:
+    """A data file that unpack already hashed: its facts without opening it again."""
+    if m.sha256 is None:
+        return None
+    # the first bytes tell every format apart except a PE whose header lies further in; an
+    # 'MZ' file goes to analyze, which reads what it needs
+    head = m.magic if len(m.magic) >= min(64, m.blob.size) else m.blob.read(0, _PAGE)
+    if head[:2] == b"MZ":
+        return None
+    fmt = sniff(head, m.blob.size)
+    if fmt not in _PLAIN:
+        return None
+    return m.sha256, BinaryFacts(format=fmt, normalized_sha256=m.sha256)
 
 
 def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = None) -> Inventory:

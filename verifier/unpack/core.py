@@ -79,7 +79,7 @@ class _Unpacker:
         path = prefix + f.rel
         location = _location(container, f.rel)
         blob = model.Blob(f.abspath, 0, f.size)
-        self.members.append(Member(path, location, container, blob, f.sha256 or None))
+        self.members.append(Member(path, location, container, blob, f.sha256 or None, f.magic))
         reader = f.reader
         if reader is None:
             return

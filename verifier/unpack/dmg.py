@@ -82,7 +82,10 @@ class DmgReader:
     name = "dmg"
 
     def sniff(self, head: bytes, filename: str) -> bool:
-        return is_dmg(filename)
+        # a UDIF image has no magic at its start, only a trailer: reading every file's tail
+        # would cost an extra open per file of a 10,000-file tree, so only files named
+        # *.dmg are looked at (as 7-Zip does)
+        return filename.lower().endswith(".dmg") and is_dmg(filename)
 
     def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
         return extract_dmg(src, dest, limits)

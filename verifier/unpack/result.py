@@ -28,6 +28,9 @@ class Member:
     container: tuple[str, ...]
     blob: model.Blob
     sha256: str | None = None
+    # the first MAGIC_SIZE bytes, when unpacking read them anyway (enough to tell data from
+    # executable formats without opening the file again)
+    magic: bytes = b""
 
 
 @dataclass(frozen=True)

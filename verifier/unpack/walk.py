@@ -22,6 +22,7 @@ from verifier.unpack.registry import HEAD_SIZE, Reader
 from verifier.unpack.result import Problem
 
 _CHUNK = 1 << 20
+MAGIC_SIZE = 64  # bytes kept per file: every format biv sniffs shows within them
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
@@ -34,6 +35,7 @@ class WalkedFile:
     # the archive reader that claims it (sniff=True); the head it sniffed is not kept, so
     # memory does not grow with the number of files
     reader: registry.Reader | None = None
+    magic: bytes = b""  # the first MAGIC_SIZE bytes
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def walk(
                 res.append(e)
                 continue
             reader = registry.find(h.head, path) if sniff else None
-            res.append((_Hashed(h.size, h.sha256, b""), reader))  # drop the head now
+            res.append((_Hashed(h.size, h.sha256, h.head[:MAGIC_SIZE]), reader))  # drop the rest
         return res
 
     # contiguous batches: one task per file costs more than hashing a small file
@@ -169,7 +171,7 @@ def walk(
                 problems.append(Problem(rel, "total extracted size cap reached"))
                 continue
             budget.bytes_left -= res.size
-        out.append(WalkedFile(rel, path, res.size, res.sha256, reader))
+        out.append(WalkedFile(rel, path, res.size, res.sha256, reader, res.head))
     cap = limits.max_problems
     if len(problems) > cap:
         dropped = len(problems) - cap
