@@ -9,7 +9,6 @@ OIDC issuer match the policy (exact strings or regular expressions, matched in f
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from verifier.errors import ReferenceMismatchError, UsageError
+from verifier.hashing import sha256_file
 from verifier.model import Anomaly
 from verifier.policy.model import SigstoreIdentity
 
@@ -144,14 +144,10 @@ def _read(path: str, what: str, cap: int | None = None) -> bytes:
 
 
 def _sha256_file(path: str) -> bytes:
-    h = hashlib.sha256()
     try:
-        with Path(path).open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        return bytes.fromhex(sha256_file(path))
     except OSError as e:
         raise UsageError(f"cannot read artifact: {e.strerror or e}", where=path) from None
-    return h.digest()
 
 
 def verify_source_bundle(

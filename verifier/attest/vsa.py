@@ -34,6 +34,7 @@ from verifier.attest.dsse import (
     verify_envelope,
 )
 from verifier.errors import UsageError
+from verifier.hashing import sha256_file
 from verifier.model import Report, Severity, Verdict
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -70,14 +71,10 @@ class VsaOptions:
 
 
 def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
     try:
-        with Path(path).open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_file(path)
     except OSError as e:
         raise UsageError(f"cannot read: {e.strerror or e}", where=path) from None
-    return h.hexdigest()
 
 
 def artifact_digest(path: str) -> str:

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from verifier import hashing
+
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -33,11 +35,7 @@ def is_sha256(text: str) -> bool:
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hashing.sha256_file(str(path))
 
 
 def key_digest(key: str) -> str:

@@ -24,7 +24,6 @@ never used as a reference.
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -47,7 +46,6 @@ from verifier.upstream.http import HttpClient
 from verifier.upstream.options import FetchOptions
 
 KINDS = ("electron", "pypi", "npm", "url")
-_OPTION = re.compile(r"^[a-z][a-z0-9_-]{0,31}=")
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -106,12 +104,10 @@ def parse_source(text: str) -> SourceSpec:
 
 
 def _split_options(rest: str) -> tuple[str, dict[str, str]]:
-    parts = rest.split(",")
-    opts: dict[str, str] = {}
-    while len(parts) > 1 and _OPTION.match(parts[-1]):
-        k, _, v = parts.pop().partition("=")
-        opts[k] = v
-    return ",".join(parts), dict(sorted(opts.items()))
+    from verifier.upstream.resolve import split_options
+
+    body, opts = split_options(rest)
+    return body, dict(sorted(opts.items()))
 
 
 # --- analysis hook ------------------------------------------------------------------------
