@@ -36,7 +36,7 @@ from verifier.model import (
     Status,
     Verdict,
 )
-from verifier.policy.evaluate import classify_own, evaluate, verdict
+from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
 from verifier.unpack import unpack
 from verifier.upstream.resolve import is_path_source, resolve
@@ -109,7 +109,6 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     unpacked = unpack(req.artifact, os.path.join(workdir, "artifact"))
     inv = build_inventory(unpacked, ctx, _stage(req.progress, "analysing"))
 
-    refs: list[Reference] = []
     unavailable: list[str] = []
     extra: list[Anomaly] = []
     if req.layout:
@@ -117,6 +116,55 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
 
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
+    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable)
+
+    comparison = compare(
+        inv,
+        refs,
+        lambda p, e: classify_own(p, policy),
+        CompareOptions(main_exe=req.main_exe, app_root=req.app_root),
+    )
+    installer = installer_entry(req.artifact, inv.sha256, ctx)
+    if installer is not None:
+        # the installer is the vendor's own file; its signature is checked like any other
+        inv = dataclasses.replace(inv, entries=(*inv.entries, installer))
+        own = FileResult(installer.path, Status.OWN, installer, None, None, {"installer": True})
+        comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
+    extra.extend(_checks(comparison.results, inv, bundle, ctx))
+    today = req.today or datetime.now(UTC).date()
+    findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
+    fail_on = effective_fail_on(req.fail_on, policy)
+    outcome = verdict(findings, fail_on, inconclusive=bool(unavailable))
+    if not refs and not unavailable and outcome == Verdict.PASS:
+        # nothing was compared: never a pass
+        outcome = Verdict.INCONCLUSIVE
+        unavailable.append("no upstream reference was given or found")
+    return Report(
+        tool_version=__version__,
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        artifact={"path": req.artifact, "sha256": inv.sha256, "size": inv.size},
+        verdict=outcome,
+        components=tuple(r.component for r in refs),
+        files=comparison.results,
+        findings=findings,
+        fail_on=fail_on,
+        inconclusive_reasons=tuple(unavailable),
+        app_root=comparison.app_root,
+        policy=policy.describe(),
+    )
+
+
+def _references(
+    req: VerifyRequest,
+    policy: Policy,
+    inv: Inventory,
+    ctx: AnalysisContext,
+    workdir: str,
+    bundle: RefsBundle | None,
+    unavailable: list[str],
+) -> list[Reference]:
+    """Every source resolved; one that cannot be had is noted and the others still count."""
+    refs: list[Reference] = []
     sources = _sources(req, policy)
     if bundle is not None and sources == (DEFAULT_SOURCE,):
         matched = select_references(bundle.references, inv)
@@ -137,48 +185,23 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
             )
         except ReferenceUnavailableError as exc:
             unavailable.append(exc.diagnostics())
+    return refs
 
-    comparison = compare(
-        inv,
-        refs,
-        lambda p, e: classify_own(p, policy),
-        CompareOptions(main_exe=req.main_exe, app_root=req.app_root),
-    )
-    installer = installer_entry(req.artifact, inv.sha256, ctx)
-    if installer is not None:
-        # the installer is the vendor's own file; its signature is checked like any other
-        inv = dataclasses.replace(inv, entries=(*inv.entries, installer))
-        own = FileResult(installer.path, Status.OWN, installer, None, None, {"installer": True})
-        comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
+
+def _checks(
+    results: Sequence[FileResult], inv: Inventory, bundle: RefsBundle | None, ctx: AnalysisContext
+) -> list[Anomaly]:
+    """Checks beyond the comparison: distrust lists, Electron fuses and ASAR, bundle seals."""
     known_bad = dict(BUILTIN_KNOWN_BAD)
+    out: list[Anomaly] = []
     if bundle is not None:
         known_bad.update(bundle.known_bad)
-        extra.extend(revoked_signer_anomalies(comparison.results, bundle.revoked))
-    extra.extend(known_bad_anomalies(comparison.results, known_bad))
-    extra.extend(fuse_anomalies(comparison.results))
-    extra.extend(asar_integrity_anomalies(comparison.results))
-    extra.extend(bundle_seal_anomalies(inv, comparison.results, ctx))
-    today = req.today or datetime.now(UTC).date()
-    findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
-    fail_on = req.fail_on or policy.fail_on or Severity.HIGH
-    outcome = verdict(findings, fail_on, inconclusive=bool(unavailable))
-    if not refs and not unavailable and outcome == Verdict.PASS:
-        # nothing was compared: never a pass
-        outcome = Verdict.INCONCLUSIVE
-        unavailable.append("no upstream reference was given or found")
-    return Report(
-        tool_version=__version__,
-        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        artifact={"path": req.artifact, "sha256": inv.sha256, "size": inv.size},
-        verdict=outcome,
-        components=tuple(r.component for r in refs),
-        files=comparison.results,
-        findings=findings,
-        fail_on=fail_on,
-        inconclusive_reasons=tuple(unavailable),
-        app_root=comparison.app_root,
-        policy=policy.describe(),
-    )
+        out.extend(revoked_signer_anomalies(results, bundle.revoked))
+    out.extend(known_bad_anomalies(results, known_bad))
+    out.extend(fuse_anomalies(results))
+    out.extend(asar_integrity_anomalies(results))
+    out.extend(bundle_seal_anomalies(inv, results, ctx))
+    return out
 
 
 _CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
