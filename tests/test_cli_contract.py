@@ -172,3 +172,40 @@ def test_inspect_of_a_data_file(tmp_path: Path, fmt: str) -> None:
         d = json.loads(r.stdout)
         assert d["format"] == "data"
         assert d["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+
+
+def test_a_single_binary_is_an_artifact_of_one_file(tmp_path: Path) -> None:
+    from verifier.demo.pewriter import build_pe, ffmpeg_dll, trojaned_ffmpeg_dll
+
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "ffmpeg.dll").write_bytes(build_pe(ffmpeg_dll()))
+    (up / "LICENSE").write_bytes(b"MIT\n")
+    good = tmp_path / "good" / "ffmpeg.dll"
+    good.parent.mkdir()
+    good.write_bytes(build_pe(ffmpeg_dll()))
+    bad = tmp_path / "bad" / "ffmpeg.dll"
+    bad.parent.mkdir()
+    bad.write_bytes(build_pe(trojaned_ffmpeg_dll()))
+
+    r = biv("verify", str(good), "--against", f"path:{up}", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout)
+    assert {f["path"]: f["status"] for f in d["files"]} == {
+        "ffmpeg.dll": "identical",
+        "LICENSE": "missing",
+    }
+    (me,) = [f for f in d["files"] if f["path"] == "ffmpeg.dll"]
+    assert d["artifact"]["sha256"] == me["sha256"]
+
+    r = biv("verify", str(bad), "--against", f"path:{up}", "--format", "json")
+    assert r.returncode == 1
+    d = json.loads(r.stdout)
+    assert ("divergent-content", "ffmpeg.dll") in {(f["rule"], f["path"]) for f in d["findings"]}
+
+    # a file that is neither an archive nor a binary is still not an artifact
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    r = biv("verify", str(txt), "--against", f"path:{up}")
+    assert r.returncode == 2
+    assert_one_line_error(r)

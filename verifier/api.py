@@ -38,7 +38,7 @@ from verifier.model import (
 )
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
-from verifier.unpack import unpack
+from verifier.unpack import Member, Unpacked, unpack
 from verifier.upstream.resolve import is_path_source, resolve
 
 if TYPE_CHECKING:
@@ -106,8 +106,13 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         from verifier.errors import ArtifactError
 
         raise ArtifactError("artifact not found", where=req.artifact)
-    unpacked = unpack(req.artifact, os.path.join(workdir, "artifact"))
-    inv = build_inventory(unpacked, ctx, _stage(req.progress, "analysing"))
+    single = single_binary(req.artifact)
+    if single is not None:
+        inv = build_inventory(single, ctx, _stage(req.progress, "analysing"))
+        inv = dataclasses.replace(inv, sha256=inv.entries[0].sha256)
+    else:
+        unpacked = unpack(req.artifact, os.path.join(workdir, "artifact"))
+        inv = build_inventory(unpacked, ctx, _stage(req.progress, "analysing"))
 
     unavailable: list[str] = []
     extra: list[Anomaly] = []
@@ -124,7 +129,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         lambda p, e: classify_own(p, policy),
         CompareOptions(main_exe=req.main_exe, app_root=req.app_root),
     )
-    installer = installer_entry(req.artifact, inv.sha256, ctx)
+    installer = None if single else installer_entry(req.artifact, inv.sha256, ctx)
     if installer is not None:
         # the installer is the vendor's own file; its signature is checked like any other
         inv = dataclasses.replace(inv, entries=(*inv.entries, installer))
@@ -205,6 +210,28 @@ def _checks(
 
 
 _CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+
+
+def single_binary(artifact: str) -> Unpacked | None:
+    """A lone PE, Mach-O or ELF file that no archive reader claims: a one-file artifact.
+
+    ``biv verify ffmpeg.dll --against path:electron-v28/`` compares it like any member. Its
+    sha256 comes from the analysis pass (read once).
+    """
+    from verifier.binary.analyze import SNIFF, sniff
+    from verifier.unpack import registry
+
+    if not os.path.isfile(artifact):
+        return None
+    blob = Blob.of_file(artifact)
+    head = blob.read(0, SNIFF)
+    if not sniff(head, blob.size).is_code:
+        return None
+    registry.load_builtin()
+    if registry.find(head, artifact) is not None:
+        return None  # an installer or archive: unpack it
+    name = os.path.basename(artifact)
+    return Unpacked(artifact, "", blob.size, (Member(name, name, (), blob),), ())
 
 
 def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEntry | None:
