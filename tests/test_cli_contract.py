@@ -209,3 +209,11 @@ def test_a_single_binary_is_an_artifact_of_one_file(tmp_path: Path) -> None:
     r = biv("verify", str(txt), "--against", f"path:{up}")
     assert r.returncode == 2
     assert_one_line_error(r)
+
+
+def test_no_source_and_no_electron_says_to_name_the_upstream(tmp_path: Path) -> None:
+    art = tree(tmp_path / "a", FILES)
+    r = biv("verify", str(art))
+    assert r.returncode == 2
+    assert_one_line_error(r)
+    assert "--against" in r.stderr

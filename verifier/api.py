@@ -190,6 +190,14 @@ def _references(
             )
         except ReferenceUnavailableError as exc:
             unavailable.append(exc.diagnostics())
+        except UsageError as exc:
+            if source != DEFAULT_SOURCE or req.against:
+                raise
+            raise UsageError(
+                "no --against given, and electron:auto cannot tell which release to compare "
+                f"with ({exc.message}); name the upstream with --against SOURCE",
+                where=req.artifact,
+            ) from exc
     return refs
 
 
