@@ -18,9 +18,13 @@ def shared_dir() -> Path:
     for c in candidates:
         if c and (Path(c) / "fixtures").is_dir():
             return Path(c)
-    raise FileNotFoundError(
-        "shared/ not found (looked at $BIV_SHARED, ../shared, /work/shared); set BIV_SHARED"
-    )
+    where = "looked at $BIV_SHARED, ../shared, /work/shared"
+    if os.environ.get("BIV_ALLOW_MISSING_SHARED") == "1":
+        # a checkout without the project's shared/ folder (e.g. the GitHub workflow)
+        import pytest
+
+        pytest.skip(f"shared/ fixtures not available ({where})", allow_module_level=True)
+    raise FileNotFoundError(f"shared/ not found ({where}); set BIV_SHARED")
 
 
 def fixture(*parts: str) -> Path:
