@@ -513,8 +513,8 @@ def _sign_msi(msi: Path, out: Path, tmp: Path) -> Any:
 
 
 def test_msi_authenticode_signature(app: Path, tmp_path: Path) -> None:
+    from verifier.signing.msi import msi_authenticode, msi_signature_facts
     from verifier.signing.trust import TrustConfig
-    from verifier.unpack.installers import msi_authenticode, msi_signature_facts
 
     msi = build_msi(app, tmp_path / "setup.msi")
     signed = tmp_path / "signed.msi"
@@ -544,8 +544,8 @@ def test_msi_authenticode_signature(app: Path, tmp_path: Path) -> None:
 
 
 def test_msi_authenticode_detects_tampering(app: Path, tmp_path: Path) -> None:
+    from verifier.signing.msi import msi_signature_facts
     from verifier.signing.trust import TrustConfig
-    from verifier.unpack.installers import msi_signature_facts
 
     msi = build_msi(app, tmp_path / "setup.msi")
     signed = tmp_path / "signed.msi"
@@ -570,7 +570,7 @@ def test_ole_reader_hostile_chains(app: Path, tmp_path: Path) -> None:
     import struct as st
 
     from verifier.errors import MalformedInputError
-    from verifier.unpack.installers import CompoundFile, msi_signature_facts
+    from verifier.signing.msi import CompoundFile, msi_signature_facts
 
     msi = build_msi(app, tmp_path / "setup.msi")
     data = bytearray(msi.read_bytes())

@@ -256,7 +256,7 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if head[:2] == b"MZ":
         sha, facts = analyze(blob, name, ctx)
     elif head == _CFB_MAGIC:
-        from verifier.unpack.installers import msi_signature_facts
+        from verifier.signing.msi import msi_signature_facts
 
         sig, anomalies = msi_signature_facts(artifact, ctx.trust, ctx.at)
         facts = BinaryFacts(signature=sig, anomalies=anomalies)
