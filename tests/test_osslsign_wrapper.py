@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.tsa import LocalTSA
 
-from tests.support.tsa import LocalTSA
 from verifier.demo import osslsign, pewriter, pki
 from verifier.errors import BivError, ToolMissingError
 

@@ -7,24 +7,11 @@ import struct
 from pathlib import Path
 
 import pytest
+from support import asar
+from support.unpack_helpers import Box, messages, run
 
-from tests.support import asar
-from tests.support.unpack_helpers import Box, blobs_inside, messages
 from verifier.errors import ArtifactError
-from verifier.unpack import Limits, Unpacked, unpack
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Box:
-    return Box(tmp_path)
-
-
-def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
-    box.freeze()
-    u = unpack(str(art), str(box.work), limits)
-    box.unchanged()
-    blobs_inside(u, box.work, box.art)
-    return u
+from verifier.unpack import Limits, unpack
 
 
 def app_with(box: Box, blob: bytes) -> Path:

@@ -9,24 +9,10 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
+from support import asar
+from support.unpack_helpers import Box, messages, run
 
-from tests.support import asar
-from tests.support.unpack_helpers import Box, blobs_inside, messages
-from verifier.unpack import Limits, Unpacked, tree_digest, unpack
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Box:
-    return Box(tmp_path)
-
-
-def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
-    box.freeze()
-    u = unpack(str(art), str(box.work), limits)
-    box.unchanged()
-    blobs_inside(u, box.work, box.art)
-    return u
+from verifier.unpack import Limits, tree_digest, unpack
 
 
 def tree(root: Path, files: dict[str, bytes]) -> Path:

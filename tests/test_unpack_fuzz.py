@@ -8,8 +8,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from tests.support import asar
-from tests.support.unpack_helpers import Box, blobs_inside
+from support import asar
+from support.unpack_helpers import Box, blobs_inside
+
 from verifier.errors import ArtifactError
 from verifier.unpack import unpack
 

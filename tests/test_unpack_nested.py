@@ -5,25 +5,10 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
-from pathlib import Path
 
-import pytest
+from support.unpack_helpers import Box, messages, run
 
-from tests.support.unpack_helpers import Box, blobs_inside, messages
-from verifier.unpack import Limits, Unpacked, unpack
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Box:
-    return Box(tmp_path)
-
-
-def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
-    box.freeze()
-    u = unpack(str(art), str(box.work), limits)
-    box.unchanged()
-    blobs_inside(u, box.work, box.art)
-    return u
+from verifier.unpack import Limits
 
 
 def zip_of(entries: dict[str, bytes]) -> bytes:

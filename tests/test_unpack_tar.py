@@ -8,15 +8,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.unpack_helpers import Box, messages, run
 
-from tests.support.unpack_helpers import Box, blobs_inside, messages
 from verifier.errors import ArtifactError
-from verifier.unpack import Limits, Unpacked, unpack
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Box:
-    return Box(tmp_path)
+from verifier.unpack import Limits, unpack
 
 
 def add_file(tf: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -36,14 +31,6 @@ def make_tar(path: Path, mode: str, build) -> Path:  # type: ignore[no-untyped-d
     with tarfile.open(path, mode) as tf:  # type: ignore[call-overload]
         build(tf)
     return path
-
-
-def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
-    box.freeze()
-    u = unpack(str(art), str(box.work), limits)
-    box.unchanged()
-    blobs_inside(u, box.work, box.art)
-    return u
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from support.unpack_helpers import Box, messages, run
 
-from tests.support.unpack_helpers import Box, blobs_inside, messages
 from verifier.errors import ArtifactError
 from verifier.unpack import Limits, unpack
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Box:
-    return Box(tmp_path)
 
 
 def make_zip(path: Path, entries: Sequence[tuple[str | zipfile.ZipInfo, bytes]]) -> Path:
@@ -36,14 +31,6 @@ def zip_bytes(entries: list[tuple[str, bytes]]) -> bytes:
         for name, data in entries:
             z.writestr(name, data)
     return buf.getvalue()
-
-
-def run(box: Box, art: Path, limits: Limits | None = None):  # type: ignore[no-untyped-def]
-    box.freeze()
-    u = unpack(str(art), str(box.work), limits)
-    box.unchanged()
-    blobs_inside(u, box.work, box.art)
-    return u
 
 
 def test_zip_members_paths_locations_digests(box: Box) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from verifier.unpack import Unpacked
+from verifier.unpack import Limits, Unpacked, unpack
 
 
 def snapshot(root: Path, exclude: Path) -> set[str]:
@@ -59,3 +59,12 @@ class Box:
     def unchanged(self) -> None:
         assert self.before is not None, "call freeze() before unpacking"
         assert snapshot(self.root, self.work) == self.before
+
+
+def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
+    """Unpack ``art`` into the box; check nothing escaped and every blob stays inside."""
+    box.freeze()
+    u = unpack(str(art), str(box.work), limits)
+    box.unchanged()
+    blobs_inside(u, box.work, box.art)
+    return u

@@ -148,39 +148,24 @@ def _issue(
     return Identity(label, cert, key)
 
 
-_CA_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-_SIGN_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
-_TSA_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=True,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
+def _key_usage(*, cert_sign: bool = False, non_repudiation: bool = False) -> x509.KeyUsage:
+    """digitalSignature, plus keyCertSign/cRLSign for CAs or nonRepudiation for TSAs."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=non_repudiation,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+_CA_USAGE = _key_usage(cert_sign=True)
+_SIGN_USAGE = _key_usage()
+_TSA_USAGE = _key_usage(non_repudiation=True)
 
 
 def make_root(cn: str, org: str | None = None, *, kind: KeyKind = "rsa") -> Identity:

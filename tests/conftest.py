@@ -1,0 +1,14 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.unpack_helpers import Box
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Box:
+    """A sandbox for unpack tests (see ``support.unpack_helpers.Box``)."""
+    return Box(tmp_path)
