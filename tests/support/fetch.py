@@ -78,3 +78,18 @@ def npm_tarball(package: str, version: str, sha256: str) -> Path:
     base = package.rsplit("/", 1)[-1]
     url = f"https://registry.npmjs.org/{package}/-/{base}-{version}.tgz"
     return fetch_pinned(url, sha256, f"{base}-{version}.tgz")
+
+
+# msvc-runtime 14.51.36231, cp312 win_amd64: Microsoft-signed DLLs with nested signatures and
+# RFC 3161 timestamps (https://pypi.org/pypi/msvc-runtime/json)
+MSVC_WHEEL_URL = (
+    "https://files.pythonhosted.org/packages/98/33/"
+    "be9ef68901200813fc174a06758b4ae48ca4eb58fa783280dd879d5fd048/"
+    "msvc_runtime-14.51.36231-cp312-cp312-win_amd64.whl"
+)
+MSVC_WHEEL_SHA256 = "89f70d1a37bb64164cdb09d02dd82d6b1400e1310be2995b4ed5a9f23efe2222"
+
+
+def msvc_wheel() -> Path:
+    """The pinned msvc-runtime wheel (cached)."""
+    return fetch_pinned(MSVC_WHEEL_URL, MSVC_WHEEL_SHA256)
