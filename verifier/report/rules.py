@@ -249,6 +249,73 @@ _RULES: tuple[Rule, ...] = (
         Severity.INFO,
         ("policy",),
     ),
+    Rule(
+        "unexpected-file",
+        "UnexpectedFile",
+        "A file inside an npm package folder that the package's published tarball lacks.",
+        "The app's copy of an npm dependency holds a file that the registry's tarball for that "
+        "name and version does not have. Code files (.js, .cjs, .mjs, .node, .dll, .so, .dylib, "
+        ".exe) are high: Node loads whatever sits in the package folder. Find which build step "
+        "wrote the file.",
+        Severity.MEDIUM,
+        ("npm", "tampering"),
+    ),
+    Rule(
+        "unverifiable-dependency",
+        "UnverifiableDependency",
+        "A dependency found in the app that no registry can vouch for.",
+        "The package name is not on the registry (a private package or a local file: "
+        "dependency), so nothing upstream can confirm its content. It is listed for review.",
+        Severity.INFO,
+        ("npm",),
+    ),
+    Rule(
+        "unexpected-link",
+        "UnexpectedLink",
+        "A symlink or hardlink that upstream lacks, or whose target differs from upstream's.",
+        "Links are compared like files: a link points code at another file, so a new link or a "
+        "changed target can substitute content without changing any file upstream has.",
+        Severity.MEDIUM,
+        ("archive", "tampering"),
+    ),
+    Rule(
+        "name-collision",
+        "NameCollision",
+        "Two members whose names collide on Windows or macOS file systems.",
+        "Two member names are equal case-insensitively or after Unicode normalisation. On a "
+        "case-insensitive or normalising file system one overwrites the other, so what is "
+        "installed is not what was compared.",
+        Severity.HIGH,
+        ("archive", "tampering"),
+    ),
+    Rule(
+        "unknown-dependency-version",
+        "UnknownDependencyVersion",
+        "An npm dependency at a version its registry never published.",
+        "The registry has the package but not this version: a patched dependency with a bumped "
+        "version number looks like this, and Node never notices.",
+        Severity.HIGH,
+        ("npm", "tampering"),
+    ),
+    Rule(
+        "signature-slack",
+        "SignatureSlack",
+        "Non-zero bytes in the space a Mach-O code signature reserved after its SuperBlob.",
+        "Bytes between the end of the code signature SuperBlob and the end of "
+        "LC_CODE_SIGNATURE's data are covered by no hash. Zero bytes are normal; other bytes can "
+        "hide a payload. Remnants of an earlier signature (codesign re-signing in place) are low.",
+        Severity.MEDIUM,
+        ("signature", "macho"),
+    ),
+    Rule(
+        "invalid-nested-signature",
+        "InvalidNestedSignature",
+        "A nested Authenticode signature that does not verify, under a valid primary one.",
+        "Windows judges a file by its primary signature; a nested signature that fails to "
+        "verify is not used, but it is data the signer did not vouch for and deserves a look.",
+        Severity.MEDIUM,
+        ("signature", "authenticode"),
+    ),
 )
 
 #: All rules by id, in DESIGN.md order.
