@@ -150,6 +150,11 @@ class Anomaly:
     message: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     arch: str | None = None
+    # sha256 of the bytes the anomaly is about (the padding, the slack, the trailing data, the
+    # unauthenticated attributes...): content, not offsets, decides whether upstream's file has
+    # the same anomaly (DESIGN.md "Judge the change, not the upstream"). None when the anomaly
+    # is not about a region of bytes.
+    region_sha256: str | None = None
 
 
 @dataclass(frozen=True)
