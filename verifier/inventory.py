@@ -19,6 +19,7 @@ from verifier.model import (
     FileEntry,
     FileFormat,
     Inventory,
+    Link,
     Reference,
 )
 from verifier.unpack import Member, Unpacked, unpack
@@ -109,6 +110,8 @@ def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = 
         size=unpacked.size,
         entries=entries,
         problems=tuple(unpacked.problems),
+        links=unpacked.links,
+        formats=unpacked.formats,
     )
 
 
@@ -140,10 +143,24 @@ def build_reference(
     """Unpack and analyse an upstream release (directory or archive) into a Reference."""
     os.makedirs(workdir, exist_ok=True)
     sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
-    unpacked = unpack(archive_path, sub)
+    unpacked = unpack(archive_path, sub, strict_top=True)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
+    files = strip_single_top_dir(entries)
+    cut = _top_dir_cut(entries, files)
     return Reference(
         component=component,
-        files=strip_single_top_dir(entries),
+        files=files,
         problems=tuple(unpacked.problems) + problems,
+        links=tuple(
+            Link(k.path[cut:], k.target, k.location, k.container)
+            for k in unpacked.links
+            if len(k.path) > cut
+        ),
     )
+
+
+def _top_dir_cut(before: Sequence[FileEntry], after: Sequence[FileEntry]) -> int:
+    """How many characters ``strip_single_top_dir`` removed from each path (0 or dir + '/')."""
+    if not before or before[0].path == after[0].path:
+        return 0
+    return len(before[0].path) - len(after[0].path)

@@ -14,6 +14,7 @@ from typing import Any
 from verifier.errors import MalformedInputError
 from verifier.unpack import registry
 from verifier.unpack.limits import Limits
+from verifier.unpack.result import Extraction
 
 _MAX_REQUEST = 16 << 20
 
@@ -55,21 +56,26 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
     reader = registry.get(str(job["reader"]))
     try:
         if job.get("kind") == "entries" and isinstance(reader, registry.InPlaceReader):
-            entries, problems = reader.entries(str(job["src"]), limits)
+            entries, problems, links = reader.entries(str(job["src"]), limits)
             return {
                 "problems": [[p.member, p.message] for p in problems],
                 "entries": [[e.path, e.offset, e.size] for e in entries],
+                "links": [[k.member, k.target, k.from_root] for k in links],
             }
         if not isinstance(reader, registry.Extractor):
             return {"problems": [], "aborted": f"no reader named {job['reader']!r}"}
-        problems = reader.extract(str(job["src"]), str(job["dest"]), limits)
+        out = reader.extract(str(job["src"]), str(job["dest"]), limits)
     except MalformedInputError as e:
         return {"problems": [], "fatal": e.message}
     except MemoryError:
         return {"problems": [], "aborted": "extraction ran out of memory (cap reached)"}
     except RecursionError:
         return {"problems": [], "aborted": "extraction recursed too deeply"}
-    return {"problems": [[p.member, p.message] for p in problems]}
+    problems, links = (out.problems, out.links) if isinstance(out, Extraction) else (out, [])
+    return {
+        "problems": [[p.member, p.message] for p in problems],
+        "links": [[k.member, k.target, k.from_root] for k in links],
+    }
 
 
 def main() -> int:

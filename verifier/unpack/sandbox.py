@@ -26,7 +26,7 @@ from pathlib import Path
 
 from verifier.unpack.limits import Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
-from verifier.unpack.result import Problem
+from verifier.unpack.result import LinkRecord, Problem
 
 _PKG_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 _SIGNALS = {
@@ -51,6 +51,7 @@ class Outcome:
     fatal: str | None = None  # the archive as a whole is unreadable (reader said so)
     aborted: str | None = None  # the sandbox stopped the reader (timeout, cap, crash)
     entries: list[Entry] = field(default_factory=list)  # InPlaceReader jobs only
+    links: list[LinkRecord] = field(default_factory=list)  # recorded, never created
 
 
 def run(reader: Extractor, src: str, dest: str, limits: Limits) -> Outcome:
@@ -118,6 +119,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             i = int(doc["index"])
             problems = [Problem(str(m), str(msg)) for m, msg in doc["problems"]]
             entries = [Entry(str(p), int(o), int(n)) for p, o, n in doc.get("entries", [])]
+            links = [LinkRecord(str(m), str(t), bool(r)) for m, t, r in doc.get("links", [])]
         except (ValueError, KeyError, TypeError):
             continue
         fatal, aborted = doc.get("fatal"), doc.get("aborted")
@@ -126,6 +128,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             str(fatal) if fatal is not None else None,
             str(aborted) if aborted is not None else None,
             entries,
+            links,
         )
     return answers
 

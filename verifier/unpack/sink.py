@@ -14,7 +14,7 @@ from typing import Protocol
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.unpack import paths
 from verifier.unpack.limits import Limits
-from verifier.unpack.result import Problem
+from verifier.unpack.result import Extraction, LinkRecord, Problem
 
 CHUNK = 1 << 20
 
@@ -39,8 +39,12 @@ class Sink:
         self.stream_compressed = stream_compressed
         self.total = 0  # bytes written
         self.count = 0  # files written
-        self.seen: set[str] = set()  # cleaned names of files and directories
+        self.seen: set[str] = set()  # cleaned names of files, directories and links
         self.problems: list[Problem] = []
+        self.links: dict[str, LinkRecord] = {}  # recorded, never created
+
+    def result(self) -> Extraction:
+        return Extraction(self.problems, list(self.links.values()))
 
     # --- problems ------------------------------------------------------------------------
 
@@ -67,10 +71,23 @@ class Sink:
                 return None  # a repeated directory entry is harmless
             self.problem(raw, f"duplicate entry {name!r}; only the first is kept")
             return None
-        if len(name.split("/")) > self.limits.max_dir_depth:
+        parts = name.split("/")
+        if len(parts) > self.limits.max_dir_depth:
             self.problem(raw, f"more than {self.limits.max_dir_depth} directory levels")
             return None
+        if self.links:
+            for i in range(1, len(parts)):
+                prefix = "/".join(parts[:i])
+                if prefix in self.links:
+                    self.problem(raw, f"path crosses the symlink {prefix!r} inside the archive")
+                    return None
         return name
+
+    def link(self, raw: str, name: str, target: str) -> None:
+        """Record symlink ``name`` -> ``target`` (counted as a member; never created)."""
+        self.admit_file(raw)
+        self.seen.add(name)
+        self.links[name] = LinkRecord(name, target)
 
     def admit_file(self, raw: str) -> None:
         """Count one more file against ``max_members`` (raise StopExtraction past it)."""
