@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from verifier import __version__
+from verifier.archive_checks import link_anomalies, name_collision_anomalies
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.compare import CompareOptions, compare
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
@@ -136,6 +137,10 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         own = FileResult(installer.path, Status.OWN, installer, None, None, {"installer": True})
         comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
     extra.extend(_checks(comparison.results, inv, bundle, ctx))
+    extra.extend(name_collision_anomalies(inv))
+    extra.extend(
+        link_anomalies(inv, refs, comparison.app_root, lambda p: classify_own(p, policy))
+    )
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = effective_fail_on(req.fail_on, policy)

@@ -128,7 +128,7 @@ def _zip() -> dict[str, bytes]:
     with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
         info = zipfile.ZipInfo("Versions/Current")
         info.create_system = 3
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "A")
         zf.writestr("Versions/A/lib", b"lib")
     # a member written through a non-seekable stream: bit 3, data descriptor
@@ -143,7 +143,11 @@ def _zip() -> dict[str, bytes]:
 
     with zipfile.ZipFile(_NoSeek(), "w", zipfile.ZIP_DEFLATED) as zf, zf.open("d.txt", "w") as f:
         f.write(b"descriptor " * 20)
-    return {"deflated.zip": plain.getvalue(), "link.zip": stored.getvalue(), "dd.zip": stream.getvalue()}
+    return {
+        "deflated.zip": plain.getvalue(),
+        "link.zip": stored.getvalue(),
+        "dd.zip": stream.getvalue(),
+    }
 
 
 def _tar() -> dict[str, bytes]:

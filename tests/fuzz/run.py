@@ -30,18 +30,18 @@ def _child(target: str, args: list[str]) -> None:
 
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     with atheris.instrument_imports(include=["verifier"]):
-        import verifier.binary.analyze  # noqa: F401
-        import verifier.binary.elf  # noqa: F401
-        import verifier.binary.macho  # noqa: F401
-        import verifier.binary.pe  # noqa: F401
-        import verifier.policy.load  # noqa: F401
-        import verifier.signing.asn1  # noqa: F401
-        import verifier.signing.authenticode  # noqa: F401
-        import verifier.signing.codesign  # noqa: F401
-        import verifier.unpack.asar  # noqa: F401
-        import verifier.unpack.tarreader  # noqa: F401
-        import verifier.unpack.zipreader  # noqa: F401
-        import verifier.upstream.path  # noqa: F401
+        import verifier.binary.analyze
+        import verifier.binary.elf
+        import verifier.binary.macho
+        import verifier.binary.pe
+        import verifier.policy.load
+        import verifier.signing.asn1
+        import verifier.signing.authenticode
+        import verifier.signing.codesign
+        import verifier.unpack.asar
+        import verifier.unpack.tarreader
+        import verifier.unpack.zipreader
+        import verifier.upstream.path
 
         with contextlib.suppress(ImportError):
             import verifier.unpack.zipcheck  # noqa: F401

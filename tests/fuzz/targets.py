@@ -77,9 +77,8 @@ def elf(data: bytes) -> None:
     from verifier.binary import elf as e
     from verifier.model import Blob
 
-    with _scratch() as d:
-        with contextlib.suppress(BivError):
-            e.read_elf_info(Blob.of_file(_file(d, data, "x.so")))
+    with _scratch() as d, contextlib.suppress(BivError):
+        e.read_elf_info(Blob.of_file(_file(d, data, "x.so")))
     _analyze(data, "x.so")
 
 
@@ -95,7 +94,11 @@ def authenticode(data: bytes) -> None:
     from verifier.signing import authenticode as ac
 
     table = ac.parse_table(
-        data, table_offset=4096, dir_size=len(data), file_size=4096 + len(data), last_section_end=4096
+        data,
+        table_offset=4096,
+        dir_size=len(data),
+        file_size=4096 + len(data),
+        last_section_end=4096,
     )
     digests = {a: "00" * n for a, n in (("md5", 16), ("sha1", 20), ("sha256", 32))}
     ac.verify(table, digests, pe_checksum_ok=True, trust=None, at=None)
@@ -135,9 +138,8 @@ def _extract(reader_name: str, data: bytes) -> None:
 def zip_archive(data: bytes) -> None:
     from verifier.unpack import zipcheck
 
-    with _scratch() as d:
-        with contextlib.suppress(BivError):
-            zipcheck.check(_file(d, data, "a.zip"))
+    with _scratch() as d, contextlib.suppress(BivError):
+        zipcheck.check(_file(d, data, "a.zip"))
     _extract("zip", data)
 
 
@@ -149,9 +151,8 @@ def asar(data: bytes) -> None:
     from verifier.unpack import asar as asar_mod
     from verifier.unpack.limits import Limits
 
-    with _scratch() as d:
-        with contextlib.suppress(BivError):
-            asar_mod.list_entries(_file(d, data, "app.asar"), Limits())
+    with _scratch() as d, contextlib.suppress(BivError):
+        asar_mod.list_entries(_file(d, data, "app.asar"), Limits())
 
 
 def refs(data: bytes) -> None:
@@ -167,9 +168,8 @@ def refs(data: bytes) -> None:
 def policy(data: bytes) -> None:
     from verifier.policy.load import load_policy
 
-    with _scratch() as d:
-        with contextlib.suppress(BivError):
-            load_policy(_file(d, data, "policy.yaml"))
+    with _scratch() as d, contextlib.suppress(BivError):
+        load_policy(_file(d, data, "policy.yaml"))
 
 
 TARGETS: dict[str, Target] = {
@@ -192,4 +192,3 @@ def run_one(name: str, data: bytes) -> None:
     """Run target ``name`` on ``data``: biv's own errors are fine, anything else is a bug."""
     with contextlib.suppress(BivError):
         TARGETS[name](data)
-

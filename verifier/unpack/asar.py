@@ -94,9 +94,7 @@ def _bad_name(name: str) -> bool:
     )
 
 
-def list_entries(
-    path: str, limits: Limits
-) -> tuple[list[Entry], list[Problem], list[LinkRecord]]:
+def list_entries(path: str, limits: Limits) -> tuple[list[Entry], list[Problem], list[LinkRecord]]:
     """Every packed file of the asar at ``path``, bounds-checked against its size, and its
     links (targets relative to the archive root, as @electron/asar stores them)."""
     data_start, root, dups = read_header(path, limits)

@@ -294,14 +294,15 @@ def _entry(
     (_sig, made_by, _need, flags, method, _t, _d, crc, csize, usize) = f[:10]
     (_nl, _xl, _cl, disk, _ia, ext_attr, lh_off) = f[10:]
     vals = {"usize": usize, "csize": csize, "offset": lh_off}
-    want = [k for k, v in (("usize", usize), ("csize", csize), ("offset", lh_off)) if v == _SENTINEL32]
+    want = [
+        k for k, v in (("usize", usize), ("csize", csize), ("offset", lh_off)) if v == _SENTINEL32
+    ]
     if disk == _SENTINEL16:
         want.append("disk")
     if want and not _zip64(extra, want, vals):
         return None, None, "ZIP64 sizes announced but the ZIP64 extra field is missing"
     usize, csize, lh_off = vals["usize"], vals["csize"], vals["offset"]
-    if b"\x00" in raw:
-        return None, None, f"NUL byte in member name {raw!r}"
+    nul = f"NUL byte in member name {raw!r}" if b"\x00" in raw else None
     name = _unicode_name(extra, raw) or decode_name(raw, flags)
     start = lh_off + shift
     if start < 0 or start + _LFH_SIZE > size:
@@ -346,6 +347,8 @@ def _entry(
             f"directory crc {crc:08x}, {csize}/{usize} bytes"
         )
         return None, (start, span_end), why
+    if nul is not None:
+        return None, (start, span_end), nul
     entry = ZipEntry(
         index, raw, name, flags, method, crc, csize, usize, data, made_by >> 8, ext_attr
     )
