@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from verifier import __version__
+from verifier import __version__, lifecycle
 from verifier.archive_checks import link_anomalies, name_collision_anomalies
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.compare import CompareOptions, compare
@@ -75,9 +75,10 @@ class VerifyRequest:
 def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
     from verifier.signing.trust import TrustConfig
 
+    from verifier.inputs import check_regular
+
     for pem in trust_stores:
-        if not os.path.isfile(pem):
-            raise UsageError(f"trust store not found: {pem}", where="--trust-store")
+        check_regular(pem, what="trust store (--trust-store)")
     return AnalysisContext(trust=TrustConfig(extra_pem=tuple(trust_stores), at=at), at=at)
 
 
@@ -93,13 +94,13 @@ def verify(req: VerifyRequest) -> Report:
     """Verify one artifact; raises BivError subclasses for exit-2 conditions only."""
     policy = load_policy(req.policy)
     ctx = make_context(req.trust_stores, req.at)
-    workdir = req.workdir or tempfile.mkdtemp(prefix="biv-")
+    workdir = req.workdir or lifecycle.make_workdir()
     os.makedirs(workdir, exist_ok=True)
     try:
         return _verify(req, policy, ctx, workdir)
     finally:
         if req.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+            lifecycle.remove_workdir(workdir)
 
 
 def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: str) -> Report:
@@ -325,11 +326,24 @@ def _sources(req: VerifyRequest, policy: Policy) -> tuple[str, ...]:
 def _fetch_opts(req: VerifyRequest) -> object:
     from verifier.upstream.options import FetchOptions
 
+    limits: dict[str, Any] = {}
+    for env, key, kind in (
+        ("BIV_DOWNLOAD_DEADLINE", "deadline", float),
+        ("BIV_DOWNLOAD_MIN_RATE", "min_rate", int),
+        ("BIV_DOWNLOAD_RATE_WINDOW", "rate_window", float),
+    ):
+        value = os.environ.get(env)
+        if value:
+            try:
+                limits[key] = kind(value)
+            except ValueError:
+                raise UsageError(f"{env}={value!r} is not a number") from None
     return FetchOptions(
         cache_dir=req.cache_dir,
         offline=req.offline,
         mirror=req.mirror,
         progress=req.progress is not None,
+        **limits,
     )
 
 

@@ -12,10 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from verifier.model import Report
+from verifier.report.escape import has_raw_bytes, json_safe
 
 
 def _item(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    """One value as JSON; valid UTF-8 whatever bytes a name held (``escape.json_safe``)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if has_raw_bytes(text):
+        text = json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False)
+    return text
 
 
 def dumps_report(doc: Mapping[str, Any]) -> str:

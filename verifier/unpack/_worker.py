@@ -9,6 +9,8 @@ import os
 import resource
 import signal
 import sys
+import threading
+import time
 from typing import Any
 
 from verifier.errors import MalformedInputError
@@ -78,7 +80,17 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
     }
 
 
+def _watch_parent(parent: int) -> None:
+    """If biv dies (even by SIGKILL), take this worker's whole group (its external tools
+    included) down with it. The group is the worker's own session: never biv's caller."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
 def main() -> int:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     req = json.loads(sys.stdin.read(_MAX_REQUEST))
     limits = Limits.from_dict(req["limits"])
     jobs = list(req["jobs"])

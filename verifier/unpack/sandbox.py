@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from verifier import lifecycle
 from verifier.unpack.limits import Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
 from verifier.unpack.result import LinkRecord, Problem
@@ -91,6 +92,7 @@ def run_batch(
         env=env,
         start_new_session=True,
     )
+    lifecycle.track_group(proc.pid)  # killed with its tools if biv is interrupted
     missing: str | None = None
     try:
         out, err = proc.communicate(json.dumps(request).encode(), timeout=max(0.0, timeout_s))
@@ -100,6 +102,7 @@ def run_batch(
         missing = f"extraction timed out after {timeout_s:g} s"
     finally:
         _kill_group(proc.pid)
+        lifecycle.untrack_group(proc.pid)
     answers = _answers(out)
     if missing is None:
         missing = _why_missing(proc.returncode, err)
