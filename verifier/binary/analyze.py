@@ -18,7 +18,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from verifier.binary import elf, pe
+from verifier.binary import cafebabe, elf, pe
 from verifier.binary.fuses import FuseMaskedView, FuseScanner
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span, View, digest_views, sha256_file
@@ -35,7 +35,6 @@ from verifier.model import (
 )
 
 MAX_CERT_TABLE = 16 << 20
-MAX_FAT_ARCHS = 40  # Java class files have a major version >= 45 where nfat_arch sits
 SNIFF = pe.MAX_HEADERS
 _PARSER_SLIPS = (struct.error, IndexError, KeyError, ValueError, OverflowError, UnicodeError)
 
@@ -65,20 +64,11 @@ def sniff(head: bytes, size: int) -> FileFormat:
 
 
 def _looks_like_macho(head: bytes) -> bool:
+    """A thin Mach-O magic, or a fat one (tentatively: ``analyze`` reads the fat table to
+    tell a universal binary from a Java class, see ``cafebabe``)."""
     if len(head) < 8:
         return False
-    magic = head[:4]
-    if magic in (
-        b"\xfe\xed\xfa\xce",
-        b"\xfe\xed\xfa\xcf",
-        b"\xce\xfa\xed\xfe",
-        b"\xcf\xfa\xed\xfe",
-    ):
-        return True
-    if magic in (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf"):
-        nfat = int(struct.unpack_from(">I", head, 4)[0])
-        return 0 < nfat < MAX_FAT_ARCHS
-    return False
+    return head[:4] in cafebabe.MACHO_MAGICS or head[:4] in cafebabe.FAT_MAGICS
 
 
 def analyze(blob: Blob, name: str, ctx: AnalysisContext | None = None) -> tuple[str, BinaryFacts]:
@@ -86,6 +76,9 @@ def analyze(blob: Blob, name: str, ctx: AnalysisContext | None = None) -> tuple[
     ctx = ctx or AnalysisContext()
     head = blob.read(0, SNIFF)
     fmt = sniff(head, blob.size)
+    if fmt == FileFormat.MACHO and head[:4] in cafebabe.FAT_MAGICS:
+        if cafebabe.classify(blob.read, blob.size) != "macho":
+            fmt = FileFormat.DATA  # a Java class, or bytes no loader would run
     handler = _HANDLERS.get(fmt, _analyze_plain)
     try:
         return handler(blob, name, ctx, head, fmt)
