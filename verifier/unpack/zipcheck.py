@@ -175,8 +175,10 @@ def _directory(fh: BinaryIO, size: int) -> _Directory:
         if rec64_off > rec_at:
             raise MalformedInputError("ZIP64 end of central directory record out of place")
         end_of_cd = rec_at
-    elif _SENTINEL32 in (cd_size, cd_off) or n_total == _SENTINEL16:
+    elif _SENTINEL32 in (cd_size, cd_off):
         raise MalformedInputError("ZIP64 end of central directory locator missing")
+    elif n_total == _SENTINEL16:
+        n_total = -1  # "many": writers without ZIP64 records; the directory's size tells
     at = end_of_cd - cd_size
     if at < 0 or cd_off > at:
         raise MalformedInputError(
@@ -253,7 +255,7 @@ def scan(path: str, max_members: int | None = None) -> Layout:
                 spans.append((*span, index))
             if e is not None:
                 entries.append(e)
-        if n != d.count:
+        if n != d.count and d.count >= 0:
             problems.append(
                 Problem("", f"central directory lists {n} entries, its end record says {d.count}")
             )
