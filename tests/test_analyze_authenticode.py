@@ -13,8 +13,8 @@ from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.demo import pewriter as w
 from verifier.model import Blob, SignatureKind
 
-trust_mod = pytest.importorskip("verifier.signing.trust")
-pytest.importorskip("verifier.signing.authenticode")
+from verifier.signing import trust as trust_mod
+
 pytestmark = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="needs osslsigncode")
 
 

@@ -17,12 +17,11 @@ import pytest
 from support import asar
 from support.electron_release import ReleaseWorld, make_zip
 
-pewriter = pytest.importorskip("verifier.demo.pewriter")
-inventory = pytest.importorskip("verifier.inventory")
-compare_mod = pytest.importorskip("verifier.compare")
-
-from verifier.binary.analyze import AnalysisContext  # noqa: E402
-from verifier.model import FileEntry, Status  # noqa: E402
+from verifier import compare as compare_mod
+from verifier import inventory
+from verifier.binary.analyze import AnalysisContext
+from verifier.demo import pewriter
+from verifier.model import FileEntry, Status
 from verifier.unpack import unpack  # noqa: E402
 from verifier.upstream import electron  # noqa: E402
 from verifier.upstream.sources import default_analyzer, resolve_remote  # noqa: E402
