@@ -81,7 +81,10 @@ class Cert:
         """Parse DER; raises ``ValueError`` on a certificate ``cryptography`` rejects."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. negative serials in old roots
-            return cls(bytes(der), x509.load_der_x509_certificate(bytes(der)))
+            try:
+                return cls(bytes(der), x509.load_der_x509_certificate(bytes(der)))
+            except x509.InvalidVersion as exc:  # not a ValueError (found by fuzzing)
+                raise ValueError(f"invalid certificate version: {exc}") from None
 
     @functools.cached_property
     def sha256(self) -> str:
