@@ -74,10 +74,13 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
     except RecursionError:
         return {"problems": [], "aborted": "extraction recursed too deeply"}
     problems, links = (out.problems, out.links) if isinstance(out, Extraction) else (out, [])
-    return {
+    answer: dict[str, Any] = {
         "problems": [[p.member, p.message] for p in problems],
         "links": [[k.member, k.target, k.from_root] for k in links],
     }
+    if isinstance(out, Extraction) and out.files >= 0:
+        answer["written"] = [out.files, out.size]  # no need to walk what was written
+    return answer
 
 
 def _watch_parent(parent: int) -> None:
@@ -105,6 +108,8 @@ def main() -> int:
         sys.stdout.flush()
         if job.get("kind") == "entries":
             files, size = len(answer.get("entries", [])), 0
+        elif "written" in answer:
+            files, size = answer.pop("written")
         else:
             files, size = _written(str(job["dest"]))
         limits = limits.with_budget(

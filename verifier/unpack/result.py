@@ -66,6 +66,8 @@ class Extraction:
 
     problems: list[Problem]
     links: list[LinkRecord]
+    files: int = -1  # files and bytes written, when the extractor counted them (-1: not)
+    size: int = -1
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,10 @@ class Sink:
         self.seen: set[str] = set()  # cleaned names of files, directories and links
         self.problems: list[Problem] = []
         self.links: dict[str, LinkRecord] = {}  # recorded, never created
+        self.dirs: set[str] = set()  # directories made and checked (relative, '' = dest)
 
     def result(self) -> Extraction:
-        return Extraction(self.problems, list(self.links.values()))
+        return Extraction(self.problems, list(self.links.values()), self.count, self.total)
 
     # --- problems ------------------------------------------------------------------------
 
@@ -99,11 +100,14 @@ class Sink:
     # --- writing -------------------------------------------------------------------------
 
     def _target(self, name: str) -> str:
-        target = Path(self.dest, *name.split("/"))
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if not paths.inside(self.dest, str(target.parent)):
-            raise MalformedInputError(f"{name!r} would be written outside the destination")
-        return str(target)
+        parent, _, leaf = name.rpartition("/")
+        if parent not in self.dirs:  # each directory made and checked once, not per file
+            p = Path(self.dest, *parent.split("/")) if parent else Path(self.dest)
+            p.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if not paths.inside(self.dest, str(p)):
+                raise MalformedInputError(f"{name!r} would be written outside the destination")
+            self.dirs.add(parent)
+        return os.path.join(self.dest, *name.split("/"))
 
     def mkdir(self, name: str) -> None:
         self.seen.add(name)

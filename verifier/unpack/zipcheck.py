@@ -45,6 +45,7 @@ _EOCD_SIZE = 22
 _MAX_COMMENT = 0xFFFF
 _CDH_SIZE = 46
 _LFH_SIZE = 30
+_LFH = struct.Struct("<4s5H3I2H")
 _SENTINEL32 = 0xFFFFFFFF
 _SENTINEL16 = 0xFFFF
 _GAP_SCAN = 64 << 20  # bytes of gaps between members scanned for hidden local headers
@@ -188,37 +189,48 @@ def _directory(fh: BinaryIO, size: int) -> _Directory:
 
 
 def _central(fh: BinaryIO, d: _Directory) -> Iterator[tuple[int, bytes, bytes, tuple[int, ...]]]:
-    """(index, raw name, extra, fixed fields) per central-directory entry, streamed."""
-    fh.seek(d.at)
+    """(index, raw name, extra, fixed fields) per central-directory entry, streamed in 1 MiB
+    reads. The caller reads local headers with the same file object between entries, so
+    every read here seeks to where this stream stands."""
+    pos = d.at
     left = d.size
     buf = b""
+    i = 0  # where the next entry starts in buf
     index = 0
-    while left > 0 or buf:
-        if len(buf) < _CDH_SIZE and left > 0:
-            chunk = fh.read(min(left, 1 << 20))
-            if not chunk:
-                break
-            left -= len(chunk)
-            buf += chunk
-            continue
-        if len(buf) < _CDH_SIZE:
+
+    def more() -> bool:
+        nonlocal pos, left, buf, i
+        if left <= 0:
+            return False
+        fh.seek(pos)
+        chunk = fh.read(min(left, 1 << 20))
+        if not chunk:
+            left = 0
+            return False
+        pos += len(chunk)
+        left -= len(chunk)
+        buf = buf[i:] + chunk
+        i = 0
+        return True
+
+    unpack = struct.Struct("<4s6H3I5H2I").unpack_from
+    while i < len(buf) or left > 0:
+        while len(buf) - i < _CDH_SIZE and more():
+            pass
+        if len(buf) - i < _CDH_SIZE:
             raise MalformedInputError("central directory truncated")
-        if buf[:4] != CDH:
+        if buf[i : i + 4] != CDH:
             raise MalformedInputError(f"central directory entry {index}: bad signature")
-        fields = struct.unpack_from("<4s6H3I5H2I", buf, 0)
+        fields = unpack(buf, i)
         nlen, xlen, clen = fields[10], fields[11], fields[12]
         total = _CDH_SIZE + nlen + xlen + clen
-        while len(buf) < total and left > 0:
-            chunk = fh.read(min(left, 1 << 20))
-            if not chunk:
-                break
-            left -= len(chunk)
-            buf += chunk
-        if len(buf) < total:
+        while len(buf) - i < total and more():
+            pass
+        if len(buf) - i < total:
             raise MalformedInputError(f"central directory entry {index} truncated")
-        name = buf[_CDH_SIZE : _CDH_SIZE + nlen]
-        extra = buf[_CDH_SIZE + nlen : _CDH_SIZE + nlen + xlen]
-        buf = buf[total:]
+        name = buf[i + _CDH_SIZE : i + _CDH_SIZE + nlen]
+        extra = buf[i + _CDH_SIZE + nlen : i + _CDH_SIZE + nlen + xlen]
+        i += total
         yield index, name, extra, fields
         index += 1
 
@@ -305,20 +317,21 @@ def _entry(
         return None, None, "ZIP64 sizes announced but the ZIP64 extra field is missing"
     usize, csize, lh_off = vals["usize"], vals["csize"], vals["offset"]
     nul = f"NUL byte in member name {raw!r}" if b"\x00" in raw else None
-    name = _unicode_name(extra, raw) or decode_name(raw, flags)
+    name = (_unicode_name(extra, raw) if extra else None) or decode_name(raw, flags)
     start = lh_off + shift
     if start < 0 or start + _LFH_SIZE > size:
         return None, None, "local header offset outside the file"
     fh.seek(start)
-    lh = fh.read(_LFH_SIZE)
-    if lh[:4] != LFH:
+    blob = fh.read(_LFH_SIZE + len(raw) + len(extra) + 32)  # usually the whole local header
+    if blob[:4] != LFH or len(blob) < _LFH_SIZE:
         return None, None, "no local header where the central directory points"
-    (_s, _v, lflags, lmethod, _lt, _ld, lcrc, lcsize, lusize, lnl, lxl) = struct.unpack(
-        "<4s5H3I2H", lh
-    )
-    lname = fh.read(lnl)
-    lextra = fh.read(lxl)
-    data = start + _LFH_SIZE + lnl + lxl
+    (_s, _v, lflags, lmethod, _lt, _ld, lcrc, lcsize, lusize, lnl, lxl) = _LFH.unpack_from(blob)
+    need = _LFH_SIZE + lnl + lxl
+    if len(blob) < need:
+        blob += fh.read(need - len(blob))
+    lname = blob[_LFH_SIZE : _LFH_SIZE + lnl]
+    lextra = blob[_LFH_SIZE + lnl : need]
+    data = start + need
     end = data + csize
     if end > size:
         return None, (start, min(end, size)), "member data runs past the end of the file"
