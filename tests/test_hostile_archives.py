@@ -357,3 +357,16 @@ def test_linux_package_may_hold_case_pairs(tmp_path: Path) -> None:
     _gnu_tar("-cf", str(art), "README", "readme", "lib.so", cwd=up)
     rc, report = biv(str(art), "--against", f"path:{up}")
     assert "name-collision" not in rules(report)
+
+
+def test_central_directory_larger_than_one_read(tmp_path: Path) -> None:
+    """The central directory is streamed in 1 MiB reads while local headers are read between
+    entries: a directory of several MiB must come out whole and in order."""
+    art = tmp_path / "big-cd.zip"
+    names = [f"{'d' * 90}/{i:06d}.txt" for i in range(12_000)]
+    with zipfile.ZipFile(art, "w", zipfile.ZIP_STORED) as z:
+        for n in names:
+            z.writestr(n, b"")
+    layout = zipcheck.scan(str(art))
+    assert layout.problems == []
+    assert [e.name for e in layout.entries] == names
