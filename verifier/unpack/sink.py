@@ -17,6 +17,7 @@ from verifier.unpack.limits import Limits
 from verifier.unpack.result import Extraction, LinkRecord, Problem
 
 CHUNK = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 class Readable(Protocol):
@@ -125,27 +126,28 @@ class Sink:
         """
         self.seen.add(name)
         target = self._target(name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(target, flags, 0o644)
+        fd = os.open(target, _CREATE, 0o644)
         written = 0
         ok = False
         try:
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    try:
-                        chunk = src.read(CHUNK)
-                    except Exception as e:
-                        raise SourceError(f"{type(e).__name__}: {e}") from e
-                    if not chunk:
-                        break
-                    written += len(chunk)
-                    self._check(name, written, compressed)
-                    out.write(chunk)
+            while True:
+                try:
+                    chunk = src.read(CHUNK)
+                except Exception as e:
+                    raise SourceError(f"{type(e).__name__}: {e}") from e
+                if not chunk:
+                    break
+                written += len(chunk)
+                self._check(name, written, compressed)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             ok = True
         finally:
+            os.close(fd)
             if not ok:
                 with contextlib.suppress(OSError):
-                    Path(target).unlink()
+                    os.unlink(target)
         self.total += written
         return written
 

@@ -23,6 +23,7 @@ from verifier.unpack.sink import Sink, SourceError, StopExtraction
 
 _MAX_LINK = 4096
 _CHUNK = 1 << 20
+_SMALL = 64 << 10  # members compressed to this or less are read and inflated in one call
 STORED, DEFLATED, BZIP2 = 0, 8, 12
 _METHODS = {STORED: "stored", DEFLATED: "deflate", BZIP2: "bzip2"}
 
@@ -80,6 +81,8 @@ class _Member:
 
     def read(self, n: int = -1, /) -> bytes:
         n = _CHUNK if n < 0 else max(1, n)
+        if self.out == 0 and not self.done and self.e.compressed <= _SMALL and n >= self.e.size:
+            return self._whole()
         while not self.done:
             dec = self.dec
             if dec is None:  # stored
@@ -105,6 +108,24 @@ class _Member:
                 continue
             self._finish()
         return b""
+
+    def _whole(self) -> bytes:
+        """A small member in one go (most members of a big zip): one read, one inflate."""
+        raw = self._raw(self.e.compressed) if self.e.compressed else b""
+        if len(raw) < self.e.compressed:
+            raise EOFError("member data truncated")
+        dec = self.dec
+        if dec is None:
+            data = raw
+        else:
+            data = dec.decompress(raw, self.e.size + 1)
+            if not dec.eof:
+                raise EOFError("compressed stream truncated or longer than declared")
+        self.dec = None
+        self.left = 0
+        out = self._count(data) if data else b""
+        self._finish()
+        return out
 
     def _count(self, data: bytes) -> bytes:
         self.out += len(data)
