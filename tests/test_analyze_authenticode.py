@@ -12,7 +12,6 @@ from verifier.binary import pe
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.demo import pewriter as w
 from verifier.model import Blob, SignatureKind
-
 from verifier.signing import trust as trust_mod
 
 pytestmark = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="needs osslsigncode")

@@ -355,7 +355,7 @@ def test_linux_package_may_hold_case_pairs(tmp_path: Path) -> None:
         (up / n).write_bytes(b"\x7fELF" + n.encode() * 20 if n == "lib.so" else n.encode())
     art = tmp_path / "pkg.tar"
     _gnu_tar("-cf", str(art), "README", "readme", "lib.so", cwd=up)
-    rc, report = biv(str(art), "--against", f"path:{up}")
+    _rc, report = biv(str(art), "--against", f"path:{up}")
     assert "name-collision" not in rules(report)
 
 

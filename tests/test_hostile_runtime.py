@@ -153,7 +153,9 @@ def test_row8_text_output_escapes_names(tmp_path: Path, up: Path) -> None:
     (art / "ffmpeg.dll").write_bytes(DLL)
     for i, name in enumerate(HOSTILE_NAMES):
         (art / name).write_bytes(b"MZ" + bytes([i]) * 300)  # unexpected code: findings
-    rc, out, _ = biv_main("verify", str(art), "--against", f"path:{up}", "-v", "--fail-on", "medium")
+    rc, out, _ = biv_main(
+        "verify", str(art), "--against", f"path:{up}", "-v", "--fail-on", "medium"
+    )
     assert rc == 1
     for bad in ("\x1b", "\x07", "\r", "\u202e"):
         assert bad not in out, repr(bad)
@@ -370,9 +372,7 @@ def test_row10_sigkill_then_sweep(
 # --- row 11: a server that trickles -----------------------------------------------------------
 
 
-def test_row11_download_deadline(
-    tmp_path: Path, up: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_row11_download_deadline(tmp_path: Path, up: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
     from support.httpserver import LocalServer
@@ -453,7 +453,24 @@ def many_empty_members(path: Path, count: int) -> Path:
         local += struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 33, 0, 0, 0, len(name), 0)
         local += name
         central += struct.pack(
-            "<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 33, 0, 0, 0, len(name), 0, 0, 0, 0, 0, off
+            "<4s6H3I5H2I",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            0,
+            0,
+            33,
+            0,
+            0,
+            0,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            off,
         )
         central += name
     cd_at = len(local)

@@ -142,9 +142,7 @@ def test_tar_too_many_members(box: Box) -> None:
 
 
 @pytest.mark.parametrize(("suffix", "mode", "cut"), [(".tar", "w", 1200), (".tgz", "w:gz", 60)])
-def test_tar_truncated_top_level_is_malformed(
-    box: Box, suffix: str, mode: str, cut: int
-) -> None:
+def test_tar_truncated_top_level_is_malformed(box: Box, suffix: str, mode: str, cut: int) -> None:
     def build(tf: tarfile.TarFile) -> None:
         add_file(tf, "a", bytes(range(256)) * 20)
 

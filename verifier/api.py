@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,9 +72,8 @@ class VerifyRequest:
 
 
 def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
-    from verifier.signing.trust import TrustConfig
-
     from verifier.inputs import check_regular
+    from verifier.signing.trust import TrustConfig
 
     for pem in trust_stores:
         check_regular(pem, what="trust store (--trust-store)")
@@ -139,9 +137,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
     extra.extend(_checks(comparison.results, inv, bundle, ctx))
     extra.extend(name_collision_anomalies(inv))
-    extra.extend(
-        link_anomalies(inv, refs, comparison.app_root, lambda p: classify_own(p, policy))
-    )
+    extra.extend(link_anomalies(inv, refs, comparison.app_root, lambda p: classify_own(p, policy)))
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = effective_fail_on(req.fail_on, policy)

@@ -76,9 +76,9 @@ def analyze(blob: Blob, name: str, ctx: AnalysisContext | None = None) -> tuple[
     ctx = ctx or AnalysisContext()
     head = blob.read(0, SNIFF)
     fmt = sniff(head, blob.size)
-    if fmt == FileFormat.MACHO and head[:4] in cafebabe.FAT_MAGICS:
-        if cafebabe.classify(blob.read, blob.size) != "macho":
-            fmt = FileFormat.DATA  # a Java class, or bytes no loader would run
+    fat = fmt == FileFormat.MACHO and head[:4] in cafebabe.FAT_MAGICS
+    if fat and cafebabe.classify(blob.read, blob.size) != "macho":
+        fmt = FileFormat.DATA  # a Java class, or bytes no loader would run
     handler = _HANDLERS.get(fmt, _analyze_plain)
     try:
         return handler(blob, name, ctx, head, fmt)

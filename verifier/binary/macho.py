@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from verifier.binary import fuses as fuses_mod
 from verifier.binary import cafebabe
+from verifier.binary import fuses as fuses_mod
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span, View, digest_views
 from verifier.model import (

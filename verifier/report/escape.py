@@ -15,6 +15,7 @@ messages all come from the artifact or the network.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -64,10 +65,8 @@ def json_safe(value: Any) -> Any:
         for k, v in value.items():
             key = utf8(str(k))
             if key in _BESIDE and isinstance(v, str) and has_raw_bytes(v):
-                try:
+                with contextlib.suppress(UnicodeEncodeError):  # a surrogate never a byte
                     out[f"{key}_bytes_b64"] = base64.b64encode(raw_bytes(v)).decode("ascii")
-                except UnicodeEncodeError:  # a surrogate that was never a byte
-                    pass
             out[key] = json_safe(v)
         return out
     if isinstance(value, list | tuple):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from verifier.report import escape
-
 from collections.abc import Mapping
 from typing import Any
+
+from verifier.report import escape
 
 # Authenticode and Mach-O details worth a line each, in this order
 _DETAIL_KEYS = (

@@ -101,7 +101,7 @@ class Sink:
     # --- writing -------------------------------------------------------------------------
 
     def _target(self, name: str) -> str:
-        parent, _, leaf = name.rpartition("/")
+        parent = name.rpartition("/")[0]
         if parent not in self.dirs:  # each directory made and checked once, not per file
             p = Path(self.dest, *parent.split("/")) if parent else Path(self.dest)
             p.mkdir(mode=0o755, parents=True, exist_ok=True)

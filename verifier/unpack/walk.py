@@ -2,9 +2,10 @@
 
 Symlinks are never followed: they are handed back to the caller (``links``), which checks
 them with the whole tree (``links.py``); without that list, one that points outside the tree
-is a problem and one that stays inside is skipped. Devices, FIFOs and sockets are problems and are never opened. Files are
-opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked to be regular after opening. Every
-file is hashed (sha256) in a thread pool while its first bytes are kept for sniffing.
+is a problem and one that stays inside is skipped. Devices, FIFOs and sockets are problems
+and are never opened. Files are opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked to be
+regular after opening. Every file is hashed (sha256) in a thread pool while its first bytes
+are kept for sniffing.
 """
 
 from __future__ import annotations

@@ -285,9 +285,7 @@ class HttpClient:
             raise _Transient(f"HTTP {r.status_code} {r.reason or ''}".strip())
         return r
 
-    def _retrying(
-        self, url: str, attempt: Callable[[], T], deadline: Deadline | None = None
-    ) -> T:
+    def _retrying(self, url: str, attempt: Callable[[], T], deadline: Deadline | None = None) -> T:
         delay = self.opts.backoff
         tries = max(0, self.opts.retries) + 1
         last = "unknown error"
