@@ -102,21 +102,31 @@ def describe_pe_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]
     return ev
 
 
-def _explain(shipped: FileEntry, ref: FileEntry) -> explain.UnitExplanation | None:
+def _explain(
+    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
+) -> explain.UnitExplanation | None:
     """The explanation of a divergent PE or ELF pair (None without both files' bytes)."""
     if shipped.blob is None or ref.blob is None or shipped.format != ref.format:
         return None
-    return explain.explain_blobs(shipped.blob, ref.blob, shipped.format)
+    return explain.explain_blobs(shipped.blob, ref.blob, shipped.format, limits)
 
 
-def describe_elf_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]:
-    """Explanation keys for a divergent ELF file (DESIGN.md "Explaining a divergence")."""
-    ex = _explain(shipped, ref)
+def describe_elf_divergence(
+    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
+) -> dict[str, Any]:
+    """Explanation keys for a divergent PE or ELF file (DESIGN.md "Explaining a divergence")."""
+    ex = _explain(shipped, ref, limits)
     return ex.evidence if ex else explain.unavailable(explain.UNAVAILABLE_NO_BYTES)
 
 
+explain_pair = describe_elf_divergence
+
+
 def describe_macho_divergence(
-    shipped: FileEntry, refs: Sequence[FileEntry], evidence: Mapping[str, Any]
+    shipped: FileEntry,
+    refs: Sequence[FileEntry],
+    evidence: Mapping[str, Any],
+    limits: explain.ExplainLimits = explain.DEFAULT,
 ) -> dict[str, Any]:
     """Explanation keys for a divergent Mach-O, per slice (DESIGN.md).
 
@@ -125,14 +135,14 @@ def describe_macho_divergence(
     """
     if shipped.blob is None:
         return explain.unavailable("the shipped file's bytes are not at hand")
-    units = explain.explain_macho(shipped, refs)
+    units = explain.explain_macho(shipped, refs, limits)
     by_arch = {u.arch: u for u in units}
     out: dict[str, Any] = {}
     slices = []
     for s in evidence.get("slices") or []:
         d = dict(s)
         u = by_arch.get(str(d.get("arch")))
-        if u is not None and d.get("status") == "divergent":
+        if u is not None and d.get("status") != "identical":
             d.update(u.evidence)
             if not out:
                 out.update(u.evidence)
