@@ -116,7 +116,8 @@ def summary_lines(ev: Mapping[str, Any]) -> list[str]:
         for c in high[:2]:
             out.append(
                 f"{pre}high entropy: {c['entropy']:.2f} bits/byte over {c.get('length'):,} bytes "
-                f"at {_addr(c.get('offset'))} ({safe(c.get('region'))}): looks encrypted or compressed"
+                f"at {_addr(c.get('offset'))} ({safe(c.get('region'))}): "
+                "looks encrypted or compressed"
             )
         for w in (e.get("disassembly") or [])[:1]:
             fn = w.get("function")
