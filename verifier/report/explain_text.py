@@ -135,6 +135,32 @@ def summary_lines(ev: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def short_summary(ev: Mapping[str, Any]) -> str:
+    """One sentence for a SARIF message: functions touched, imports and sections added."""
+    bits: list[str] = []
+    for arch, e in _slices(ev):
+        ex = e.get("explanation") or {}
+        if ex.get("status") != "explained":
+            continue
+        pre = f"{arch}: " if arch else ""
+        fns = _functions(e)
+        regions: list[str] = []
+        for c in e.get("changes") or []:
+            if c.get("region") not in regions:
+                regions.append(str(c.get("region")))
+        part = f"{pre}{ex.get('changed_bytes', 0)} bytes in " + ", ".join(
+            safe(r) for r in regions[:4]
+        )
+        if fns:
+            part += "; functions " + ", ".join(fns[:3])
+        if e.get("imports_added"):
+            part += "; imports added " + ", ".join(safe(x) for x in e["imports_added"][:3])
+        if e.get("sections_added"):
+            part += "; sections added " + ", ".join(safe(x) for x in e["sections_added"][:3])
+        bits.append(part)
+    return " | ".join(bits)
+
+
 def full_lines(ev: Mapping[str, Any]) -> list[str]:
     """Every change and every disassembly window side by side (``inspect --against``)."""
     out: list[str] = []
