@@ -55,7 +55,9 @@ def _evidence(report: Report, path: str) -> dict[str, Any]:
     return dict(f.evidence)
 
 
-def test_ffmpeg_dll_loader_is_named_and_disassembled(win_report: Report, scenario: Scenario) -> None:
+def test_ffmpeg_dll_loader_is_named_and_disassembled(
+    win_report: Report, scenario: Scenario
+) -> None:
     ev = _evidence(win_report, "ffmpeg.dll")
     assert ev["explanation"]["status"] == "explained"
     assert ev["explanation"]["arch"] == "x64"

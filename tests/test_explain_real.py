@@ -127,7 +127,9 @@ def test_bl_and_adrp_patched_into_a_real_arm64_function(tmp_path: Path) -> None:
     assert text is not None
     at = text.virtual_address + (text.virtual_size // 2 & ~3)
     off = info.rva_to_offset(at)
-    before = _boundaries(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM, bytes(data[off : off + 8]), at)
+    before = _boundaries(
+        capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM, bytes(data[off : off + 8]), at
+    )
     bl = 0x94000000 | ((0x40 >> 2) & 0x3FFFFFF)  # bl #(at + 0x40)
     adrp = 0x90000000 | 1  # adrp x1, <page of at>
     data[off : off + 8] = struct.pack("<II", bl, adrp)
@@ -152,7 +154,11 @@ def _add_import(src: bytes, dll: bytes, func: bytes) -> bytes:
     falign = struct.unpack_from("<I", src, opt + 36)[0]
     salign = struct.unpack_from("<I", src, opt + 32)[0]
     last = max(info.sections, key=lambda s: s.virtual_address)
-    va = (last.virtual_address + max(last.virtual_size, last.raw_size) + salign - 1) // salign * salign
+    va = (
+        (last.virtual_address + max(last.virtual_size, last.raw_size) + salign - 1)
+        // salign
+        * salign
+    )
     raw = (len(out) + falign - 1) // falign * falign
     irva, isize = info.data_dir(pe.DIR_IMPORT)
     old = src[info.rva_to_offset(irva, isize) : info.rva_to_offset(irva, isize) + isize]
@@ -169,7 +175,9 @@ def _add_import(src: bytes, dll: bytes, func: bytes) -> bytes:
     body += struct.pack("<QQ", va + hint_at, 0)
     for i, d in enumerate(descs):
         body[20 * i : 20 * i + 20] = d
-    struct.pack_into("<IIIII", body, 20 * len(descs), va + thunk_at, 0, 0, va + name_at, va + iat_at)
+    struct.pack_into(
+        "<IIIII", body, 20 * len(descs), va + thunk_at, 0, 0, va + name_at, va + iat_at
+    )
     size = (len(body) + falign - 1) // falign * falign
     out += bytes(raw - len(out)) + bytes(body) + bytes(size - len(body))
     hdr = last.header_offset + 40 * (len(info.sections) - last.index)

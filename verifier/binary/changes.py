@@ -164,7 +164,7 @@ def _scan_pair(fa: Reader, fb: Reader, index: int, p: RegionPair, budget: _Budge
         if x != y:
             xor = (int.from_bytes(x, "little") ^ int.from_bytes(y, "little")).to_bytes(k, "little")
             if differing is not None:
-                differing += k - xor.count(0)
+                differing += k - xor.count(b"\x00")
             full = len(out.changes) >= limits.max_changes
             if out.located_bytes < limits.max_locate_bytes and coarse is None and not full:
                 out.located_bytes += k

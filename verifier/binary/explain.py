@@ -45,7 +45,7 @@ class ExplainLimits:
     disasm: DisasmLimits = field(default_factory=DisasmLimits)
     max_changes_reported: int = 64  # changes listed in the evidence
     max_strings: int = 32
-    max_string_bytes: int = 1 << 20  # shipped bytes searched for strings, per unit
+    max_string_bytes: int = 512 << 10  # shipped bytes searched for strings, per unit
     string_margin: int = 64  # bytes around a change searched too (a string may start before)
     max_entropy_bytes: int = 4 << 20  # bytes measured for entropy, per unit
     max_entropy_range: int = 1 << 20  # bytes measured per change (its first bytes)
