@@ -110,7 +110,7 @@ def test_bogus_rvas_and_invalid_instructions(tmp_path: Path) -> None:
 
 
 def test_truncated_and_unparsable_files_give_a_reason(tmp_path: Path) -> None:
-    sh, up = _pair(
+    _sh, up = _pair(
         tmp_path,
         [(".text", 0x1000, b"\x90" * 4096, CODE)],
         [(".text", 0x1000, b"\xcc" * 4096, CODE)],
