@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from verifier import api
@@ -20,7 +21,12 @@ from verifier.cli import main
 from verifier.demo import macho_app
 from verifier.demo.scenario import Scenario, build_scenario
 from verifier.model import Blob, Report
+from verifier.report.json import render_json
 from verifier.report.text import render_text
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parent.parent / "verifier/schemas/biv.report.v1.json").read_text()
+)
 
 # the demo's loader (verifier.demo.pewriter._LOADER), decoded by hand
 LOADER_START = [
@@ -89,6 +95,7 @@ def test_ffmpeg_dll_loader_is_named_and_disassembled(
     assert len(rows) <= lim["max_rows_per_window"] and win["truncated"] is True
     # no file bytes in the report: instructions carry text, address and size only
     assert set(rows[0]["shipped"]) == {"address", "size", "text"}
+    jsonschema.validate(json.loads(render_json(win_report)), SCHEMA)
 
 
 def test_ffmpeg_dll_text_summary(win_report: Report) -> None:
@@ -162,5 +169,6 @@ def test_libffmpeg_dylib_x86_64_slice(mac: dict[str, Path], tmp_path: Path) -> N
     # the same instructions, unchanged, before and after the patch
     same = [r for r in win["rows"] if r["kind"] == "same"]
     assert same and all(r["upstream"] == r["shipped"] for r in same)
+    jsonschema.validate(json.loads(render_json(report)), SCHEMA)
     text_out = render_text(report)
     assert "[x86_64] first changed instructions (__TEXT,__text at vmaddr" in text_out
