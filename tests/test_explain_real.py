@@ -212,3 +212,63 @@ def test_added_import_is_reported(vcomp: Path, tmp_path: Path) -> None:
     strings = {s["value"] for s in ev["strings_added"]}
     assert "payload_loader.dll" in strings
     assert ev["disassembly"] == []  # no code changed
+
+
+def test_real_universal_macho_per_slice(tmp_path: Path) -> None:
+    """MarkupSafe's universal2 extension (PyPI, pinned): a patch in both slices' code is named
+    after the function LC_FUNCTION_STARTS and LC_SYMTAB give, slice by slice."""
+    from test_codesign_real import MARKUPSAFE_SHA256, MARKUPSAFE_URL
+
+    from verifier.binary import macho
+    from verifier.binary.analyze import analyze
+    from verifier.binary.diff import describe_macho_divergence
+    from verifier.model import FileEntry
+
+    with zipfile.ZipFile(fetch_pinned(MARKUPSAFE_URL, MARKUPSAFE_SHA256)) as z:
+        data = bytearray(z.read("markupsafe/_speedups.cpython-312-darwin.so"))
+    up = tmp_path / "up.so"
+    up.write_bytes(bytes(data))
+    fat = macho.parse_fat(bytes(data[:4096]), len(data))
+    patched: dict[str, int] = {}
+    for a in fat:
+        h = macho.parse_slice_header(bytes(data[a.offset : a.offset + 65536]), a.size)
+        text = next(s for s in h.sections if s.name == "__TEXT,__text")
+        rel = (text.size // 2) & ~3
+        if a.arch == "x86_64":  # an instruction boundary, by a linear sweep from the start
+            code = bytes(data[a.offset + text.offset : a.offset + text.offset + text.size])
+            sweep = _boundaries(capstone.CS_ARCH_X86, capstone.CS_MODE_64, code, 0)
+            rel = next(o for o, _n, _t in sweep if o >= rel)
+        at = text.addr + rel
+        patch = (
+            b"\xe8\x00\x01\x00\x00" if a.arch == "x86_64" else struct.pack("<I", 0x94000010)
+        )  # call +0x100 / bl #+0x40
+        off = a.offset + text.offset + rel
+        data[off : off + len(patch)] = patch
+        patched[a.arch] = at
+    shipped = tmp_path / "shipped.so"
+    shipped.write_bytes(bytes(data))
+
+    def entry(p: Path) -> FileEntry:
+        blob = Blob.of_file(p)
+        sha, facts = analyze(blob, p.name)
+        return FileEntry(p.name, str(p), (), blob.size, sha, facts, blob)
+
+    s, u = entry(shipped), entry(up)
+    _slices, ev = macho.compare_slices(s, [u])
+    ev = describe_macho_divergence(s, [u], ev)
+    per = {x["arch"]: x for x in ev["slices"]}
+    assert set(patched) == {"x86_64", "arm64"} <= set(per)
+    for arch, at in patched.items():
+        e = per[arch]
+        assert e["explanation"]["status"] == "explained"
+        [ch] = e["changes"]
+        assert ch["address"] == at and ch["region"] == "__TEXT,__text"
+        [fn] = ch["functions"]
+        assert fn["name"] == "_escape_unicode" and fn["start"] <= at < fn["end"]
+        assert fn["source"] in ("function-starts", "symtab")
+        rows = [r for r in e["disassembly"][0]["rows"] if r["kind"] == "changed"]
+        want = f"call {at + 0x105:#x}" if arch == "x86_64" else f"bl #{at + 0x40:#x}"
+        row = next(r for r in rows if r["shipped"] and r["shipped"]["address"] == at)
+        assert row["shipped"]["text"] == want
+        assert all(r["upstream"] is None or r["upstream"]["text"] != want for r in rows)
+    assert ev["explanation"]["arch"] == "x86_64"  # top level: the first divergent slice

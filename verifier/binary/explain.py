@@ -393,6 +393,14 @@ def _change_dict(
         syms, more = ua.symbols.overlapping(addr, addr + ch.length)
         # a symbol of another section (the nearest export before an added section) is no answer
         syms = [s for s in syms if bounds[0] <= s.start < bounds[1]]
+        # the last function of a section ends with it (function starts and symbols say where
+        # a function begins; an export without .pdata is only the nearest name before)
+        syms = [
+            dataclasses.replace(s, end=bounds[1])
+            if s.end is None and s.source not in ("export", "entry")
+            else s
+            for s in syms
+        ]
         d["functions"] = [s.to_dict() for s in syms]
         if more:
             d["functions_more"] = more
