@@ -360,6 +360,11 @@ def _layout(
                 "size": r.size,
                 "executable": r.executable,
                 "status": "added" if o is None else ("changed" if res.differing.get(i) else "same"),
+                # sections inside a Mach-O segment (absolute offsets), for the picture
+                "sections": [
+                    {"name": x.name, "offset": r.offset + x.offset, "size": x.size}
+                    for x in r.subs[:64]
+                ],
             }
         )
     return sorted(out, key=lambda d: (d["offset"], d["name"]))

@@ -74,6 +74,16 @@ def file_picture(e: Mapping[str, Any], esc: Callable[[object], str]) -> str:
                 f'<text x="{x(off) + w / 2:.2f}" y="24" font-size="12" text-anchor="middle" '
                 f'font-family="sans-serif" fill="#111827">{esc(r.get("name"))}</text>'
             )
+    for r in layout:
+        for sub in r.get("sections") or []:
+            if not isinstance(sub, Mapping) or not isinstance(sub.get("offset"), int):
+                continue
+            w = max(int(sub.get("size") or 0) / total * _W, 1.0)
+            parts.append(
+                f'<rect x="{x(sub["offset"]):.2f}" y="8" width="{w:.2f}" height="22" fill="none" '
+                f'stroke="#374151" stroke-dasharray="3 2"><title>{esc(sub.get("name"))}: '
+                f"{int(sub.get('size') or 0):,} bytes</title></rect>"
+            )
     parts.append(f'<rect x="0" y="42" width="{_W}" height="14" fill="#f3f4f6"/>')
     for c in e.get("changes") or []:
         off = c.get("offset")
