@@ -38,7 +38,7 @@ from verifier.model import (
 )
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
-from verifier.unpack import Member, Unpacked, unpack
+from verifier.unpack import Limits, Member, Unpacked, unpack
 from verifier.upstream.resolve import is_path_source, resolve
 
 if TYPE_CHECKING:
@@ -234,6 +234,8 @@ def single_binary(artifact: str) -> Unpacked | None:
     if not os.path.isfile(artifact):
         return None
     blob = Blob.of_file(artifact)
+    if blob.size > Limits().max_artifact_bytes:
+        return None  # unpack reports it over the cap, unread
     head = blob.read(0, SNIFF)
     if not sniff(head, blob.size).is_code:
         return None
@@ -253,6 +255,8 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if not os.path.isfile(artifact):
         return None
     blob = Blob.of_file(artifact)
+    if blob.size > Limits().max_artifact_bytes:
+        return None  # over the cap: not read (unpack reported it)
     head = blob.read(0, 8)
     name = os.path.basename(artifact)
     if head[:2] == b"MZ":

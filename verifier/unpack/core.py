@@ -230,6 +230,14 @@ class _Unpacker:
             self.members.append(Member(layer.prefix + ent.path, loc, layer.container, blob))
 
 
+def _code_format(head: bytes, size: int) -> str | None:
+    """'pe', 'macho' or 'elf' when ``head`` starts a lone binary, else None."""
+    from verifier.binary.analyze import sniff
+
+    fmt = sniff(head, size)
+    return fmt.value if fmt.is_code else None
+
+
 def _unclean(name: str, max_len: int) -> bool:
     try:
         return paths.clean_name(name, max_len) != name
@@ -297,19 +305,23 @@ def unpack(
         except OSError as e:
             raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
         reader = registry.find(head.head, path)
-        if reader is None:
-            raise ArtifactError("not a directory or a supported archive", where=path)
         name = Path(path).name
         size = head.size
+        kind = reader.name if reader is not None else _code_format(head.head, size)
+        if kind is None:
+            raise ArtifactError("not a directory or a supported archive", where=path)
         if size > limits.max_artifact_bytes:
             digest = ""
-            u.formats.add(reader.name)
+            if reader is not None:
+                u.formats.add(reader.name)
             u.problem(
                 name,
                 "",
-                f"{reader.name} archive of {size} bytes is larger than the "
+                f"{kind} file of {size} bytes is larger than the "
                 f"{limits.max_artifact_bytes}-byte cap; not read",
             )
+        elif reader is None:  # a lone binary: api.single_binary analyses it, not unpack
+            raise ArtifactError("not a directory or a supported archive", where=path)
         else:
             try:
                 digest = hash_file(path).sha256
