@@ -115,9 +115,11 @@ def test_row7_one_rule_for_cafebabe(tmp_path: Path) -> None:
     fat2.write_bytes(mw.build_fat([_slice("arm64"), _slice("x86_64")]))
     fat41 = tmp_path / "fat65"
     fat41.write_bytes(mw.build_fat([_slice("arm64")] * (cafebabe.MAX_FAT_ARCHS + 1)))
-    not_code = tmp_path / "cafe.bin"
-    not_code.write_bytes(b"\xca\xfe\xba\xbe\x00\x00\x00\x02" + b"\xff" * 200)
-    cases = {fat2: "macho", fat41: "macho", not_code: "data"}
+    damaged = tmp_path / "damaged"  # 2 slices announced, none inside the file
+    damaged.write_bytes(b"\xca\xfe\xba\xbe\x00\x00\x00\x02" + b"\xff" * 200)
+    not_code = tmp_path / "cafe.bin"  # 4660 "slices": neither loader would take it
+    not_code.write_bytes(b"\xca\xfe\xba\xbe\x00\x00\x12\x34" + b"\xff" * 200)
+    cases = {fat2: "macho", fat41: "macho", damaged: "macho", not_code: "data"}
     javac = subprocess.run(["which", "javac"], capture_output=True).returncode == 0
     if javac:
         src = tmp_path / "Hello.java"
@@ -128,6 +130,8 @@ def test_row7_one_rule_for_cafebabe(tmp_path: Path) -> None:
         b = Blob.of_file(path)
         assert cafebabe.classify(b.read, b.size) == want, path.name
     assert analyze(Blob.of_file(fat2), "fat2")[1].anomalies == ()
+    assert [a.rule for a in analyze(Blob.of_file(damaged), "d")[1].anomalies] == ["malformed-input"]
+    assert analyze(Blob.of_file(not_code), "c")[1].format == FileFormat.DATA
     facts = analyze(Blob.of_file(fat41), "fat65")[1]
     assert facts.format == FileFormat.MACHO
     assert [a.rule for a in facts.anomalies] == ["malformed-input"]

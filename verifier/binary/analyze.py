@@ -56,19 +56,21 @@ def sniff(head: bytes, size: int) -> FileFormat:
             return FileFormat.PE
     if elf.looks_like_elf(head):
         return FileFormat.ELF
-    if _looks_like_macho(head):
+    if _looks_like_macho(head, size):
         return FileFormat.MACHO
     if len(head) >= 24 and head[:4] == b"\x04\0\0\0" and head[16:24] == b'{"files"':
         return FileFormat.ASAR
     return FileFormat.DATA
 
 
-def _looks_like_macho(head: bytes) -> bool:
+def _looks_like_macho(head: bytes, size: int) -> bool:
     """A thin Mach-O magic, or a fat one (tentatively: ``analyze`` reads the fat table to
     tell a universal binary from a Java class, see ``cafebabe``)."""
     if len(head) < 8:
         return False
-    return head[:4] in cafebabe.MACHO_MAGICS or head[:4] in cafebabe.FAT_MAGICS
+    if head[:4] in cafebabe.FAT_MAGICS:
+        return cafebabe.classify_head(head, size) in (None, "macho")
+    return head[:4] in cafebabe.MACHO_MAGICS
 
 
 def analyze(blob: Blob, name: str, ctx: AnalysisContext | None = None) -> tuple[str, BinaryFacts]:

@@ -10,6 +10,8 @@ place (DESIGN.md, issue 12):
   than ``MAX_FAT_ARCHS`` slices it is then malformed (``macho.parse_fat`` says so);
 * otherwise a Java class if it parses as one (constant pool, fields, methods, attributes,
   ending exactly at the end of the file);
+* otherwise, with 1 to ``MAX_FAT_ARCHS`` slices announced, a damaged universal binary
+  (truncated, slices outside the file): Mach-O, which its parser reports as malformed;
 * otherwise data, compared byte for byte (neither loader would run it).
 """
 
@@ -42,7 +44,15 @@ def classify(read: Read, size: int) -> str:
         return "macho"
     if head[:4] == FAT_MAGICS[0] and java_class_parses(read, size):
         return "java"
-    return "data"
+    nfat = int.from_bytes(head[4:8], "big")
+    return "macho" if 0 < nfat <= MAX_FAT_ARCHS else "data"
+
+
+def classify_head(head: bytes, size: int) -> str | None:
+    """``classify`` when ``head`` is the whole file, else None (the file must be read)."""
+    if len(head) < size:
+        return None
+    return classify(lambda off, n: head[off : off + n] if off >= 0 else b"", size)
 
 
 def fat_table_parses(read: Read, size: int) -> bool:
