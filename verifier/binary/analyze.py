@@ -18,6 +18,9 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import InvalidVersion
+
 from verifier.binary import cafebabe, elf, pe
 from verifier.binary.fuses import FuseMaskedView, FuseScanner
 from verifier.errors import MalformedInputError
@@ -36,7 +39,18 @@ from verifier.model import (
 
 MAX_CERT_TABLE = 16 << 20
 SNIFF = pe.MAX_HEADERS
-_PARSER_SLIPS = (struct.error, IndexError, KeyError, ValueError, OverflowError, UnicodeError)
+# UnsupportedAlgorithm and InvalidVersion (cryptography, on certificates inside signatures)
+# derive from Exception only: fuzzing found both escaping (tests/fuzz/regressions/)
+_PARSER_SLIPS = (
+    struct.error,
+    IndexError,
+    KeyError,
+    ValueError,
+    OverflowError,
+    UnicodeError,
+    UnsupportedAlgorithm,
+    InvalidVersion,
+)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -468,13 +468,13 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer``'s key signed ``cert`` (SHA-1 allowed: Apple Root CA uses it)."""
     if cert.issuer != issuer.subject:
         return False
-    halg = cert.signature_hash_algorithm
-    if halg is None:
-        return False
-    pss = cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSASSA_PSS
-    try:
+    try:  # an algorithm cryptography does not know cannot have signed anything we trust
+        halg = cert.signature_hash_algorithm
+        if halg is None:
+            return False
+        pss = cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSASSA_PSS
         _verify_sig(issuer.public_key(), cert.signature, cert.tbs_certificate_bytes, halg, pss)
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
 
