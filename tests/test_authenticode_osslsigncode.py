@@ -10,6 +10,7 @@ every one; biv must additionally flag the CVE-2013-3900 padding osslsigncode acc
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import struct
 from dataclasses import dataclass
@@ -144,9 +145,20 @@ def test_nested_signature_by_untrusted_signer_is_caught(env: Env) -> None:
         key=env.other.signer_key,
         chain=env.other.intermediate_cert,
     )
-    ours, theirs, found = both(env, nested)
-    assert ours is False and theirs is False
-    assert "untrusted-signer" in found
+    ours, _theirs, found = both(env, nested)
+    # Windows' rule: the primary signature decides; the nested one is reported on its own,
+    # and each signature's verdict agrees with osslsigncode's for that signature
+    assert ours is True
+    assert "invalid-nested-signature" in found and "untrusted-signer" not in found
+    facts, anomalies, table = check_file(nested, env.trust)
+    per_sig = [s["valid"] for s in facts.details["signatures"]]
+    theirs_each = [s.verified for s in osslsign.verify(nested, env.paths.root_cert).signatures]
+    assert per_sig == theirs_each == [True, False]
+    (a,) = [a for a in anomalies if a.rule == "invalid-nested-signature"]
+    assert "Nobody Trusts Me" in (a.evidence["signer_actual"] or "")
+    # the region is the nested PKCS#7 itself (content decides inheritance)
+    assert a.region_sha256 == hashlib.sha256(table.signatures[1].der).hexdigest()
+    assert [a.region_sha256] == list(facts.nested_sha256)
 
 
 def test_rfc3161_timestamp_from_local_openssl_tsa(env: Env) -> None:
