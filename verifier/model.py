@@ -155,6 +155,9 @@ class Anomaly:
     # the same anomaly (DESIGN.md "Judge the change, not the upstream"). None when the anomaly
     # is not about a region of bytes.
     region_sha256: str | None = None
+    # the finding's severity when the rule's default does not fit this case (e.g.
+    # signature-slack that is the remnant of an earlier signature: low); None: the default
+    severity: Severity | None = None
 
 
 @dataclass(frozen=True)

@@ -463,7 +463,7 @@ def _signature_change(
 def _anomaly_finding(
     e: FileEntry, a: Anomaly, status: Status | None, result: FileResult | None, path: str
 ) -> Finding:
-    sev = default_severity(a.rule)
+    sev = a.severity or default_severity(a.rule)
     if a.rule == "weak-digest":
         sev = Severity.INFO if status == Status.IDENTICAL else Severity.MEDIUM
     ev: dict[str, Any] = {str(k): _jsonable(v) for k, v in a.evidence.items()}
@@ -495,7 +495,7 @@ def _problem_finding(a: Anomaly, default_rule: str, where: str = "") -> Finding:
         msg = f"{location}: {msg}"
     return Finding(
         rule=rule,
-        severity=default_severity(rule),
+        severity=a.severity or default_severity(rule),
         path=path,
         location=location,
         message=msg,

@@ -225,6 +225,7 @@ def parse_table(
                 f"{len(entries)} WIN_CERTIFICATE entries; Windows uses only the first, the "
                 "others are unverified bytes",
                 [(e.offset, e.length) for e in entries[1:]],
+                region=data[entries[1].offset - table_offset : usable],
             )
         )
     signatures: list[ParsedSignature] = []
@@ -401,6 +402,7 @@ def _padding_anomaly(e: Entry, table_end: int) -> Anomaly:
         f"bytes after the PKCS#7 signature inside the certificate table at {e.slack_offset}: "
         f"{', '.join(why)}. {PADDING_NOTE}.",
         [(e.slack_offset, len(slack))],
+        region=slack,
         windows_default_check="passes",
         enable_cert_padding_check="fails",
         payload={

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import math
 import plistlib
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -196,9 +197,13 @@ class EmbeddedSignature:
     der_entitlements: bytes | None = None
     cms: bytes | None = None  # the CMS blob's payload (without the wrapper header)
     blobs: Mapping[int, bytes] = field(default_factory=dict)  # slot -> whole blob
-    # the SuperBlob's declared length is shorter than the LC_CODE_SIGNATURE datasize; the
-    # rest should be zero padding (non-zero bytes there are 'data-after-signature')
-    trailing_nonzero: int = 0
+    # the bytes between the end of the SuperBlob and the end of LC_CODE_SIGNATURE's data:
+    # space the signer reserved; zero, or the remnant of an earlier signature, or a payload
+    slack: bytes = b""
+
+    @property
+    def trailing_nonzero(self) -> int:
+        return len(self.slack) - self.slack.count(0)
 
     @property
     def primary(self) -> CodeDirectory:
@@ -349,7 +354,6 @@ def parse_superblob(data: bytes) -> EmbeddedSignature:
         return b
 
     cms_blob = payload(CSSLOT_SIGNATURESLOT, CSMAGIC_BLOBWRAPPER)
-    trailing = data[length:]
     return EmbeddedSignature(
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -359,7 +363,7 @@ def parse_superblob(data: bytes) -> EmbeddedSignature:
         der_entitlements=payload(CSSLOT_DER_ENTITLEMENTS, CSMAGIC_EMBEDDED_DER_ENTITLEMENTS),
         cms=cms_blob[8:] if cms_blob is not None else None,
         blobs=blobs,
-        trailing_nonzero=len(trailing) - trailing.count(0),
+        slack=data[length:],
     )
 
 
@@ -434,6 +438,140 @@ class PageHasher(View):
 
     def hexdigest(self) -> str:
         return ""
+
+
+class PageDigestIndex(View):
+    """The digests of every page of a slice, for the page sizes and hashes code signatures
+    have used, collected while the slice streams past. Used only when a signature's slack
+    holds non-zero bytes: an earlier signature's hash slots are hashes of this very code."""
+
+    KINDS = (("sha256", 4096), ("sha256", 16384), ("sha1", 4096))
+
+    def __init__(self, base: int, limit: int) -> None:
+        super().__init__(name="page-digest-index", algorithm="sha256")
+        self.base = base
+        self.limit = limit
+        self.digests: dict[tuple[str, int], set[bytes]] = {k: set() for k in self.KINDS}
+        self._cur = {k: hashlib.new(k[0]) for k in self.KINDS}
+        self._filled = dict.fromkeys(self.KINDS, 0)
+
+    def feed(self, pos: int, chunk: memoryview) -> None:
+        lo = max(pos, self.base)
+        hi = min(pos + len(chunk), self.base + self.limit)
+        for k in self.KINDS:
+            a = lo
+            page = k[1]
+            while a < hi:
+                take = min(hi - a, page - self._filled[k])
+                self._cur[k].update(chunk[a - pos : a - pos + take])
+                self._filled[k] += take
+                a += take
+                if self._filled[k] == page or a - self.base == self.limit:
+                    self.digests[k].add(self._cur[k].digest())
+                    self._cur[k] = hashlib.new(k[0])
+                    self._filled[k] = 0
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+MAX_SLACK_EXAMINED = 256 << 10
+MAX_REMNANT_SLICE = 512 << 20
+
+
+def remnant_of_signature(slack: bytes, index: PageDigestIndex | None) -> dict[str, Any] | None:
+    """How ``slack`` parses as the remnant of an earlier signature, or None.
+
+    It does when its non-zero bytes are, but for a partial hash at each end, hash slots of an
+    earlier CodeDirectory: digests of this slice's own pages (at 4 KiB or 16 KiB, SHA-256 or
+    SHA-1). A payload cannot hide there: every byte is a digest of the signed code.
+    """
+    if index is None or not slack.strip(b"\0"):
+        return None
+    data = slack[:MAX_SLACK_EXAMINED]
+    best: dict[str, Any] | None = None
+    for (alg, page), digests in index.digests.items():
+        n = hashlib.new(alg).digest_size
+        for align in range(n):
+            matched = 0
+            for i in range(align, len(data) - n + 1, n):
+                if data[i : i + n] in digests:
+                    matched += 1
+            if matched and (best is None or matched > best["matched_hashes"]):
+                best = {
+                    "kind": "page-hashes",
+                    "algorithm": alg,
+                    "page_size": page,
+                    "alignment": align,
+                    "matched_hashes": matched,
+                }
+    if best is None or best["matched_hashes"] < 4:
+        return None
+    n = hashlib.new(best["algorithm"]).digest_size
+    digests = index.digests[(best["algorithm"], best["page_size"])]
+    outside = 0
+    for i, b in enumerate(data):
+        if not b:
+            continue
+        start = best["alignment"] + ((i - best["alignment"]) // n) * n
+        if start >= 0 and data[start : start + n] in digests and len(data[start : start + n]) == n:
+            continue
+        outside += 1
+    best["unexplained_nonzero_bytes"] = outside
+    return best if outside <= 2 * n else None
+
+
+def slack_anomaly(
+    sig: EmbeddedSignature,
+    arch: str,
+    sig_offset: int | None,
+    index: PageDigestIndex | None,
+) -> Anomaly | None:
+    """``signature-slack`` for non-zero bytes after the SuperBlob (None when all zero)."""
+    slack = sig.slack
+    nz = [i for i, b in enumerate(slack[:MAX_SLACK_EXAMINED]) if b]
+    if not nz and not slack[MAX_SLACK_EXAMINED:].strip(b"\0"):
+        return None
+    lo = nz[0] if nz else 0
+    payload = slack[lo : (nz[-1] + 1) if nz else len(slack)]
+    superblob_len = sig.size - len(slack)
+    offset = None if sig_offset is None else sig_offset + superblob_len
+    remnant = remnant_of_signature(slack, index)
+    from verifier.model import Severity
+
+    what = (
+        "the remnant of an earlier signature (hashes of this slice's own pages)"
+        if remnant
+        else "not covered by any signature"
+    )
+    return Anomaly(
+        "signature-slack",
+        f"{sig.trailing_nonzero} non-zero bytes in the {len(slack)} bytes {arch}'s code "
+        f"signature reserved after its SuperBlob: {what}",
+        {
+            "arch": arch,
+            "ranges": [{"offset": offset, "length": len(slack)}] if offset is not None else [],
+            "offset": offset,
+            "length": len(slack),
+            "nonzero_bytes": sig.trailing_nonzero,
+            "entropy": round(_entropy(payload), 3),
+            "first_bytes": payload[:32].hex(),
+            "remnant": remnant,
+        },
+        arch=arch,
+        region_sha256=hashlib.sha256(slack).hexdigest(),
+        severity=Severity.LOW if remnant else None,
+    )
+
+
+def _entropy(data: bytes) -> float:
+    if not data:
+        return 0.0
+    n = len(data)
+    counts = [0] * 256
+    for b in data:
+        counts[b] += 1
+    return -sum(c / n * math.log2(c / n) for c in counts if c)
 
 
 def page_ranges(pages: Sequence[int], page_size: int) -> list[dict[str, int]]:
@@ -625,8 +763,15 @@ def verify_slice(
     trust: Any = None,
     at: datetime | None = None,
     verify_signatures: bool = True,
+    sig_offset: int | None = None,
+    remnant_index: PageDigestIndex | None = None,
 ) -> tuple[SignatureFacts, tuple[Anomaly, ...]]:
-    """Turn a parsed signature plus streamed page results into facts and anomalies."""
+    """Turn a parsed signature plus streamed page results into facts and anomalies.
+
+    ``sig_offset``: the signature's absolute offset in the file (for evidence);
+    ``remnant_index``: page digests of the slice, streamed when the signature's slack holds
+    non-zero bytes (``PageDigestIndex``), to tell a remnant of an earlier signature.
+    """
     specials = dict(specials or {})
     problems: list[str] = []
     evidence: dict[str, Any] = {"arch": arch}
@@ -748,15 +893,9 @@ def verify_slice(
                 )
     elif cms_present:
         signed = True
-    if sig.trailing_nonzero:
-        anomalies.append(
-            Anomaly(
-                "data-after-signature",
-                f"{sig.trailing_nonzero} non-zero bytes after the SuperBlob in {arch}",
-                {"arch": arch},
-                arch=arch,
-            )
-        )
+    slack = slack_anomaly(sig, arch, sig_offset, remnant_index)
+    if slack is not None:
+        anomalies.append(slack)
     valid: bool | None
     if problems:
         valid = False
