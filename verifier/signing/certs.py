@@ -164,11 +164,67 @@ class Extension:
     value: bytes  # the extnValue OCTET STRING's contents
 
 
+_FIELDS = frozenset(
+    {
+        "tbs",
+        "sig_alg",
+        "signature",
+        "version",
+        "serial_number",
+        "issuer_der",
+        "spki_der",
+        "not_before",
+        "not_after",
+        "_ext_raw",
+    }
+)
+
+
 class Cert:
     """One certificate (immutable). ``from_der`` raises ``ValueError`` on a structure that is
-    not a certificate; extensions are read on first use."""
+    not a certificate; extensions are read on first use. ``lazy`` certificates (a root store's
+    hundreds) read only their subject until something else is asked of them."""
 
-    def __init__(self, der: bytes) -> None:
+    der: bytes
+    subject_der: bytes
+    tbs: bytes
+    sig_alg: AlgorithmId
+    signature: bytes
+    version: int
+    serial_number: int
+    issuer_der: bytes
+    spki_der: bytes
+    not_before: dt.datetime
+    not_after: dt.datetime
+    _ext_raw: bytes
+
+    def __init__(self, der: bytes, *, lazy: bool = False) -> None:
+        self.der = der
+        if lazy:
+            self.subject_der = _quick_subject(der)
+        else:
+            self._parse()
+
+    def __getattr__(self, name: str) -> Any:
+        """The first access to a field of a lazy certificate parses it (``ValueError`` if it
+        is not a certificate after all)."""
+        if name in _FIELDS and "_parsed" not in self.__dict__:
+            self._parse()
+            return self.__dict__[name]
+        raise AttributeError(name)
+
+    def readable(self) -> bool:
+        """Whether the whole certificate parses (always true unless ``lazy``)."""
+        try:
+            self._parse()
+        except ValueError:
+            return False
+        return True
+
+    def _parse(self) -> None:
+        if "_parsed" in self.__dict__:
+            return
+        der = self.der
         try:
             doc = asn1.Doc(der, asn1.read_tlv(der, 0))
             if doc.top.end != len(der) or doc.top.tag != asn1.SEQUENCE:
@@ -197,20 +253,23 @@ class Cert:
             for t in tbs[i + 6 :]:
                 if t.tag == 0xA3:
                     ext_raw = doc.raw(t)
-            self.der = der
-            self.tbs = doc.raw(top[0])
-            self.sig_alg = algorithm_id(doc, top[1])
-            self.signature = asn1.bit_string(doc.value(top[2]))
-            self.version = version
-            self.serial_number = asn1.integer(doc.value(serial_t))
-            self.issuer_der = doc.raw(issuer_t)
-            self.subject_der = doc.raw(subject_t)
-            self.spki_der = doc.raw(spki_t)
-            self.not_before = asn1.time(times[0].tag, doc.value(times[0]))
-            self.not_after = asn1.time(times[1].tag, doc.value(times[1]))
-            self._ext_raw = ext_raw
+            fields = {
+                "tbs": doc.raw(top[0]),
+                "sig_alg": algorithm_id(doc, top[1]),
+                "signature": asn1.bit_string(doc.value(top[2])),
+                "version": version,
+                "serial_number": asn1.integer(doc.value(serial_t)),
+                "issuer_der": doc.raw(issuer_t),
+                "subject_der": doc.raw(subject_t),
+                "spki_der": doc.raw(spki_t),
+                "not_before": asn1.time(times[0].tag, doc.value(times[0])),
+                "not_after": asn1.time(times[1].tag, doc.value(times[1])),
+                "_ext_raw": ext_raw,
+            }
         except MalformedInputError as exc:
             raise ValueError(f"not a certificate: {exc.message}") from exc
+        self.__dict__.update(fields)
+        self.__dict__["_parsed"] = True
 
     @classmethod
     def from_der(cls, der: bytes) -> Cert:
@@ -393,6 +452,46 @@ class Cert:
             "not_before": iso(self.not_before),
             "not_after": iso(self.not_after),
         }
+
+
+def _quick_subject(der: bytes) -> bytes:
+    """The subject Name of a certificate, read with as few (bounds-checked) headers as
+    possible: a root store indexes hundreds of certificates by it."""
+    n = len(der)
+
+    def skip(pos: int, limit: int) -> tuple[int, int, int]:
+        """(tag, contents offset, end) of the DER element at ``pos``."""
+        if pos + 2 > limit:
+            raise ValueError("not a certificate: truncated")
+        tag, first = der[pos], der[pos + 1]
+        i = pos + 2
+        if first < 0x80:
+            length = first
+        else:
+            k = first & 0x7F
+            if k == 0 or k > 4 or i + k > limit:
+                raise ValueError("not a certificate: bad length")
+            length = int.from_bytes(der[i : i + k], "big")
+            i += k
+        if i + length > limit:
+            raise ValueError("not a certificate: length past the end")
+        return tag, i, i + length
+
+    tag, content, end = skip(0, n)
+    if tag != asn1.SEQUENCE or end != n:
+        raise ValueError("not a certificate")
+    tag, pos, tbs_end = skip(content, end)
+    if tag != asn1.SEQUENCE:
+        raise ValueError("not a certificate: no TBSCertificate")
+    tag, _c, nxt = skip(pos, tbs_end)
+    if tag == 0xA0:  # version
+        pos = nxt
+    for _ in range(4):  # serial, signature, issuer, validity
+        pos = skip(pos, tbs_end)[2]
+    tag, _c, subject_end = skip(pos, tbs_end)
+    if tag != asn1.SEQUENCE:
+        raise ValueError("not a certificate: subject is not a Name")
+    return der[pos:subject_end]
 
 
 def _display(c: Cert, which: str) -> str:

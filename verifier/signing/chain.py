@@ -161,15 +161,28 @@ class _Pool:
             self.certs.append(c)
             self.by_subject.setdefault(c.subject_der, []).append(c)
 
-    def issuers_of(self, cert: Cert) -> list[Cert]:
-        hit = self.by_subject.get(cert.issuer_der)
-        if hit:
-            return hit
+    def issuers_of(self, cert: Cert, *, canonical: bool = False) -> list[Cert]:
+        if not canonical:
+            return self.by_subject.get(cert.issuer_der, [])
         if self.by_canonical is None:
             self.by_canonical = {}
             for c in self.certs:
                 self.by_canonical.setdefault(c.subject_key, []).append(c)
         return self.by_canonical.get(cert.issuer_key, [])
+
+
+def _candidates(
+    cur: Cert, roots: RootStore, pool: _Pool, *, canonical: bool
+) -> list[tuple[Cert, Anchor | None]]:
+    """Issuers named like ``cur``'s issuer: anchors first, then the signature's certificates."""
+    cands: list[tuple[Cert, Anchor | None]] = [
+        (a.cert, a) for a in roots.issuers_of(cur, canonical=canonical)
+    ]
+    tried = {c.der for c, _ in cands}
+    for c in pool.issuers_of(cur, canonical=canonical):
+        if c.der not in tried:
+            cands.append((c, roots.anchor_for(c)))
+    return cands
 
 
 def _key_id_mismatch(child: Cert, parent: Cert) -> bool:
@@ -214,9 +227,9 @@ def build_chain(
         if len(path) >= MAX_CHAIN_DEPTH:
             fail(1, f"chain longer than {MAX_CHAIN_DEPTH} certificates", path)
             return None
-        cands: list[tuple[Cert, Anchor | None]] = [(a.cert, a) for a in roots.issuers_of(cur)]
-        tried = {c.der for c, _ in cands}
-        cands += [(c, roots.anchor_for(c)) for c in pool.issuers_of(cur) if c.der not in tried]
+        cands = _candidates(cur, roots, pool, canonical=False)
+        if not cands:  # names encoded differently: compare them canonically
+            cands = _candidates(cur, roots, pool, canonical=True)
         cands = [(c, a) for c, a in cands if not _key_id_mismatch(cur, c)]
         cands.sort(key=lambda ca: (ca[1] is None, not ca[0].valid_at(when)))
         found_issuer = False

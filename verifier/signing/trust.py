@@ -253,12 +253,12 @@ class RootStore:
             out.setdefault(a.cert.der, a)
         return out
 
-    def issuers_of(self, cert: Cert) -> list[Anchor]:
-        """Anchors whose subject is ``cert``'s issuer."""
-        hit = self._by_subject.get(cert.issuer_der)
-        if hit:
-            return hit
-        return self._by_canonical.get(cert.issuer_key, [])
+    def issuers_of(self, cert: Cert, *, canonical: bool = False) -> list[Anchor]:
+        """Anchors whose subject is ``cert``'s issuer: as encoded, or compared canonically
+        (case and white space folded) when ``canonical``. Unreadable roots are left out."""
+        index = self._by_canonical if canonical else self._by_subject
+        hits = index.get(cert.issuer_key if canonical else cert.issuer_der, [])
+        return [a for a in hits if a.cert.readable()]
 
     def anchor_for(self, cert: Cert) -> Anchor | None:
         return self._by_der.get(cert.der)
@@ -367,7 +367,7 @@ def _microsoft_roots() -> RootStore:
     anchors = []
     for der in ders:
         try:
-            c = Cert.from_der(der)
+            c = Cert(der, lazy=True)  # the rest is read if a chain reaches it
         except ValueError:
             continue
         thumb = c.sha1.hex()
