@@ -26,7 +26,7 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"  # 2: one chain engine, signature-slack, region digests
 
 
 def _workers() -> int:
