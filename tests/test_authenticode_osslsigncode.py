@@ -231,6 +231,56 @@ def test_expired_signer_with_legacy_countersignature_is_valid(env: Env) -> None:
     assert ours is theirs is True
 
 
+def test_root_expired_since_the_timestamp_is_accepted(env: Env) -> None:
+    """A 2015-2022 hierarchy (root included, SHA-1 certificates) timestamped in 2018: judged
+    then, as Windows does, it is valid today; without the timestamp it is not."""
+    from support import certgen as G
+
+    y = lambda n: dt.datetime(n, 1, 1, tzinfo=dt.UTC)  # noqa: E731
+    root = G.make("Root Of 2015", not_before=y(2015), not_after=y(2022), sig_hash="sha1")
+    inter = G.make("PCA Of 2015", root, not_before=y(2015), not_after=y(2022), sig_hash="sha1")
+    leaf = G.make(
+        "Signer Of 2017", inter, ca=False, eku=(G.CODE,), not_before=y(2017), not_after=y(2019)
+    )
+    tsa = G.make(
+        "TSA Of 2015",
+        inter,
+        ca=False,
+        eku=(G.TSA,),
+        eku_critical=True,
+        not_before=y(2015),
+        not_after=y(2022),
+        sig_hash="sha1",
+    )
+    d = env.d / "expired-root"
+    d.mkdir()
+    files = {
+        "root.pem": root.pem,
+        "chain.pem": leaf.pem + inter.pem,
+        "leaf.key": leaf.key_pem,
+        "tsa.pem": tsa.pem + inter.pem,
+        "tsa.key": tsa.key_pem,
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    when = dt.datetime(2018, 6, 1, tzinfo=dt.UTC)
+    kw: dict[str, object] = {"cert": d / "chain.pem", "key": d / "leaf.key", "chain": None}
+    stamped = env.sign("old-root-ts.exe", signing_time=when, **kw, tsa_cert=d / "tsa.pem",
+                       tsa_key=d / "tsa.key", tsa_time=when)  # fmt: skip
+    bare = env.sign("old-root.exe", signing_time=when, **kw)
+    trust = TrustConfig(extra_pem=(str(d / "root.pem"),))
+    for f, expect in ((stamped, True), (bare, False)):
+        facts, _, _ = check_file(f, trust)
+        theirs = osslsign.verify(f, d / "root.pem")
+        assert facts.valid is expect and theirs.valid is expect
+    facts, _, _ = check_file(stamped, trust)
+    sig = facts.details["signatures"][0]
+    assert sig["time_source"] == "timestamp" and sig["verified_at"].startswith("2018-06-01")
+    assert sig["chain"][-1]["subject"] == "CN=Root Of 2015"
+    (ts,) = sig["timestamps"]
+    assert ts["valid"] is True and ts["chain"]["chain"][-1]["subject"] == "CN=Root Of 2015"
+
+
 def _pad_inside_table(src: Path, dst: Path, payload: bytes) -> tuple[int, int]:
     """3CX-style: grow dwLength and the directory size, append ``payload`` in the table."""
     data = bytearray(src.read_bytes())

@@ -43,6 +43,18 @@ class Made:
     def cert(self) -> Cert:
         return Cert.from_der(self.der)
 
+    @property
+    def pem(self) -> bytes:
+        return x509.load_der_x509_certificate(self.der).public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
 
 def usage(*, cert_sign: bool, digital_signature: bool = True) -> x509.KeyUsage:
     return x509.KeyUsage(
@@ -91,6 +103,7 @@ def make(
     sig_hash: str = "sha256",
     key_label: str | None = None,
     aki: bool = True,
+    eku_critical: bool = False,
 ) -> Made:
     """A certificate for ``cn`` issued by ``issuer`` (self-signed when None).
 
@@ -122,6 +135,6 @@ def make(
         akid = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key())
         b = b.add_extension(akid, False)
     if eku is not None:
-        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), False)
+        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), eku_critical)
     der = b.sign(signer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     return Made(name, key, _resign(der, signer_key, sig_hash))
