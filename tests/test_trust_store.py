@@ -198,3 +198,18 @@ def test_leaf_key_usage_is_enforced(pki: P.Pki) -> None:
     )
     r = build_chain(cert(leaf), [cert(pki.intermediate)], store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted and "key usage" in r.reason
+
+
+def test_names_print_as_cryptography_prints_them() -> None:
+    """biv formats subject/issuer itself; the text must stay what reports always showed."""
+    import warnings
+
+    from cryptography import x509
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for a in T.microsoft_roots().anchors:
+            c = T.Cert.from_der(a.cert.der)
+            o = x509.load_der_x509_certificate(c.der)
+            assert c.subject == o.subject.rfc4514_string()
+            assert c.issuer == o.issuer.rfc4514_string()
