@@ -366,7 +366,14 @@ def inspect(
         "sha256": sha,
         **d,
         "anomalies": [
-            {"rule": a.rule, "message": a.message, "arch": a.arch, "evidence": dict(a.evidence)}
+            {
+                "rule": a.rule,
+                "message": a.message,
+                "arch": a.arch,
+                "evidence": dict(a.evidence),
+                "region_sha256": a.region_sha256,
+                "severity": a.severity.value if a.severity else None,
+            }
             for a in facts.anomalies
         ],
     }
