@@ -37,7 +37,7 @@ from verifier.model import (
 )
 from verifier.policy.glob import covers, match_any
 from verifier.policy.model import Policy, SignerMatcher, SignerRequirement, SignerRule
-from verifier.report.rules import RULES
+from verifier.rules import RULES
 
 MALFORMED = "malformed-input"
 #: rules that policies can neither override nor waive

@@ -16,7 +16,7 @@ from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key
 from verifier.model import FileResult, Finding, Report, Severity, Signer
-from verifier.report.rules import rule
+from verifier.rules import rule
 
 _SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
 
