@@ -12,14 +12,14 @@ import pytest
 from support.fixtures import SigstoreFiles
 
 from verifier.attest.dsse import AttestationError
-from verifier.attest.sigstore_sign import verify_sigstore_vsa
-from verifier.attest.sigstore_verify import (
+from verifier.attest.sigstore_verify import verify_sigstore_vsa
+from verifier.errors import ReferenceMismatchError, UsageError
+from verifier.model import SigstoreIdentity
+from verifier.upstream.sigstore import (
     IdentityPolicy,
     source_bundle_anomaly,
     verify_source_bundle,
 )
-from verifier.errors import ReferenceMismatchError, UsageError
-from verifier.policy.model import SigstoreIdentity
 
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
 PROD_ISSUER = "https://token.actions.githubusercontent.com"
@@ -124,7 +124,7 @@ def test_attest_verify_keyless_rejects_non_dsse_bundle(sig: SigstoreFiles) -> No
 
 
 def test_source_options_and_policy_identity(sig: SigstoreFiles, tmp_path: Path) -> None:
-    from verifier.attest.sigstore_verify import check_source, identity_for_source
+    from verifier.upstream.sigstore import check_source, identity_for_source
 
     assert identity_for_source({"platform": "win32"}) is None
     declared = SigstoreIdentity(identity="someone-else", issuer=PROD_ISSUER)

@@ -477,6 +477,22 @@ class Component:
 
 
 @dataclass(frozen=True)
+class SigstoreIdentity:
+    """Who must have signed a source's Sigstore bundle (exact values or regular expressions).
+
+    Given by a SOURCE's options or a policy component's ``sigstore`` entry; checked by the
+    upstream stage before a reference is used (``upstream.sigstore.check_source``).
+    """
+
+    identity: str | None = None
+    identity_regex: str | None = None
+    issuer: str | None = None
+    issuer_regex: str | None = None
+    bundle: str | None = None  # path or URL of the bundle; None: ``<artifact>.sigstore``
+    instance: str = "production"  # or "staging"
+
+
+@dataclass(frozen=True)
 class Reference:
     """An upstream release as an inventory (DESIGN.md ``biv.refs/v1``)."""
 

@@ -17,7 +17,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from verifier.model import JSON, Severity, Signer, Waiver
+from verifier.model import JSON, Severity, Signer, SigstoreIdentity, Waiver
 
 DEFAULT_POLICY_NAME = "electron-app"
 
@@ -108,18 +108,6 @@ class WaiverRule:
 
     def expired(self, today: date) -> bool:
         return today > self.expires
-
-
-@dataclass(frozen=True)
-class SigstoreIdentity:
-    """Who must have signed a source's Sigstore bundle (exact values or regular expressions)."""
-
-    identity: str | None = None
-    identity_regex: str | None = None
-    issuer: str | None = None
-    issuer_regex: str | None = None
-    bundle: str | None = None  # path or URL of the bundle; None: ``<artifact>.sigstore``
-    instance: str = "production"  # or "staging"
 
 
 @dataclass(frozen=True)
