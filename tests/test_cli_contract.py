@@ -1,4 +1,4 @@
-"""The CLI contract of DESIGN.md: exit codes, one-line errors, deterministic JSON."""
+"""The CLI contract (docs/contract.md): exit codes, one-line errors, deterministic JSON."""
 
 from __future__ import annotations
 

@@ -320,7 +320,7 @@ _RULES: tuple[Rule, ...] = (
     ),
 )
 
-#: All rules by id, in DESIGN.md order.
+#: All rules by id, in the order of docs/contract.md "Rule ids".
 RULES: Mapping[str, Rule] = MappingProxyType({r.id: r for r in _RULES})
 
 

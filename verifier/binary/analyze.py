@@ -147,7 +147,7 @@ class _PEViews:
 
 
 def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset()) -> _PEViews:
-    """The views one pass over a PE file feeds (see DESIGN.md "Upstream references")."""
+    """The views one pass over a PE file feeds (docs/contract.md "Upstream references")."""
     overlay_skip = (*((info.cert_span,) if info.cert_span else ()), pad)
     auth = {
         alg: View(f"authenticode-{alg}", alg, skip=info.authenticode_skip())

@@ -1,7 +1,7 @@
 """The policy model: what "built from upstream" means for one application.
 
-``Policy.default()`` is biv's packaged Electron policy (DESIGN.md "Default policy"); it is the
-same policy as ``policies/electron-app.yaml`` (a test asserts it). Policy files are read by
+``Policy.default()`` is biv's packaged Electron policy (docs/contract.md "Default policy"); it
+is the same policy as ``policies/electron-app.yaml`` (a test asserts it). Policy files are read by
 ``verifier.policy.load``; ``verifier.policy.evaluate`` applies a policy to comparison results.
 """
 
