@@ -186,7 +186,8 @@ def test_artifact_level_finding_gets_a_logical_location() -> None:
 
 
 def test_absolute_anchor_inside_the_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GITHUB_WORKSPACE", "/home/runner/work/app/app")
-    doc = json.loads(render_sarif(demo_report(), "/home/runner/work/app/app/policies/p.yaml"))
+    workspace = "/home/runner/checkout/app"  # a runner's checkout
+    monkeypatch.setenv("GITHUB_WORKSPACE", workspace)
+    doc = json.loads(render_sarif(demo_report(), f"{workspace}/policies/p.yaml"))
     loc = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"] == "policies/p.yaml"
