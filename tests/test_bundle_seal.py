@@ -223,13 +223,13 @@ def test_known_digests_and_facts_are_reused(
 
 @pytest.fixture(scope="module")
 def linked_app(
-    scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    mac_scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path, AnalysisContext]:
     """vendor-clean with a sealed symlink in Contents (``bin/app -> ../MacOS/Acme``),
     re-sealed by a fresh identity, and a context that trusts it."""
     root = tmp_path_factory.mktemp("linked")
-    app = root / scenario["vendor-clean"].name
-    shutil.copytree(scenario["vendor-clean"], app, symlinks=True)
+    app = root / mac_scenario["vendor-clean"].name
+    shutil.copytree(mac_scenario["vendor-clean"], app, symlinks=True)
     (app / "Contents" / "bin").mkdir()
     (app / "Contents" / "bin" / "app").symlink_to("../MacOS/Acme")
     ident = ma.vendor_identity()
