@@ -198,7 +198,9 @@ def test_clean_app_passes(world: World, clean_report: Report) -> None:
     assert rep.verdict == Verdict.PASS, [(f.rule, f.path, f.message) for f in rep.findings]
     deps = {c.name: c for c in rep.components if c.npm is not None}
     assert len([c for c in deps.values() if c.npm and c.npm["status"] == "verified"]) == 14
-    assert deps["npm:@types/ms@0.7.34"].npm["paths"] == ["resources/app.asar/node_modules/@types/ms"]  # type: ignore[index]
+    assert deps["npm:@types/ms@0.7.34"].npm["paths"] == [
+        "resources/app.asar/node_modules/@types/ms"
+    ]  # type: ignore[index]
     assert deps["npm:ms@2.1.2"].npm["paths"] == [  # type: ignore[index]
         "resources/app.asar/node_modules/debug/node_modules/ms"
     ]
@@ -283,9 +285,7 @@ def test_warm_and_offline_runs_use_the_cache(world: World, clean_report: Report)
         p.write_bytes(p.read_bytes().replace(b'"sha256":"', b'"sha256":"0', 1))
     rebuilt = _verify(world, world.clean, "cache-clean", offline=True)
     assert rebuilt.verdict == Verdict.PASS and world.registry.server.count == 0
-    assert any(
-        "sha256 re-verified" in p for c in rebuilt.components for p in c.proof if c.npm
-    )
+    assert any("sha256 re-verified" in p for c in rebuilt.components for p in c.proof if c.npm)
 
 
 def test_lockfile_integrity_that_disagrees_is_a_reference_mismatch(
@@ -319,7 +319,9 @@ def test_registry_serving_a_tarball_that_fails_its_own_integrity(world: World) -
     with LocalServer() as srv:
         bad = Registry(srv)
         for (name, version), data in world.tarballs.items():
-            swapped = world.tarballs[("ms", "2.1.2")] if (name, version) == ("ms", "2.1.3") else None
+            swapped = (
+                world.tarballs[("ms", "2.1.2")] if (name, version) == ("ms", "2.1.3") else None
+            )
             bad.publish(name, version, data, serve=swapped)
         rep = _verify(world, world.clean, "cache-badreg", env=_env(bad))
     assert rep.verdict == Verdict.FAIL

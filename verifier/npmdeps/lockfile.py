@@ -2,7 +2,8 @@
 ``node_modules/.package-lock.json``, and yarn v1 ``yarn.lock``. Each gives, per installed
 dependency, the integrity hashes its tarball must have (a second, independent proof).
 
-npm v2/v3 lockfiles key entries by install path (``node_modules/a/node_modules/b``); v1 nests
+npm v2/v3 lockfiles key entries by install path relative to the lockfile's folder
+(``node_modules/a/node_modules/b``, ``packages/w/node_modules/c`` in workspaces); v1 nests
 ``dependencies`` (the install path follows from the nesting); yarn v1 knows names and
 versions only. Bundled (``inBundle``/``bundled``), linked and non-registry entries carry no
 tarball hash of their own and are skipped. yarn 2+ (Berry) lockfiles hash their own zip
@@ -118,19 +119,13 @@ def read_npm_lockfile(data: bytes, where: str, into: Lockfiles) -> None:
                 break
             le = _npm_entry(where, str(key), entry, name=None)
             if le is not None and "node_modules/" in f"/{key}":
-                into.by_path.setdefault(_install_path(str(key)), []).append(le)
+                into.by_path.setdefault(str(key), []).append(le)
     elif isinstance(doc.get("dependencies"), dict):
         for path, name, entry in _v1_walk(doc["dependencies"], where, into):
             le = _npm_entry(where, path, entry, name=name)
             if le is not None:
                 into.by_path.setdefault(path, []).append(le)
     into.files.append(where)
-
-
-def _install_path(key: str) -> str:
-    """The part of a v2/v3 key from its first ``node_modules/`` (workspaces nest them)."""
-    i = f"/{key}".find("/node_modules/")
-    return key[i:] if i > 0 else key
 
 
 def _npm_entry(where: str, key: str, entry: Any, name: str | None) -> LockEntry | None:
