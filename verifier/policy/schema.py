@@ -69,8 +69,7 @@ _NPM_DEPS: dict[str, Any] = {
                         "type": "string",
                         "pattern": r"^sha(1|256|384|512)-[A-Za-z0-9+/=]+"
                         r"(\s+sha(1|256|384|512)-[A-Za-z0-9+/=]+)*$",
-                        "x-message": "must be a Subresource Integrity string such as "
-                        "sha512-BASE64",
+                        "x-message": "must be a Subresource Integrity string such as sha512-BASE64",
                     },
                 },
             },

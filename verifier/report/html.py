@@ -391,10 +391,7 @@ def _npm_dependencies(report: Report) -> str:
             f"<td><code>{esc(str(npm.get('integrity', '')))}</code></td>"
             f"<td>{proof}</td><td>{found}</td></tr>"
         )
-    return (
-        f"<h3>npm dependencies: {esc(summary.headline())}</h3>"
-        f"<table>{''.join(rows)}</table>"
-    )
+    return f"<h3>npm dependencies: {esc(summary.headline())}</h3><table>{''.join(rows)}</table>"
 
 
 def _files(report: Report, baseline: BaselineAnnotations | None) -> str:
