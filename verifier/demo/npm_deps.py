@@ -158,14 +158,25 @@ class _Published:
 
 
 class DemoRegistry:
-    """The demo's npm registry: a thread serving ``PACKAGES`` on 127.0.0.1 (``with`` it)."""
+    """The demo's npm registry: a thread serving ``PACKAGES`` on 127.0.0.1 (``with`` it).
 
-    def __init__(self, packages: Mapping[tuple[str, str], Mapping[str, bytes]] = PACKAGES) -> None:
+    ``tarballs`` serves ready-made tarballs instead (the benchmark serves real ones).
+    """
+
+    def __init__(
+        self,
+        packages: Mapping[tuple[str, str], Mapping[str, bytes]] = PACKAGES,
+        *,
+        tarballs: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> None:
         self.published: dict[tuple[str, str], _Published] = {}
-        for key, files in packages.items():
-            tgz = tarball(files)
+        made = {k: tarball(f) for k, f in packages.items()} if tarballs is None else tarballs
+        for key, tgz in made.items():
             integrity = "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode()
             self.published[key] = _Published(tgz, integrity, hashlib.sha1(tgz).hexdigest())
+        self._versions: dict[str, list[str]] = {}
+        for n, v in sorted(self.published):
+            self._versions.setdefault(n, []).append(v)
         self.requests = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -179,12 +190,12 @@ class DemoRegistry:
     def _answer(self, path: str) -> bytes | None:
         if "/-/" in path:
             name, _, file = path.partition("/-/")
-            for (n, v), p in self.published.items():
-                if n == name and file == f"{n.rsplit('/', 1)[-1]}-{v}.tgz":
-                    return p.tarball
+            for v in self._versions.get(name, ()):
+                if file == f"{name.rsplit('/', 1)[-1]}-{v}.tgz":
+                    return self.published[(name, v)].tarball
             return None
         name, _, version = path.rpartition("/")
-        versions = sorted(v for n, v in self.published if n == name)
+        versions = self._versions.get(name, [])
         if version == "latest" and versions:
             version = versions[-1]
         pub = self.published.get((name, version))

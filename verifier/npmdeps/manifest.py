@@ -119,8 +119,15 @@ class ManifestDiff:
         return "; ".join(parts)
 
 
-def _canon(v: Any) -> str:
-    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality that tells ``true`` from ``1`` and ``1`` from ``1.0``."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _bin_map(v: Any, name: str) -> Any:
@@ -149,7 +156,7 @@ def compare_manifests(
             continue
         s_val = shipped[key]
         if key.startswith("_") or key == "gypfile" or key in NORMALISED_METADATA:
-            if not in_p or _canon(s_val) != _canon(published[key]):
+            if not in_p or not _same(s_val, published[key]):
                 tolerated.append(key)
             continue
         if not in_p:
@@ -160,9 +167,9 @@ def compare_manifests(
             s_val, p_val = _bin_map(s_val, name), _bin_map(p_val, name)
         elif key == "scripts" and has_binding_gyp:
             s_val = _without_default_gyp_install(s_val, p_val)
-        if _canon(s_val) != _canon(p_val):
+        if not _same(s_val, p_val):
             changed.append(key)
-        elif _canon(shipped[key]) != _canon(published[key]):
+        elif not _same(shipped[key], published[key]):
             tolerated.append(key)
     return ManifestDiff(tuple(removed), tuple(added), tuple(changed), tuple(tolerated))
 

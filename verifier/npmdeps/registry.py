@@ -42,7 +42,7 @@ from verifier.upstream.http import HttpClient
 from verifier.upstream.options import DEFAULT_NPM_REGISTRY, FetchOptions
 
 NEGATIVE_TTL = 24 * 3600
-NPM_ANALYSIS_VERSION = "1"
+NPM_ANALYSIS_VERSION = "2"
 PUBLIC_REGISTRY_ENV = "BIV_NPM_PUBLIC_REGISTRY"
 _BREAKER_FAILURES = 3
 _PUBLIC_TIMEOUT = 10.0
@@ -172,6 +172,12 @@ class Fetcher:
 
     def key(self, name: str, version: str) -> str:
         return f"deps:npm:{self.reg.primary}:{name}@{version}"
+
+    def cached(self, name: str, version: str) -> Obtained | None:
+        """The cached answer for NAME@VERSION, without any network request (None: a miss)."""
+        key = self.key(name, version)
+        with self.cache.lock(key):
+            return self._from_cache(key, name, version)
 
     def obtain(self, name: str, version: str) -> Obtained:
         key = self.key(name, version)

@@ -222,13 +222,21 @@ def _not_compared(
 def _obtain_all(
     fetcher: Fetcher, wanted: list[tuple[str, str]], workers: int
 ) -> list[tuple[tuple[str, str], Obtained]]:
-    if not wanted:
-        return []
-    if len(wanted) == 1 or workers <= 1:
-        return [(k, fetcher.obtain(*k)) for k in wanted]
-    with ThreadPoolExecutor(max_workers=min(workers, len(wanted))) as pool:
-        got = list(pool.map(lambda k: fetcher.obtain(*k), wanted))
-    return list(zip(wanted, got, strict=True))
+    """Cached answers first, in this thread (parsing JSON gains nothing from threads); the
+    misses are fetched concurrently, at most ``workers`` at a time."""
+    out: list[tuple[tuple[str, str], Obtained]] = []
+    misses: list[tuple[str, str]] = []
+    for k in wanted:
+        hit = fetcher.cached(*k)
+        if hit is None:
+            misses.append(k)
+        else:
+            out.append((k, hit))
+    if len(misses) <= 1 or workers <= 1:
+        return out + [(k, fetcher.obtain(*k)) for k in misses]
+    with ThreadPoolExecutor(max_workers=min(workers, len(misses))) as pool:
+        got = list(pool.map(lambda k: fetcher.obtain(*k), misses))
+    return out + list(zip(misses, got, strict=True))
 
 
 def _fold_target(

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from verifier.binary.analyze import SNIFF, AnalysisContext, analyze, sniff
 from verifier.errors import MalformedInputError
-from verifier.model import BinaryFacts, Blob, FileEntry
+from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat
 from verifier.npmdeps.manifest import parse_manifest
 
 MAX_MEMBERS = 100_000
@@ -34,7 +34,8 @@ MAX_TOTAL_BYTES = 2 << 30
 MAX_SMALL_DOC = 4 << 20  # package.json, binding.gyp
 CHUNK = 1 << 16
 CODE_SUFFIXES = (".node", ".dll", ".exe", ".dylib", ".so")
-DOC_SCHEMA = "biv.npm-published/v1"
+DOC_SCHEMA = "biv.npm-published/v2"
+_FORMATS = {f.value: f for f in FileFormat}
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,17 @@ class Published:
         return None
 
     def to_doc(self) -> dict[str, Any]:
+        """Data files as [path, size, sha256] (most of a package), code with all its facts."""
+        data, code = [], []
+        for path, e in sorted(self.files.items()):
+            if e.format in (FileFormat.DATA, FileFormat.ASAR) and not e.facts.anomalies:
+                data.append([path, e.size, e.sha256, e.format.value])
+            else:
+                code.append(e.to_ref_dict())
         return {
             "schema": DOC_SCHEMA,
-            "files": [e.to_ref_dict() for _, e in sorted(self.files.items())],
+            "data": data,
+            "files": code,
             "manifest": dict(self.manifest) if self.manifest is not None else None,
             "has_binding_gyp": self.has_binding_gyp,
             "gyp_targets": list(self.gyp_targets),
@@ -124,9 +133,15 @@ class Published:
         """Raises KeyError/TypeError/ValueError on a document that is not one of ours."""
         if d.get("schema") != DOC_SCHEMA:
             raise ValueError("not a published-package document")
-        files = {}
+        files: dict[str, FileEntry] = {}
+        prefix = f"{label}!/"
+        for path, size, sha, fmt in d["data"]:
+            facts = BinaryFacts(format=_FORMATS[fmt], normalized_sha256=str(sha))
+            files[str(path)] = FileEntry(
+                str(path), prefix + str(path), (), int(size), str(sha), facts
+            )
         for f in d["files"]:
-            e = FileEntry.from_ref_dict(f, f"{label}!/")
+            e = FileEntry.from_ref_dict(f, prefix)
             files[e.path] = e
         man = d.get("manifest")
         return cls(
