@@ -137,6 +137,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     fm = json.loads((fake / "package.json").read_text())
     fm["version"] = "2.1.99"
     (fake / "package.json").write_text(json.dumps(fm, indent=2))
+    # a patched dependency renamed to a name no registry has, to pass as a private package
+    isa = bad / "node_modules/isarray"
+    im = json.loads((isa / "package.json").read_text())
+    im["name"] = "acme-isarray-fork"
+    (isa / "package.json").write_text(json.dumps(im, indent=2))
+    (isa / "index.js").write_text("module.exports = Array.isArray; // patched\n")
     native = bad / "node_modules/bufferutil"
     (native / "build/Release").mkdir(parents=True)
     linux = (native / "prebuilds/linux-x64/node.napi.node").read_bytes()
@@ -239,7 +245,14 @@ def test_tampered_app_fails_with_each_change_named(world: World) -> None:
         ("unknown-dependency-version", f"{a}/@tootallnate/once/node_modules/ms/package.json"),
         ("unexpected-file", f"{u}/bufferutil/build/Release/helper.node"),
         ("signed-divergent-content", f"{u}/bufferutil/{WIN_NODE}"),
+        ("divergent-content", f"{a}/isarray/package.json"),
+        ("divergent-content", f"{a}/isarray/index.js"),
     }
+    renamed = _one(rep, "divergent-content", "isarray/package.json")
+    assert renamed.evidence["keys_changed"] == ["name"]
+    isarray = {c.name: c for c in rep.components}["npm:isarray@1.0.0"]
+    assert any("'acme-isarray-fork', a name no registry has" in p for p in isarray.proof)
+    assert "npm:acme-isarray-fork@1.0.0" not in {c.name for c in rep.components}
     d = _one(rep, "divergent-content", "/ms/index.js")
     assert d.severity == Severity.HIGH
     assert (d.evidence["package"], d.evidence["version"], d.evidence["file"]) == (
@@ -261,7 +274,7 @@ def test_tampered_app_fails_with_each_change_named(world: World) -> None:
     built = {r.path: r for r in rep.files}[f"{u}/bufferutil/build/Release/bufferutil.node"]
     assert built.status == Status.OWN and "binding.gyp" in built.evidence["built_at_install"]
     text = _text(rep)
-    assert "10 dependencies verified, 1 unverifiable, 5 with findings" in text
+    assert "9 dependencies verified, 1 unverifiable, 6 with findings" in text
     failing = text.index("FAIL  ")
     assert failing < text.index("????  @acme/private-utils@1.0.0")
 
@@ -413,5 +426,5 @@ def test_sarif_and_html_carry_the_dependencies(world: World) -> None:
     comps = {c["name"]: c for c in run["properties"]["components"]}
     assert comps["npm:ms@2.1.3"]["npm"]["integrity"].startswith("sha512-")
     page = render_html(rep)
-    assert "npm dependencies: 10 dependencies verified, 1 unverifiable, 5 with findings" in page
-    assert page.index("ms@2.1.99") < page.index("isarray@1.0.0")  # failing ones first
+    assert "npm dependencies: 9 dependencies verified, 1 unverifiable, 6 with findings" in page
+    assert page.index("ms@2.1.99") < page.index("yallist@4.0.0")  # failing ones first

@@ -31,6 +31,7 @@ from verifier.npmdeps.judge import component_name, judge_files
 from verifier.npmdeps.lockfile import parse_sri
 from verifier.npmdeps.registry import Fetcher, Obtained
 from verifier.policy.model import NpmPin
+from verifier.upstream import npm
 from verifier.upstream.options import FetchOptions
 
 Progress = Callable[[int, int], None]
@@ -86,6 +87,8 @@ def run(
     progress: Progress | None = None,
 ) -> NpmStage:
     disc = discover(results)
+    if not (disc.packages or disc.loose or disc.problems):
+        return NpmStage(tuple(results), (), (), (), frozenset(), 0, tuple(disc.notes))
     anomalies: list[Anomaly] = []
     for i, message in disc.problems:
         anomalies.append(_at(results[i], "malformed-input", message))
@@ -126,6 +129,8 @@ def run(
                 done += 1
                 if progress is not None:
                     progress(done, total)
+            level_pkgs = [p for p in pkgs if p.depth == level]
+            _renamed(level_pkgs, deps, own_dep, fetcher, settings)
         request_count = fetcher.requests
 
     pins = {(p.name, p.version): p for p in settings.pins}
@@ -177,8 +182,9 @@ def run(
             )
         )
 
-    unavailable = _unavailable([d for d in deps.values() if d.status == "unavailable"])
-    components = [_component(d) for d in sorted(deps.values(), key=lambda d: (d.name, d.version))]
+    unavailable = _unavailable([d for d in deps.values() if d.status == "unavailable" and d.paths])
+    live = [d for d in deps.values() if d.paths]
+    components = [_component(d) for d in sorted(live, key=lambda d: (d.name, d.version))]
     components.extend(extra_components)
     out = tuple(new.get(i, r) for i, r in enumerate(results))
     notes = (*disc.notes, f"{request_count} registry request(s)")
@@ -188,9 +194,58 @@ def run(
         anomalies=tuple(anomalies),
         unavailable=tuple(unavailable),
         dependency_results=frozenset(judged_files),
-        compared=sum(1 for d in deps.values() if d.status == "verified"),
+        compared=sum(1 for d in deps.values() if d.status == "verified" and d.paths),
         notes=notes,
     )
+
+
+def _folder_name(install_path: str) -> str:
+    """The package name a folder is installed under (what ``require`` resolves)."""
+    return install_path.rsplit("node_modules/", 1)[-1]
+
+
+def _renamed(
+    level: Sequence[PackageDir],
+    deps: dict[tuple[str, str], _Dep],
+    own_dep: dict[int, tuple[str, str]],
+    fetcher: Fetcher,
+    settings: NpmSettings,
+) -> None:
+    """A folder whose package.json claims a name no registry has, installed under a name
+    the registry does have at that version, is compared with that package: renaming a
+    patched dependency does not make it "unverifiable" (npm aliases keep the real name in
+    package.json, so an honest install never looks like this)."""
+    moves: dict[tuple[str, str], list[PackageDir]] = {}
+    for p in level:
+        key = own_dep.get(p.index)
+        got = deps[key].obtained if key is not None else None
+        if key is None or got is None or got.status != "unknown-name":
+            continue
+        folder = _folder_name(p.install_path)
+        if folder != key[0] and npm.valid_name(folder):
+            moves.setdefault((folder, key[1]), []).append(p)
+    if not moves:
+        return
+    wanted = [k for k in moves if k not in deps]
+    answers = dict(_obtain_all(fetcher, wanted, settings.workers))
+    for alt, moved in moves.items():
+        dep = deps.get(alt)
+        got = dep.obtained if dep is not None else answers.get(alt)
+        if got is None or got.status not in ("ok", "unknown-version", "mismatch"):
+            continue
+        if dep is None:
+            dep = deps[alt] = _Dep(alt[0], alt[1], obtained=got)
+        for p in moved:
+            old = deps[own_dep[p.index]]
+            old.paths.remove(p.where)
+            old.manifest_results.remove(p.manifest_result)
+            dep.paths.append(p.where)
+            dep.manifest_results.append(p.manifest_result)
+            dep.proof.append(
+                f"{p.where}/package.json calls it {old.name!r}, a name no registry has; it is "
+                f"installed as {alt[0]!r}, so it is compared with {alt[0]}@{alt[1]}"
+            )
+            own_dep[p.index] = alt
 
 
 def _unavailable(missing: Sequence[_Dep]) -> list[str]:
