@@ -35,6 +35,7 @@ lint: $(VENV)/.installed
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/explain.py
 	$(BIN)/python benchmarks/npm_deps.py
 
 clean:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.png import find_row
 from test_html_render import CHROMIUM, _chromium, _png_pixel
 
 from verifier.report.html import render_html
@@ -51,6 +52,12 @@ def test_demo_compromised_report_in_chromium(tmp_path: Path) -> None:
     assert "Differing sections" in text
     assert "fe ed fa ce" in text  # the payload marker, in the hex preview
     assert "bits/byte" in text
+    # what changed in ffmpeg.dll: divergent files first, a picture of the file, the loader
+    assert "Divergent files (1)" in text and 'class="fileviz"' in text
+    assert text.index('id="changed"') < text.index('id="files"')
+    assert "sub rsp, 0x28" in text and "kernel32.dll!VirtualProtect" in text
+    identical = sum(1 for f in report.files if f.status.value == "identical")
+    assert f"{identical} identical file" in text  # folded away behind a count
 
     shot = tmp_path / "biv-report-demo-compromised.png"
     # tall enough for the file table and every finding's evidence
@@ -60,6 +67,9 @@ def test_demo_compromised_report_in_chromium(tmp_path: Path) -> None:
     assert struct.unpack(">II", png[16:24]) == (1280, 4000)
     r, g, b = _png_pixel(png, 200, 100)
     assert r > 120 and g < 60 and b < 60, f"verdict banner is not red: {(r, g, b)}"
+    # the changed-bytes band of ffmpeg.dll's picture (#b91c1c), below the verdict
+    band = find_row(png, bytes((0xB9, 0x1C, 0x1C)) * 40, 1200)
+    assert band is not None and band > 300, "the picture of the divergent file did not render"
     artifacts = os.environ.get("BIV_ARTIFACTS_DIR")
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)

@@ -286,6 +286,7 @@ def compare_pair(shipped: FileEntry, ref: FileEntry) -> tuple[Status, dict[str, 
         return Status.DIVERGENT, ev
     if shipped.format == FileFormat.ELF:
         ev.update(_section_evidence(shipped, ref))
+        ev.update(pe_diff.describe_elf_divergence(shipped, ref))
     return Status.DIVERGENT, ev
 
 
@@ -330,6 +331,8 @@ def _macho_match(
     status = aggregate_slices(slices) if slices else Status.DIVERGENT
     if entry.sha256 == refs[0].sha256:
         status = Status.IDENTICAL
+    if status == Status.DIVERGENT:
+        ev.update(pe_diff.describe_macho_divergence(entry, refs, ev))
     names = sorted({ref.component.name for ref, _ in candidates})
     return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices))
 
