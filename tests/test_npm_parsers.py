@@ -71,7 +71,7 @@ PUBLISHED = {
     "name": "bufferutil",
     "version": "4.0.8",
     "main": "index.js",
-    "scripts": {"test": "mocha"},
+    "scripts": {"test": "node_modules/.bin/mocha"},
     "keywords": ["bufferutil"],
     "repository": {"type": "git", "url": "https://github.com/websockets/bufferutil"},
     "bin": "./cli.js",
@@ -94,7 +94,7 @@ def test_manifest_compare_allows_what_packagers_and_npm_change() -> None:
         "deprecated": False,
         "repository": {"type": "git", "url": "git+https://github.com/websockets/bufferutil.git"},
         "bin": {"bufferutil": "cli.js"},
-        "scripts": {"test": "mocha", "install": "node-gyp rebuild"},
+        "scripts": {"test": "mocha", "install": "node-gyp rebuild"},  # as npm 6 wrote it
         "gypfile": False,
     }
     d = compare_manifests(npm6, PUBLISHED, has_binding_gyp=True)
@@ -346,6 +346,7 @@ def test_plain_tar_and_native_member(tmp_path: Path) -> None:
         make_tgz([("package/a.js", b"x" * 5000, "file")])[:40],  # truncated gzip
         b"\x1f\x8b\x08\x00" + b"\x00" * 100,  # a gzip header and garbage
     ],
+    ids=["not-a-tarball", "truncated-gzip", "gzip-garbage"],
 )
 def test_unreadable_tarballs(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(MalformedInputError):

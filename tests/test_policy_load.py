@@ -40,6 +40,12 @@ def test_default_policy_equals_shipped_electron_app_yaml() -> None:
     assert load_policy_or_default(None) is Policy.default()
 
 
+def test_default_sources_are_electron_auto_and_npm_dependencies() -> None:
+    assert Policy.default().effective_sources() == ("electron:auto", "deps:npm")
+    cx = load_policy(str(POLICIES / "3cx.yaml"))  # names electron:auto itself
+    assert cx.effective_sources() == ("deps:npm", "electron:auto")
+
+
 def test_shipped_policies_are_valid() -> None:
     for name in ("electron-app", "3cx", "strict"):
         out = check_policy(str(POLICIES / f"{name}.yaml"), today=date(2026, 11, 27))

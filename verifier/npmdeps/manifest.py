@@ -11,7 +11,8 @@ What may differ between an installed package's ``package.json`` and the publishe
 - descriptive metadata that npm 5/6 rewrote on install and Node never reads
   (``NORMALISED_METADATA``: ``repository``, ``bugs``, ``homepage``, ``author``...) may be added
   or changed; npm 5/6 also added ``scripts.install = "node-gyp rebuild"`` to packages with a
-  ``binding.gyp`` and no install script, and turned a string ``bin`` into an object;
+  ``binding.gyp`` and no install script, dropped ``node_modules/.bin/`` from script commands,
+  and turned a string ``bin`` into an object;
 - any other added or changed key (``main``, ``exports``, ``bin``, ``scripts``, ...) is a
   divergence.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -165,13 +167,25 @@ def compare_manifests(
         p_val = published[key]
         if key == "bin":
             s_val, p_val = _bin_map(s_val, name), _bin_map(p_val, name)
-        elif key == "scripts" and has_binding_gyp:
-            s_val = _without_default_gyp_install(s_val, p_val)
+        elif key == "scripts":
+            s_val, p_val = _scripts(s_val), _scripts(p_val)
+            if has_binding_gyp:
+                s_val = _without_default_gyp_install(s_val, p_val)
         if not _same(s_val, p_val):
             changed.append(key)
         elif not _same(shipped[key], published[key]):
             tolerated.append(key)
     return ManifestDiff(tuple(removed), tuple(added), tuple(changed), tuple(tolerated))
+
+
+_BIN_PREFIX = re.compile(r"^(\./)?node_modules[/\\]\.bin[/\\]")
+
+
+def _scripts(v: Any) -> Any:
+    """npm <= 6 dropped a leading ``node_modules/.bin/`` from script commands."""
+    if not isinstance(v, dict):
+        return v
+    return {k: _BIN_PREFIX.sub("", x) if isinstance(x, str) else x for k, x in v.items()}
 
 
 def _without_default_gyp_install(shipped: Any, published: Any) -> Any:
