@@ -158,3 +158,16 @@ def test_stalled_registry_times_out(tmp_path: Path) -> None:
         srv.fault("a/-/a-1.0.0.tgz", "stall")
         got = fetch(opts(srv, tmp_path / "c", timeout=0.5, retries=0), tmp_path)
         assert got.status == "unavailable" and "timed out" in got.reason  # type: ignore[attr-defined]
+
+
+def test_deps_alone_on_an_app_without_dependencies(tmp_path: Path) -> None:
+    from verifier.api import VerifyRequest, verify
+    from verifier.model import Verdict
+
+    app = tmp_path / "app" / "resources" / "app"
+    app.mkdir(parents=True)
+    (app / "main.js").write_text("console.log('bundled by webpack')\n")
+    env = {"npm_config_registry": "http://127.0.0.1:9/", "BIV_NPM_PUBLIC_REGISTRY": ""}
+    rep = verify(VerifyRequest(str(tmp_path / "app"), against=("deps:npm",), env=env))
+    assert rep.verdict == Verdict.INCONCLUSIVE and not rep.components and not rep.files
+    assert "no npm dependency was found" in rep.inconclusive_reasons[0]

@@ -163,7 +163,13 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     if not refs and not npm_compared and not unavailable and outcome == Verdict.PASS:
         # nothing was compared: never a pass
         outcome = Verdict.INCONCLUSIVE
-        unavailable.append("no upstream reference was given or found")
+        if not upstreams:
+            unavailable.append(
+                "deps:npm: no npm dependency was found (node_modules/ in app.asar, "
+                "app.asar.unpacked or resources/app) and no other source was given"
+            )
+        else:
+            unavailable.append("no upstream reference was given or found")
     return Report(
         tool_version=__version__,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
