@@ -32,6 +32,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check verifier tests benchmarks
 	$(BIN)/ruff format --check verifier tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -1,7 +1,8 @@
 """biv's library API: ``verify`` an artifact against its upstream, ``inspect`` one file.
 
 The CLI is thin wiring over these two functions; the demo and the benchmarks call them too.
-Flow (DESIGN.md): unpack -> inventory -> references -> compare -> policy -> Report.
+Flow (docs/contract.md "Data flow"): unpack -> inventory -> references -> compare -> policy
+-> Report.
 """
 
 from __future__ import annotations
@@ -353,7 +354,8 @@ def _npm_stage(
     """deps:npm: the app's npm dependencies against their registry's tarballs."""
     from verifier.npmdeps import stage
 
-    settings = stage.NpmSettings(skip=policy.npm_skip, pins=policy.npm_pins)
+    pins = tuple(stage.Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
+    settings = stage.NpmSettings(skip=policy.npm_skip, pins=pins)
     opts = _fetch_opts(req)
     return stage.run(
         results, settings, opts, workdir, ctx, _stage(req.progress, "npm dependencies")
@@ -380,7 +382,8 @@ def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] |
 
 
 def exit_code(report: Report) -> int:
-    """DESIGN.md precedence: 1 (failed) beats 3 (inconclusive) beats 0 (exit 2 is an error)."""
+    """Precedence (docs/contract.md "Exit codes"): 1 (failed) beats 3 (inconclusive) beats 0
+    (exit 2 is an error)."""
     if report.verdict == Verdict.FAIL:
         return 1
     if report.verdict == Verdict.INCONCLUSIVE:
@@ -420,7 +423,7 @@ def inspect_against(
     path: str, upstream: str, trust_stores: tuple[str, ...] = (), at: datetime | None = None
 ) -> dict[str, Any]:
     """One shipped file against its upstream file: status and the full explanation of what
-    changed (DESIGN.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
+    changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
     from verifier.binary import diff, explain, macho
     from verifier.compare import aggregate_slices, compare_pair
     from verifier.errors import ArtifactError

@@ -5,7 +5,7 @@ embedded signature once, then streams the file once through ``hashing.digest_vie
 the whole-file sha256, each slice's sha256 and normalised digest, per-segment and per-section
 digests, the code-page hash checks of every CodeDirectory and the Electron fuse-wire scan.
 
-Normalisation (DESIGN.md "Upstream references"), per slice: the ``LC_CODE_SIGNATURE`` load
+Normalisation (docs/contract.md "Upstream references"), per slice: the ``LC_CODE_SIGNATURE`` load
 command is zeroed (so an unsigned slice whose padding took its place hashes the same), the
 signature blob it points at is removed, and ``ncmds``/``sizeofcmds`` and ``__LINKEDIT``'s
 vmsize/filesize are zeroed. A fat file's ``normalized_sha256`` is the sha256 of the lines

@@ -30,7 +30,6 @@ from verifier.npmdeps.discover import Discovery, Loose, PackageDir, discover
 from verifier.npmdeps.judge import component_name, judge_files
 from verifier.npmdeps.lockfile import parse_sri
 from verifier.npmdeps.registry import Fetcher, Obtained
-from verifier.policy.model import NpmPin
 from verifier.upstream import npm
 from verifier.upstream.options import FetchOptions
 
@@ -39,9 +38,18 @@ MAX_LISTED = 10
 
 
 @dataclass(frozen=True)
+class Pin:
+    """A policy pin: NAME@VERSION's tarball must also match ``integrity`` (SRI)."""
+
+    name: str
+    version: str
+    integrity: str
+
+
+@dataclass(frozen=True)
 class NpmSettings:
     skip: tuple[str, ...] = ()  # package-name patterns (fnmatch, case-sensitive as npm names)
-    pins: tuple[NpmPin, ...] = ()
+    pins: tuple[Pin, ...] = ()
     workers: int = 8
 
 
@@ -323,7 +331,7 @@ def _prove_instance(
     dep: _Dep,
     p: PackageDir,
     disc: Discovery,
-    pin: NpmPin | None,
+    pin: Pin | None,
     results: Sequence[FileResult],
     anomalies: list[Anomaly],
 ) -> None:

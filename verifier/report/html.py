@@ -18,7 +18,7 @@ from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key
 from verifier.model import FileResult, Finding, Report, Severity, Signer, Status
 from verifier.report import explain_html
 from verifier.report.explain_text import EXPLAIN_KEYS
-from verifier.report.rules import rule
+from verifier.rules import rule
 
 _SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
 
