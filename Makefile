@@ -32,6 +32,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check verifier tests benchmarks
 	$(BIN)/ruff format --check verifier tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Coverage-guided fuzzing (atheris) of every parser of untrusted bytes, FUZZ_SECONDS per target
 # (default 60); FUZZ_TARGETS picks some. Crashes land in .fuzz/crashes/TARGET/.
@@ -45,7 +46,9 @@ fuzz: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/signing.py
 	$(BIN)/python benchmarks/explain.py
+	$(BIN)/python benchmarks/npm_deps.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

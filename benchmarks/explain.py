@@ -1,4 +1,4 @@
-"""``make bench`` (part 2): the cost of explaining a divergent file (DESIGN.md "Explaining a
+"""``make bench`` (part 2): the cost of explaining a divergent file (docs/contract.md "Explaining a
 divergence").
 
 (a) A real DLL: ``vcomp140.dll`` from the msvc-runtime wheel on PyPI (pinned by sha256, the

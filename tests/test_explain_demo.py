@@ -1,4 +1,4 @@
-"""The explanation of the demo's trojanised files (DESIGN.md "Explaining a divergence").
+"""The explanation of the demo's trojanised files (docs/contract.md "Explaining a divergence").
 
 ``ffmpeg.dll`` got a loader in a new executable section, run at DLL entry, and a new import;
 the x86_64 slice of ``libffmpeg.dylib`` got 8 bytes of its code replaced. The evidence must
@@ -19,7 +19,7 @@ from verifier import api
 from verifier.binary import macho, pe
 from verifier.cli import main
 from verifier.demo import macho_app
-from verifier.demo.scenario import Scenario, build_scenario
+from verifier.demo.scenario import Scenario
 from verifier.model import Blob, Report
 from verifier.report.json import render_json
 from verifier.report.text import render_text
@@ -37,11 +37,6 @@ LOADER_START = [
     "mov r9d, 0x40",
     "call qword ptr [rip]",
 ]
-
-
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return build_scenario(tmp_path_factory.mktemp("explain") / "s")
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +124,15 @@ def test_inspect_against_ffmpeg_dll(scenario: Scenario, capsys: pytest.CaptureFi
     assert "status    identical" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def mac(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return macho_app.build_scenario(tmp_path_factory.mktemp("explain-mac"))
-
-
-def test_libffmpeg_dylib_x86_64_slice(mac: dict[str, Path], tmp_path: Path) -> None:
+def test_libffmpeg_dylib_x86_64_slice(mac_scenario: dict[str, Path], tmp_path: Path) -> None:
     report = api.verify(
         api.VerifyRequest(
-            artifact=str(mac["vendor-3cx"]),
-            against=(f"path:{mac['upstream-x64']}", f"path:{mac['upstream-arm64']}"),
-            trust_stores=(str(mac["roots"]),),
+            artifact=str(mac_scenario["vendor-3cx"]),
+            against=(
+                f"path:{mac_scenario['upstream-x64']}",
+                f"path:{mac_scenario['upstream-arm64']}",
+            ),
+            trust_stores=(str(mac_scenario["roots"]),),
             workdir=str(tmp_path / "work"),
         )
     )
@@ -149,7 +142,7 @@ def test_libffmpeg_dylib_x86_64_slice(mac: dict[str, Path], tmp_path: Path) -> N
     per = {s["arch"]: s for s in ev["slices"]}
     assert "changes" in per["x86_64"] and "changes" not in per["arm64"]  # arm64 slice is clean
     # where the demo wrote its 8 bytes: __TEXT,__text + 64
-    blob = Blob.of_file(mac["vendor-3cx"] / macho_app.FFMPEG)
+    blob = Blob.of_file(mac_scenario["vendor-3cx"] / macho_app.FFMPEG)
     fat = macho.parse_fat(blob.read(0, 4096), blob.size)
     x86 = next(a for a in fat if a.arch == "x86_64")
     h = macho.parse_slice_header(blob.read(x86.offset, 65536), x86.size)

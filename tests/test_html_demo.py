@@ -13,15 +13,13 @@ import pytest
 from support.png import find_row
 from test_html_render import CHROMIUM, _chromium, _png_pixel
 
+from verifier.demo.scenario import Scenario
 from verifier.report.html import render_html
 
 
-def _demo_report(tmp: Path) -> Any:
+def _demo_report(sc: Scenario, tmp: Path) -> Any:
     from verifier import api
-    from verifier.demo.scenario import build_scenario
 
-    sc = build_scenario(tmp / "scenario")
-    # a failure here is a product bug: it fails the test (never a skip)
     return api.verify(
         api.VerifyRequest(
             artifact=sc.compromised,
@@ -35,8 +33,8 @@ def _demo_report(tmp: Path) -> Any:
 @pytest.mark.skipif(
     CHROMIUM is None, reason="chromium not installed (Debian package 'chromium'; make system-deps)"
 )
-def test_demo_compromised_report_in_chromium(tmp_path: Path) -> None:
-    report = _demo_report(tmp_path)
+def test_demo_compromised_report_in_chromium(scenario: Scenario, tmp_path: Path) -> None:
+    report = _demo_report(scenario, tmp_path)
     page = tmp_path / "biv-report-demo-compromised.html"
     page.write_text(render_html(report), encoding="utf-8")
     rules = {f.rule for f in report.findings}

@@ -1,6 +1,6 @@
 """Command line: argparse wiring over :mod:`verifier.api`. No logic lives here.
 
-Exit codes (DESIGN.md): 0 pass, 1 verification failed, 2 usage error / malformed policy /
+Exit codes (docs/contract.md): 0 pass, 1 verification failed, 2 usage error / malformed policy /
 unreadable artifact, 3 inconclusive. Every failure prints one line; no tracebacks
 (``-v`` adds the traceback of an internal error for a bug report).
 """

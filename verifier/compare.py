@@ -1,4 +1,4 @@
-"""Match shipped files to reference files and give each path a status (DESIGN.md).
+"""Match shipped files to reference files and give each path a status (docs/contract.md).
 
 Steps, each a small function:
 1. ``bundle_renames``: a macOS ``Electron.app`` shipped as ``<Product>.app`` (and its helpers
@@ -9,7 +9,7 @@ Steps, each a small function:
    is found by its Electron markers (fuse wire, version string) and its code sections, unless
    the user names it (``--main-exe``).
 4. ``compare_pair``: the status of one shipped file against its reference(s), normalised as
-   DESIGN.md "Upstream references" says; the best match wins when several references offer
+   docs/contract.md "Upstream references" says; the best match wins when several references offer
    the same path (Electron's ffmpeg from the main zip or from the ffmpeg zip).
 """
 

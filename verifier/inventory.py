@@ -27,7 +27,7 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "2"  # 2: references carry their symlinks
+ANALYSIS_VERSION = "3"  # 2: one chain engine, signature-slack, region digests; 3: symlinks
 
 
 def _workers() -> int:

@@ -34,7 +34,7 @@ def _keyed(sections: tuple[SectionDigest, ...]) -> dict[tuple[str, int], Section
 
 
 def pe_resources_only(shipped: BinaryFacts, ref: BinaryFacts) -> bool:
-    """True when only what rcedit and @electron/fuses change differs (DESIGN.md).
+    """True when only what rcedit and @electron/fuses change differs (docs/contract.md).
 
     Headers equal once the rcedit-movable fields are zeroed, every section but ``.rsrc``
     equal by content with fuse bytes zeroed, the same overlay, and the fuse wire (if any) at
@@ -74,7 +74,7 @@ def fuse_evidence(shipped: BinaryFacts, ref: BinaryFacts) -> dict[str, Any] | No
 
 
 def describe_pe_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]:
-    """Evidence keys for a divergent PE (see DESIGN.md "findings" ``evidence``).
+    """Evidence keys for a divergent PE (docs/contract.md "JSON report").
 
     ``sections``: [{name, differing_bytes}] for each section whose content differs (or that
     exists on one side only); ``differing_bytes`` is a byte count when both files are on disk,
@@ -114,7 +114,8 @@ def _explain(
 def describe_elf_divergence(
     shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
 ) -> dict[str, Any]:
-    """Explanation keys for a divergent PE or ELF file (DESIGN.md "Explaining a divergence")."""
+    """Explanation keys for a divergent PE or ELF file (docs/contract.md "Explaining a
+    divergence")."""
     ex = _explain(shipped, ref, limits)
     return ex.evidence if ex else explain.unavailable(explain.UNAVAILABLE_NO_BYTES)
 
@@ -128,7 +129,7 @@ def describe_macho_divergence(
     evidence: Mapping[str, Any],
     limits: explain.ExplainLimits = explain.DEFAULT,
 ) -> dict[str, Any]:
-    """Explanation keys for a divergent Mach-O, per slice (DESIGN.md).
+    """Explanation keys for a divergent Mach-O, per slice (docs/contract.md).
 
     Each divergent slice's entry in ``evidence["slices"]`` gains its own explanation keys; the
     top level carries the first divergent slice's, like ``arch`` and ``sections``.

@@ -1,6 +1,6 @@
 """Explain a divergent binary: what changed, where, in which function, as instructions.
 
-DESIGN.md "Explaining a divergence". For a divergent code file whose upstream bytes are at
+docs/contract.md "Explaining a divergence". For a divergent code file whose upstream bytes are at
 hand, the evidence gains:
 
 * ``changes``: merged changed byte ranges after normalisation, each with its region (section or

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
-# evidence keys the explanation adds (DESIGN.md "Explaining a divergence")
+# evidence keys the explanation adds (docs/contract.md "Explaining a divergence")
 EXPLAIN_KEYS = (
     "explanation",
     "changes",

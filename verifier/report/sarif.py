@@ -18,7 +18,7 @@ from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key, fi
 from verifier.model import JSON, Finding, Report
 from verifier.report.escape import json_safe
 from verifier.report.explain_text import short_summary, summary_lines
-from verifier.report.rules import RULES, SARIF_LEVEL, Rule, rule
+from verifier.rules import RULES, SARIF_LEVEL, Rule, rule
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from verifier.model import Finding, Report, Severity, Status, Verdict
+from verifier.npmdeps.summary import NpmSummary, summarise
 from verifier.report.escape import text as e
 from verifier.report.explain_text import EXPLAIN_KEYS, summary_lines
 
@@ -48,11 +49,16 @@ def render_text(
     out.append(f"biv {report.tool_version}: {e(art.get('path'))}")
     out.append(f"  artifact  sha256 {e(art.get('sha256'))}  ({e(art.get('size'))} bytes)")
     for c in report.components:
+        if c.npm is not None:
+            continue  # summarised below (there may be hundreds)
         ver = f" {e(c.version)}" if c.version else ""
         plat = f" {e(c.platform)}-{e(c.arch)}" if c.platform else ""
         out.append(f"  upstream  {e(c.name)}{ver}{plat}  from {e(c.source)}")
         for step in c.proof:
             out.append(f"            proven: {e(step)}")
+    npm = summarise(report)
+    if npm is not None:
+        out.append(f"  npm deps  {e(npm.headline())}  (deps:npm)")
     out.append(f"  app root  {e(report.app_root or '.')}")
     if report.policy:
         out.append(f"  policy    {e(report.policy.get('name'))}")
@@ -81,6 +87,10 @@ def render_text(
             new = baseline is not None and baseline.is_new_finding(f, _sha_of(report, f.path))
             out.extend(_finding_lines(f, color, verbose, new))
 
+    if npm is not None:
+        out.append("")
+        out.extend(_npm_lines(npm, verbose))
+
     changed = [r for r in report.files if r.status != Status.IDENTICAL]
     out.append("")
     out.append(f"Files ({len(report.files)} compared, {len(changed)} not identical)")
@@ -101,6 +111,39 @@ def render_text(
             if r.status == Status.IDENTICAL:
                 out.append(f"  identical  {e(r.path)}")
     return "\n".join(out) + "\n"
+
+
+_NPM_MARK = {
+    "failing": "FAIL",
+    "unverifiable": "????",
+    "unavailable": "n/a ",
+    "skipped": "skip",
+    "verified": "ok  ",
+}
+
+
+def _npm_lines(npm: NpmSummary, verbose: bool) -> list[str]:
+    """The dependencies, failing ones first; verified ones only with -v."""
+    out = [f"npm dependencies: {npm.headline()}"]
+    shown = [d for d in npm.lines if verbose or d.state != "verified"]
+    for d in shown:
+        where = ", ".join(d.paths[:3]) + (" ..." if len(d.paths) > 3 else "")
+        line = f"  {_NPM_MARK[d.state]}  {d.label}  {where}"
+        if d.rules:
+            line += f"  [{', '.join(d.rules)}]"
+        out.append(line)
+        if d.files:
+            out.append(f"          files: {', '.join(d.files)}")
+        status = (d.component.npm or {}).get("status")
+        if d.state != "verified" and status != "verified" and d.component.proof:
+            out.append(f"          {d.component.proof[0]}")
+        elif verbose:
+            for step in d.component.proof:
+                out.append(f"          proven: {step}")
+    hidden = len(npm.lines) - len(shown)
+    if hidden:
+        out.append(f"  ({hidden} verified dependencies not listed; -v lists them)")
+    return [e(line) for line in out]  # package names and paths come from the artifact
 
 
 _EVIDENCE_ORDER = (
