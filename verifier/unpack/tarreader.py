@@ -104,7 +104,8 @@ class TarReader:
                 _check_end(tf, sink)
         except SourceError as e:
             raise MalformedInputError(f"truncated or corrupt tar: {e}") from None
-        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, TypeError) as e:
+            # TypeError: tarfile's gzip header parser on a truncated FEXTRA (found by fuzzing)
             # write errors are problems inside _extract_one; what gets here is reading
             raise MalformedInputError(f"truncated or corrupt tar: {e}") from None
         return sink.result()
