@@ -26,7 +26,7 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"  # 2: reference inventories carry anomalies (inheritance)
 
 
 def _workers() -> int:
@@ -140,7 +140,10 @@ def build_reference(
     """Unpack and analyse an upstream release (directory or archive) into a Reference."""
     os.makedirs(workdir, exist_ok=True)
     sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
-    unpacked = unpack(archive_path, sub)
+    from verifier.unpack.single import single_binary
+
+    # a lone binary is a reference of one file (``--against path:node.exe``)
+    unpacked = single_binary(archive_path) or unpack(archive_path, sub)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
     return Reference(
         component=component,

@@ -156,6 +156,27 @@ class Anomaly:
     # is not about a region of bytes.
     region_sha256: str | None = None
 
+    def to_ref_dict(self) -> JSON:
+        """What a reference inventory keeps of an upstream file's anomaly: enough to tell
+        whether a shipped file's anomaly is inherited, without the upstream bytes."""
+        return {
+            "rule": self.rule,
+            "arch": self.arch,
+            "region_sha256": self.region_sha256,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_ref_dict(cls, d: Mapping[str, Any]) -> Anomaly:
+        region = d.get("region_sha256")
+        arch = d.get("arch")
+        return cls(
+            rule=str(d["rule"]),
+            message=str(d.get("message", "")),
+            arch=str(arch) if arch is not None else None,
+            region_sha256=str(region) if region is not None else None,
+        )
+
 
 @dataclass(frozen=True)
 class SignatureFacts:
@@ -368,6 +389,7 @@ class BinaryFacts:
             "slices": [s.to_ref_dict() for s in self.slices],
             "signature": self.signature.to_ref_dict(),
             "markers": dict(self.markers),
+            "anomalies": [a.to_ref_dict() for a in self.anomalies],
         }
 
     @classmethod
@@ -383,6 +405,7 @@ class BinaryFacts:
             shape=CodeShape.from_dict(d.get("shape", {})),
             slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
             signature=SignatureFacts.from_dict(d.get("signature", {})),
+            anomalies=tuple(Anomaly.from_ref_dict(a) for a in d.get("anomalies", [])),
             markers=dict(d.get("markers", {})),
         )
 
@@ -536,6 +559,9 @@ class FileResult:
     # evidence for divergence: sections, shape changes, fuse values, matched reference...
     evidence: Mapping[str, Any] = field(default_factory=dict)
     slices: tuple[SliceResult, ...] = ()
+    # how the shipped file was paired with its reference file (DESIGN.md "Pairing"): "path",
+    # "versioned-path", "main-exe", "content" or "name"; None when unpaired
+    paired_by: str | None = None
 
     def to_dict(self) -> JSON:
         e = self.shipped or self.reference
@@ -550,8 +576,12 @@ class FileResult:
             "format": e.format.value,
             "component": self.component,
             "status": self.status.value,
+            "paired_by": self.paired_by,
             "signature": sig.to_dict(),
         }
+        if self.reference is not None and self.shipped is not None:
+            if self.reference.path != self.path:
+                d["upstream_path"] = self.reference.path
         if self.shipped and self.shipped.facts.anomalies:
             d["signature"]["anomalies"] = sorted(
                 set(d["signature"]["anomalies"]) | {a.rule for a in self.shipped.facts.anomalies}
