@@ -295,10 +295,11 @@ def _load_refs_bundle(
 
 def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
     """The references of a TUF bundle that describe the Electron release the app was built on."""
-    from verifier.upstream import electron
+    from verifier.upstream import electron, target
 
     version = electron.detect_version(inv)
-    targets = set(electron.detect_targets(inv))
+    choice = target.choose(inv)
+    targets = {t for option in choice.options for t in option}
     out = []
     for r in refs:
         c = r.component

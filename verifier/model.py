@@ -474,9 +474,12 @@ class Component:
     arch: str | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # e.g. zip name -> sha256
     proof: tuple[str, ...] = ()  # how the reference was proven, human-readable steps
+    # how the platform/arch was chosen when the artifact's code has several targets:
+    # {candidates: [{target, code_bytes}], chosen: [target], reason, scores: {option: files}}
+    target: Mapping[str, Any] | None = None
 
     def to_dict(self) -> JSON:
-        return {
+        d: JSON = {
             "name": self.name,
             "version": self.version,
             "source": self.source,
@@ -485,6 +488,9 @@ class Component:
             "digests": dict(sorted(self.digests.items())),
             "proof": list(self.proof),
         }
+        if self.target is not None:
+            d["target"] = dict(self.target)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Component:
@@ -496,6 +502,7 @@ class Component:
             arch=d.get("arch"),
             digests=dict(d.get("digests", {})),
             proof=tuple(d.get("proof", [])),
+            target=d.get("target") if isinstance(d.get("target"), Mapping) else None,
         )
 
 

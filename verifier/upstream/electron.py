@@ -123,22 +123,14 @@ def _plist_version(e: FileEntry) -> str | None:
 
 
 def detect_targets(shipped: Inventory) -> list[tuple[str, str]]:
-    """(platform, arch) pairs; a universal macOS app gives darwin-x64 and darwin-arm64."""
-    code = [e for e in shipped.entries if e.format in _PLATFORM]
-    main = [e for e in code if e.facts.markers.get("electron_version")]
-    if not main:
-        main = [e for e in code if e.path.rsplit("/", 1)[-1] in _MAIN_NAMES]
-    if not main:
-        main = [e for e in code if not e.path.endswith(".node")]
-    pairs: set[tuple[str, str]] = set()
-    for e in main:
-        plat = _PLATFORM[e.format]
-        archs = [s.arch for s in e.facts.slices] or list(e.facts.archs)
-        for a in archs:
-            na = normalize_arch(a)
-            if na:
-                pairs.add((plat, na))
-    return sorted(pairs)
+    """(platform, arch) pairs; a universal macOS app gives darwin-x64 and darwin-arm64.
+
+    The choice is ``upstream.target.choose``'s (main executable, then majority of code
+    bytes); where candidates remain, all of them.
+    """
+    from verifier.upstream.target import choose
+
+    return sorted({t for option in choose(shipped).options for t in option})
 
 
 # --- URLs ---------------------------------------------------------------------------------
