@@ -247,4 +247,3 @@ def _pick_main(candidates: Sequence[tuple[str, FileEntry]], ref: FileEntry) -> s
         return None
     scored.sort(key=lambda t: (-t[0][0], -t[0][1], t[1]))
     return scored[0][1]
-

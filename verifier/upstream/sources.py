@@ -182,7 +182,8 @@ def _plan(
     if spec.kind == "electron":
         return _plan_electron(spec, shipped, opts, http, tmp, targets)
     if spec.kind == "pypi":
-        return [_plan_pypi(spec, opts, http, targets[0] if targets else (None, None))]
+        hints = pypi.shipped_wheel_tags(shipped.entries)
+        return [_plan_pypi(spec, opts, http, targets[0] if targets else (None, None), hints)]
     if spec.kind == "npm":
         return [_plan_npm(spec, opts, http)]
     return [_plan_url(spec)]
@@ -293,6 +294,7 @@ def _plan_pypi(
     opts: FetchOptions,
     http: HttpClient,
     chosen: tuple[str | None, str | None],
+    shipped_tags: set[str] | None = None,
 ) -> Planned:
     assert spec.version is not None
     name, version = spec.name, spec.version
@@ -309,12 +311,14 @@ def _plan_pypi(
                 )
             f = match[0]
         else:
-            f = pypi.choose_file(files, platform, arch, where)
+            f = pypi.choose_file(files, platform, arch, where, shipped_tags)
         return Expectation(f.url, f.filename, f.sha256, proof=(f"sha256 {f.sha256} from {where}",))
 
-    target = spec.filename or f"{platform or 'any'}-{arch or 'any'}"
+    which = spec.filename or f"{platform or 'any'}-{arch or 'any'}"
+    if shipped_tags and not spec.filename:
+        which += ":" + ",".join(sorted(shipped_tags))
     comp = Component(name, version, spec.text, platform, arch)
-    return Planned(f"pypi:{name.lower()}=={version}:{target}", comp, prove)
+    return Planned(f"pypi:{name.lower()}=={version}:{which}", comp, prove)
 
 
 def _plan_npm(spec: SourceSpec, opts: FetchOptions, http: HttpClient) -> Planned:
@@ -384,7 +388,9 @@ def resolve_remote(
         for option in options:
             try:
                 plans = _plan(spec, shipped, opts, http, tmp, option)
-                got.append((option, _materialize_all(plans, spec, cache, http, workdir, ctx, analyzer)))
+                got.append(
+                    (option, _materialize_all(plans, spec, cache, http, workdir, ctx, analyzer))
+                )
             except ReferenceUnavailableError as exc:
                 if len(options) == 1:
                     raise

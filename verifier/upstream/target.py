@@ -152,9 +152,7 @@ def score(shipped: Inventory, refs: Iterable[Reference]) -> int:
     return n
 
 
-def decide(
-    choice: TargetChoice, scored: Sequence[tuple[tuple[Target, ...], int]]
-) -> TargetChoice:
+def decide(choice: TargetChoice, scored: Sequence[tuple[tuple[Target, ...], int]]) -> TargetChoice:
     """The option with the most explained files (ties: the first, i.e. the most code bytes)."""
     best = max(range(len(scored)), key=lambda i: (scored[i][1], -i))
     opt, n = scored[best]
