@@ -177,7 +177,13 @@ def test_target_detection_keeps_the_64_bit_wheel(tmp_path: Path) -> None:
     assert comp.target["chosen"] == ["win32-x64"]
     assert {c["target"] for c in comp.target["candidates"]} == {"win32-x64", "win32-ia32"}
     assert "majority of code bytes" in comp.target["reason"]
-    assert report.to_dict()["components"][0]["target"]["chosen"] == ["win32-x64"]
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["components"][0]["target"]["chosen"] == ["win32-x64"]
+    import jsonschema
+
+    schema = Path(__file__).resolve().parents[1] / "verifier/schemas/biv.report.v1.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))
+    assert {f["paired_by"] for f in doc["files"]} >= {"path", None}
     serious = [f for f in report.findings if f.severity.at_least(Severity.HIGH)]
     assert not serious, [f.message for f in serious]
     assert exit_code(report) == 0

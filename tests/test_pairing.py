@@ -200,7 +200,9 @@ def test_without_majority_candidates_remain_and_the_best_explanation_wins() -> N
     assert not choice.decided and len(choice.options) == 2
     good = ref(entry("a.dll", "a.dll", FileFormat.PE))
     worse = ref()
-    scored = [(o, target.score(shipped, [r])) for o, r in zip(choice.options, [worse, good])]
+    scored = [
+        (o, target.score(shipped, [r])) for o, r in zip(choice.options, [worse, good], strict=True)
+    ]
     final = target.decide(choice, scored)
     assert final.chosen() == choice.options[1]
     assert "explains the most files (1)" in final.reason

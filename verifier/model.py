@@ -586,9 +586,12 @@ class FileResult:
             "paired_by": self.paired_by,
             "signature": sig.to_dict(),
         }
-        if self.reference is not None and self.shipped is not None:
-            if self.reference.path != self.path:
-                d["upstream_path"] = self.reference.path
+        if (
+            self.reference is not None
+            and self.shipped is not None
+            and self.reference.path != self.path
+        ):
+            d["upstream_path"] = self.reference.path
         if self.shipped and self.shipped.facts.anomalies:
             d["signature"]["anomalies"] = sorted(
                 set(d["signature"]["anomalies"]) | {a.rule for a in self.shipped.facts.anomalies}
