@@ -121,3 +121,25 @@ def test_policy_can_keep_inherited_findings(tmp_path: Path) -> None:
     r = FileResult("x.dll", Status.IDENTICAL, e, e, "up")
     sev, ev, _ = run(r, policy)["signature-padding"]
     assert sev == Severity.CRITICAL.value and ev["inherited"] is True
+
+
+def test_bundle_seal_anomaly_upstream_has_too_is_inherited_through_refs_json() -> None:
+    msg = "CMake.app: sealed symlink bin/cmake-gui missing or not a link"
+    ev = {"path": "CMake.app/Contents/bin/cmake-gui", "bundle": "CMake.app"}
+    up = Reference(
+        Component("up", "1.0", "path:up"), (), (), (Anomaly("invalid-signature", msg, ev),)
+    )
+    # reference inventories carry them (biv.refs/v1 round trip)
+    up = Reference.from_dict(up.to_dict())
+    shipped_ev = {**ev, "path": "cmake-3.14.4.data/data/CMake.app/Contents/bin/cmake-gui"}
+    e = pe("x.dll", "01" * 32)
+    inv = Inventory("art", "ff" * 32, 1, (e,))
+    same = Anomaly("invalid-signature", msg, shipped_ev)
+    other = Anomaly("invalid-signature", "CMake.app: sealed file bin/cmake changed", shipped_ev)
+    found = evaluate((), inv, (up,), Policy.default(), TODAY, extra=(same, other))
+    got = {f.message: (f.severity.value, f.evidence.get("inherited")) for f in found}
+    assert got[f"{shipped_ev['path']}: {msg} (present in upstream too: {ev['path']})"] == (
+        "info",
+        True,
+    )
+    assert (Severity.HIGH.value, None) in got.values()

@@ -145,8 +145,13 @@ def build_reference(
     # a lone binary is a reference of one file (``--against path:node.exe``)
     unpacked = single_binary(archive_path) or unpack(archive_path, sub)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
+    from verifier.macos_checks import bundle_seal_anomalies
+
+    # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
+    seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)
     return Reference(
         component=component,
         files=strip_single_top_dir(entries),
         problems=tuple(unpacked.problems) + problems,
+        anomalies=tuple(seals),
     )

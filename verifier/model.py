@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -514,12 +514,23 @@ class Reference:
     files: tuple[FileEntry, ...]
     # problems proving it: reference-mismatch anomalies (path "" = the reference itself)
     problems: tuple[Anomaly, ...] = ()
+    # anomalies of the release beyond single files (macOS bundle seals), evidence["path"] and
+    # evidence["bundle"] set: what a shipped bundle may inherit (never findings themselves)
+    anomalies: tuple[Anomaly, ...] = ()
 
     def to_dict(self) -> JSON:
         return {
             "schema": "biv.refs/v1",
             "component": self.component.to_dict(),
             "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
+            "anomalies": [
+                {
+                    **a.to_ref_dict(),
+                    "path": str(a.evidence.get("path", "")),
+                    "bundle": str(a.evidence.get("bundle", "")),
+                }
+                for a in self.anomalies
+            ],
         }
 
     @classmethod
@@ -529,7 +540,15 @@ class Reference:
 
             raise MalformedInputError(f"not a biv.refs/v1 document (schema={d.get('schema')!r})")
         comp = Component.from_dict(d["component"])
-        return cls(comp, tuple(FileEntry.from_ref_dict(f) for f in d.get("files", [])))
+        anomalies = tuple(
+            replace(
+                Anomaly.from_ref_dict(a),
+                evidence={"path": str(a.get("path", "")), "bundle": str(a.get("bundle", ""))},
+            )
+            for a in d.get("anomalies", [])
+        )
+        files = tuple(FileEntry.from_ref_dict(f) for f in d.get("files", []))
+        return cls(comp, files, (), anomalies)
 
 
 # --- comparison ----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from verifier.model import (
     Verdict,
 )
 from verifier.policy.glob import covers, match_any
-from verifier.policy.inherit import inherited_from
+from verifier.policy.inherit import bundle_inherited_from, inherited_from
 from verifier.policy.model import Policy, SignerMatcher, SignerRequirement, SignerRule
 from verifier.report.rules import RULES
 
@@ -727,7 +727,13 @@ def evaluate(
             ev.setdefault("source", ref.component.source)
             raw.append(dataclasses.replace(p, evidence=ev))
     for a in extra:
-        raw.append(_problem_finding(a, a.rule, str(a.evidence.get("layout", ""))))
+        f = _problem_finding(a, a.rule, str(a.evidence.get("layout", "")))
+        upstream_path = bundle_inherited_from(a, refs)
+        if upstream_path is not None:
+            ev = {**f.evidence, "inherited": True, "inherited_from": upstream_path}
+            msg = f"{f.message} (present in upstream too: {upstream_path})"
+            f = dataclasses.replace(f, evidence=ev, message=msg)
+        raw.append(f)
     seen: set[tuple[str, str, str, str]] = set()
     unique: list[Finding] = []
     for f in raw:

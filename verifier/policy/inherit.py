@@ -17,8 +17,9 @@ same rule, in the same slice, about the same content:
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 
-from verifier.model import Anomaly, FileEntry, FileResult, Status
+from verifier.model import Anomaly, FileEntry, FileResult, Reference, Status
 
 NEVER_INHERITED = frozenset({"malformed-input"})
 
@@ -34,6 +35,30 @@ def inherited_from(a: Anomaly, shipped: FileEntry, result: FileResult | None) ->
         if same_anomaly(a, shipped, b, ref):
             return ref.path
     return None
+
+
+def bundle_inherited_from(a: Anomaly, refs: Sequence[Reference]) -> str | None:
+    """A bundle-seal anomaly (evidence ``bundle``/``path``) that upstream's bundle has too:
+    same rule, slice and words, about the same place inside the bundle."""
+    bundle = str(a.evidence.get("bundle") or "")
+    if not bundle or a.rule in NEVER_INHERITED:
+        return None
+    mine = _bundle_key(a)
+    for r in refs:
+        for b in r.anomalies:
+            if _bundle_key(b) == mine:
+                return str(b.evidence.get("path") or b.evidence.get("bundle") or "")
+    return None
+
+
+def _bundle_key(a: Anomaly) -> tuple[str, str | None, str, str]:
+    bundle = posixpath.basename(str(a.evidence.get("bundle") or "").rstrip("/"))
+    path = str(a.evidence.get("path") or "")
+    mark = f"{bundle}/" if bundle else ""
+    at = path.rfind(mark) if mark else -1
+    inner = path[at + len(mark) :] if at >= 0 else ("" if path.endswith(bundle) else path)
+    words = a.message.replace(bundle, "{bundle}") if bundle else a.message
+    return a.rule, a.arch, words, inner
 
 
 def same_anomaly(a: Anomaly, shipped: FileEntry, b: Anomaly, upstream: FileEntry) -> bool:
