@@ -1,7 +1,8 @@
 """biv's library API: ``verify`` an artifact against its upstream, ``inspect`` one file.
 
 The CLI is thin wiring over these two functions; the demo and the benchmarks call them too.
-Flow (DESIGN.md): unpack -> inventory -> references -> compare -> policy -> Report.
+Flow (docs/contract.md "Data flow"): unpack -> inventory -> references -> compare -> policy
+-> Report.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from verifier.model import (
     Anomaly,
     BinaryFacts,
     Blob,
+    Component,
     FileEntry,
     FileResult,
     Inventory,
@@ -36,6 +38,7 @@ from verifier.model import (
     Status,
     Verdict,
 )
+from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
 from verifier.unpack import unpack
@@ -43,6 +46,8 @@ from verifier.unpack.single import single_binary
 from verifier.upstream.resolve import is_path_source, resolve
 
 if TYPE_CHECKING:
+    from verifier.npmdeps.stage import NpmStage
+    from verifier.upstream.options import FetchOptions
     from verifier.upstream.tuf_client import RefsBundle
 
 DEFAULT_SOURCE = "electron:auto"
@@ -70,6 +75,9 @@ class VerifyRequest:
     links: str | None = None  # directory of in-toto link files (--links)
     today: date | None = None
     progress: Progress | None = None
+    # environment for fetched sources (ELECTRON_MIRROR, npm_config_registry,
+    # BIV_NPM_PUBLIC_REGISTRY); None: os.environ
+    env: Mapping[str, str] | None = None
 
 
 def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
@@ -122,7 +130,9 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
 
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
-    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable)
+    sources = _sources(req, policy)
+    upstreams = tuple(s for s in sources if not is_deps_source(s))
+    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
 
     comparison = compare(
         inv,
@@ -136,6 +146,17 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         inv = dataclasses.replace(inv, entries=(*inv.entries, installer))
         own = FileResult(installer.path, Status.OWN, installer, None, None, {"installer": True})
         comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
+    npm_components: tuple[Component, ...] = ()
+    npm_compared = 0
+    if len(upstreams) < len(sources):
+        stage = _npm_stage(req, policy, comparison.results, ctx, workdir)
+        results = stage.results
+        if not upstreams:  # deps:npm alone: only the dependencies are compared
+            results = tuple(r for i, r in enumerate(results) if i in stage.dependency_results)
+        comparison = dataclasses.replace(comparison, results=results)
+        extra.extend(stage.anomalies)
+        unavailable.extend(stage.unavailable)
+        npm_components, npm_compared = stage.components, stage.compared
     misfit = reference_misfit(comparison.results, refs)
     if misfit is not None:
         unavailable.append(misfit)
@@ -144,16 +165,22 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = effective_fail_on(req.fail_on, policy)
     outcome = verdict(findings, fail_on, inconclusive=bool(unavailable))
-    if not refs and not unavailable and outcome == Verdict.PASS:
+    if not refs and not npm_compared and not unavailable and outcome == Verdict.PASS:
         # nothing was compared: never a pass
         outcome = Verdict.INCONCLUSIVE
-        unavailable.append("no upstream reference was given or found")
+        if not upstreams:
+            unavailable.append(
+                "deps:npm: no npm dependency was found (node_modules/ in app.asar, "
+                "app.asar.unpacked or resources/app) and no other source was given"
+            )
+        else:
+            unavailable.append("no upstream reference was given or found")
     return Report(
         tool_version=__version__,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         artifact={"path": req.artifact, "sha256": inv.sha256, "size": inv.size},
         verdict=outcome,
-        components=tuple(r.component for r in refs),
+        components=(*(r.component for r in refs), *npm_components),
         files=comparison.results,
         findings=findings,
         fail_on=fail_on,
@@ -191,10 +218,10 @@ def _references(
     workdir: str,
     bundle: RefsBundle | None,
     unavailable: list[str],
+    sources: tuple[str, ...],
 ) -> list[Reference]:
     """Every source resolved; one that cannot be had is noted and the others still count."""
     refs: list[Reference] = []
-    sources = _sources(req, policy)
     if bundle is not None and sources == (DEFAULT_SOURCE,):
         matched = select_references(bundle.references, inv)
         if matched:
@@ -314,13 +341,31 @@ def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Referen
 
 
 def _sources(req: VerifyRequest, policy: Policy) -> tuple[str, ...]:
+    """--against, else the policy's components (``electron:auto`` when they name no upstream)."""
     if req.against:
-        return req.against
-    declared = tuple(policy.sources())
-    return declared or (DEFAULT_SOURCE,)
+        return tuple(dict.fromkeys(req.against))
+    return policy.effective_sources()
 
 
-def _fetch_opts(req: VerifyRequest) -> object:
+def _npm_stage(
+    req: VerifyRequest,
+    policy: Policy,
+    results: Sequence[FileResult],
+    ctx: AnalysisContext,
+    workdir: str,
+) -> NpmStage:
+    """deps:npm: the app's npm dependencies against their registry's tarballs."""
+    from verifier.npmdeps import stage
+
+    pins = tuple(stage.Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
+    settings = stage.NpmSettings(skip=policy.npm_skip, pins=pins)
+    opts = _fetch_opts(req)
+    return stage.run(
+        results, settings, opts, workdir, ctx, _stage(req.progress, "npm dependencies")
+    )
+
+
+def _fetch_opts(req: VerifyRequest) -> FetchOptions:
     from verifier.upstream.options import FetchOptions
 
     return FetchOptions(
@@ -328,6 +373,7 @@ def _fetch_opts(req: VerifyRequest) -> object:
         offline=req.offline,
         mirror=req.mirror,
         progress=req.progress is not None,
+        env=req.env,
     )
 
 
@@ -339,7 +385,8 @@ def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] |
 
 
 def exit_code(report: Report) -> int:
-    """DESIGN.md precedence: 1 (failed) beats 3 (inconclusive) beats 0 (exit 2 is an error)."""
+    """Precedence (docs/contract.md "Exit codes"): 1 (failed) beats 3 (inconclusive) beats 0
+    (exit 2 is an error)."""
     if report.verdict == Verdict.FAIL:
         return 1
     if report.verdict == Verdict.INCONCLUSIVE:
@@ -369,9 +416,66 @@ def inspect(
         "sha256": sha,
         **d,
         "anomalies": [
-            {"rule": a.rule, "message": a.message, "arch": a.arch, "evidence": dict(a.evidence)}
+            {
+                "rule": a.rule,
+                "message": a.message,
+                "arch": a.arch,
+                "evidence": dict(a.evidence),
+                "region_sha256": a.region_sha256,
+                "severity": a.severity.value if a.severity else None,
+            }
             for a in facts.anomalies
         ],
+    }
+
+
+def inspect_against(
+    path: str, upstream: str, trust_stores: tuple[str, ...] = (), at: datetime | None = None
+) -> dict[str, Any]:
+    """One shipped file against its upstream file: status and the full explanation of what
+    changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
+    from verifier.binary import diff, explain, macho
+    from verifier.compare import aggregate_slices, compare_pair
+    from verifier.errors import ArtifactError
+    from verifier.model import FileEntry, FileFormat, Status
+
+    ctx = make_context(trust_stores, at)
+    entries = []
+    for p in (path, upstream):
+        if not os.path.isfile(p):
+            raise ArtifactError("not a readable file", where=p)
+        blob = Blob.of_file(p)
+        sha, facts = analyze(blob, os.path.basename(p), ctx)
+        name = os.path.basename(p)
+        entries.append(FileEntry(name, p, (), blob.size, sha, facts, blob))
+    shipped, ref = entries
+    ev: dict[str, Any]
+    if shipped.format == FileFormat.MACHO and ref.format == FileFormat.MACHO:
+        slices, ev = macho.compare_slices(shipped, [ref])
+        status = aggregate_slices(slices) if slices else Status.DIVERGENT
+        if shipped.sha256 == ref.sha256:
+            status = Status.IDENTICAL
+        if status != Status.IDENTICAL:
+            ev.update(diff.describe_macho_divergence(shipped, [ref], ev, explain.FULL))
+    else:
+        status, ev = compare_pair(shipped, ref)
+        if status != Status.IDENTICAL and shipped.format in (FileFormat.PE, FileFormat.ELF):
+            ev.update(diff.explain_pair(shipped, ref, explain.FULL))
+    return {
+        "schema": "biv.inspect-against/v1",
+        "tool": {"name": "biv", "version": __version__},
+        "path": path,
+        "size": shipped.size,
+        "sha256": shipped.sha256,
+        "format": shipped.format.value,
+        "against": {
+            "path": upstream,
+            "size": ref.size,
+            "sha256": ref.sha256,
+            "format": ref.format.value,
+        },
+        "status": status.value,
+        "evidence": ev,
     }
 
 

@@ -26,7 +26,8 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "2"  # 2: reference inventories carry anomalies (inheritance)
+ANALYSIS_VERSION = "3"  # 2: one chain engine, signature-slack, region digests; 3: reference
+# inventories carry anomalies (inheritance)
 
 
 def _workers() -> int:

@@ -1,4 +1,4 @@
-"""Frozen dataclasses shared by every stage (DESIGN.md "Data flow").
+"""Frozen dataclasses shared by every stage (docs/contract.md "Data flow").
 
     unpack    -> Inventory(FileEntry...)          (FileEntry.facts from binary.analyze)
     upstream  -> Reference(Component, FileEntry...)  (same shape; blob may be None)
@@ -152,9 +152,12 @@ class Anomaly:
     arch: str | None = None
     # sha256 of the bytes the anomaly is about (the padding, the slack, the trailing data, the
     # unauthenticated attributes...): content, not offsets, decides whether upstream's file has
-    # the same anomaly (DESIGN.md "Judge the change, not the upstream"). None when the anomaly
+    # the same anomaly (docs/contract.md "Judge the change"). None when the anomaly
     # is not about a region of bytes.
     region_sha256: str | None = None
+    # the finding's severity when the rule's default does not fit this case (e.g.
+    # signature-slack that is the remnant of an earlier signature: low); None: the default
+    severity: Severity | None = None
 
     def to_ref_dict(self) -> JSON:
         """What a reference inventory keeps of an upstream file's anomaly: enough to tell
@@ -361,7 +364,7 @@ class BinaryFacts:
 
     format: FileFormat = FileFormat.DATA
     archs: tuple[str, ...] = ()
-    # sha256 of the bytes that remain once signatures are removed (DESIGN.md), file order
+    # sha256 of the bytes that remain once signatures are removed (docs/contract.md), file order
     normalized_sha256: str | None = None
     # PE: headers with the rcedit-movable fields zeroed, for the resources-only test
     header_sha256: str | None = None
@@ -477,6 +480,8 @@ class Component:
     # how the platform/arch was chosen when the artifact's code has several targets:
     # {candidates: [{target, code_bytes}], chosen: [target], reason, scores: {option: files}}
     target: Mapping[str, Any] | None = None
+    # an npm dependency of the app (deps:npm): {package, status, paths, integrity, proven_by}
+    npm: Mapping[str, Any] | None = None
 
     def to_dict(self) -> JSON:
         d: JSON = {
@@ -490,6 +495,8 @@ class Component:
         }
         if self.target is not None:
             d["target"] = dict(self.target)
+        if self.npm is not None:
+            d["npm"] = dict(self.npm)
         return d
 
     @classmethod
@@ -503,12 +510,29 @@ class Component:
             digests=dict(d.get("digests", {})),
             proof=tuple(d.get("proof", [])),
             target=d.get("target") if isinstance(d.get("target"), Mapping) else None,
+            npm=dict(d["npm"]) if isinstance(d.get("npm"), dict) else None,
         )
 
 
 @dataclass(frozen=True)
+class SigstoreIdentity:
+    """Who must have signed a source's Sigstore bundle (exact values or regular expressions).
+
+    Given by a SOURCE's options or a policy component's ``sigstore`` entry; checked by the
+    upstream stage before a reference is used (``upstream.sigstore.check_source``).
+    """
+
+    identity: str | None = None
+    identity_regex: str | None = None
+    issuer: str | None = None
+    issuer_regex: str | None = None
+    bundle: str | None = None  # path or URL of the bundle; None: ``<artifact>.sigstore``
+    instance: str = "production"  # or "staging"
+
+
+@dataclass(frozen=True)
 class Reference:
-    """An upstream release as an inventory (DESIGN.md ``biv.refs/v1``)."""
+    """An upstream release as an inventory (docs/contract.md ``biv.refs/v1``)."""
 
     component: Component
     files: tuple[FileEntry, ...]

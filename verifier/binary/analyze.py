@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.binary import elf, pe
 from verifier.binary.fuses import FuseMaskedView, FuseScanner
@@ -33,6 +33,10 @@ from verifier.model import (
     SignatureFacts,
     SignatureKind,
 )
+
+if TYPE_CHECKING:  # loaded with importlib below; named here so the import contract sees them
+    from verifier.binary import macho  # noqa: F401
+    from verifier.signing import authenticode  # noqa: F401
 
 MAX_CERT_TABLE = 16 << 20
 MAX_FAT_ARCHS = 40  # Java class files have a major version >= 45 where nfat_arch sits
@@ -143,7 +147,7 @@ class _PEViews:
 
 
 def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset()) -> _PEViews:
-    """The views one pass over a PE file feeds (see DESIGN.md "Upstream references")."""
+    """The views one pass over a PE file feeds (docs/contract.md "Upstream references")."""
     overlay_skip = (*((info.cert_span,) if info.cert_span else ()), pad)
     auth = {
         alg: View(f"authenticode-{alg}", alg, skip=info.authenticode_skip())
@@ -192,14 +196,22 @@ def _analyze_pe(
         )
     algorithms = frozenset(table.digest_algorithms) if table is not None else frozenset()
     v = pe_views(info, pe.read_alignment_pad(blob, info), algorithms)
-    _stream(blob, v.all())
+    table_end = info.cert_offset + info.cert_size
+    after = View("after-table", start=table_end) if 0 < table_end < info.file_size else None
+    _stream(blob, [*v.all(), *((after,) if after is not None else ())])
     checksum_ok = info.checksum in (0, v.checksum.value)
     if table is not None and auth is not None:
         digests = {alg: view.hexdigest() for alg, view in v.authenticode.items()}
         sig, extra = auth.verify(
             table, digests, pe_checksum_ok=checksum_ok, trust=ctx.trust, at=ctx.at
         )
-        anomalies.extend(extra)
+        region = after.hexdigest() if after is not None else None
+        anomalies.extend(
+            replace(a, region_sha256=region)
+            if a.rule == "data-after-signature" and a.region_sha256 is None
+            else a
+            for a in extra
+        )
     else:
         sig = _basic_signature(table_bytes)
         if not checksum_ok:

@@ -1,8 +1,8 @@
-"""Statuses + signature facts + policy -> findings (DESIGN.md "From status to findings").
+"""Statuses + signature facts + policy -> findings (docs/contract.md "From status to findings").
 
 ``evaluate`` is the only place where severities are decided:
 
-1. each ``FileResult`` status gives at most one finding (the DESIGN.md table);
+1. each ``FileResult`` status gives at most one finding (the contract's table);
 2. every anomaly of a shipped file (signature checks, fuses, parsers), every malformed member
    of the artifact and every reference problem becomes a finding of its own rule;
 3. signer rules of the policy add ``untrusted-signer`` findings;
@@ -38,7 +38,7 @@ from verifier.model import (
 from verifier.policy.glob import covers, match_any
 from verifier.policy.inherit import bundle_inherited_from, inherited_from
 from verifier.policy.model import Policy, SignerMatcher, SignerRequirement, SignerRule
-from verifier.report.rules import RULES
+from verifier.rules import RULES
 
 MALFORMED = "malformed-input"
 #: rules that policies can neither override nor waive
@@ -128,7 +128,7 @@ def verdict(findings: Iterable[Finding], fail_on: Severity, inconclusive: bool) 
 
 
 def exit_code(v: Verdict, *, usage_error: bool = False) -> int:
-    """DESIGN.md precedence: 2 (usage) > 1 (fail) > 3 (inconclusive) > 0."""
+    """Precedence (docs/contract.md "Exit codes"): 2 (usage) > 1 (fail) > 3 (inconclusive) > 0."""
     if usage_error:
         return 2
     return {Verdict.FAIL: 1, Verdict.INCONCLUSIVE: 3, Verdict.PASS: 0}[v]
@@ -328,6 +328,10 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
             return out
         if is_allowed_changed(r.path, policy):
             return out
+        if "npm" in r.evidence:
+            detail = r.evidence.get("detail")
+            what = f": {detail}" if detail else what
+            up = f"the published npm package {r.evidence['npm']}"
         out.append(
             _finding(
                 "divergent-content",
@@ -353,6 +357,9 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
         )
         return out
 
+    if st == Status.UNEXPECTED and r.shipped is not None and "npm" in r.evidence:
+        return [_unexpected_file(r, ev, policy)]
+
     if st == Status.UNEXPECTED and r.shipped is not None:
         if classify_own(r.path, policy) or not is_code(r.shipped):
             return out
@@ -371,6 +378,27 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
             )
         )
     return out
+
+
+#: file suffixes that make an unexpected file inside an npm package folder high (DESIGN.md)
+NPM_CODE_SUFFIXES = (".js", ".cjs", ".mjs", ".node", ".dll", ".so", ".dylib", ".exe")
+
+
+def _unexpected_file(r: FileResult, ev: dict[str, Any], policy: Policy) -> Finding:
+    """A file inside an npm package folder that the package's published tarball lacks."""
+    assert r.shipped is not None
+    code = r.path.lower().endswith(NPM_CODE_SUFFIXES) or r.shipped.format.is_code
+    ev.setdefault("format", r.shipped.format.value)
+    what = "code " if code else ""
+    f = _finding(
+        "unexpected-file",
+        r,
+        f"{r.path}: the published npm package {r.evidence.get('npm')} has no {what}file "
+        f"{r.evidence.get('file')!r}; Node loads whatever sits in the package folder",
+        ev,
+        policy,
+    )
+    return dataclasses.replace(f, severity=Severity.HIGH) if code else f
 
 
 def _vendor_appended_nested(s: SignatureFacts, u: SignatureFacts) -> bool:
@@ -464,7 +492,7 @@ def _signature_change(
 def _anomaly_finding(
     e: FileEntry, a: Anomaly, status: Status | None, result: FileResult | None, path: str
 ) -> Finding:
-    sev = default_severity(a.rule)
+    sev = a.severity or default_severity(a.rule)
     if a.rule == "weak-digest":
         sev = Severity.INFO if status == Status.IDENTICAL else Severity.MEDIUM
     ev: dict[str, Any] = {str(k): _jsonable(v) for k, v in a.evidence.items()}
@@ -504,7 +532,7 @@ def _problem_finding(a: Anomaly, default_rule: str, where: str = "") -> Finding:
         msg = f"{location}: {msg}"
     return Finding(
         rule=rule,
-        severity=default_severity(rule),
+        severity=a.severity or default_severity(rule),
         path=path,
         location=location,
         message=msg,

@@ -1,7 +1,7 @@
 """The policy model: what "built from upstream" means for one application.
 
-``Policy.default()`` is biv's packaged Electron policy (DESIGN.md "Default policy"); it is the
-same policy as ``policies/electron-app.yaml`` (a test asserts it). Policy files are read by
+``Policy.default()`` is biv's packaged Electron policy (docs/contract.md "Default policy"); it
+is the same policy as ``policies/electron-app.yaml`` (a test asserts it). Policy files are read by
 ``verifier.policy.load``; ``verifier.policy.evaluate`` applies a policy to comparison results.
 """
 
@@ -17,7 +17,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from verifier.model import JSON, Severity, Signer, Waiver
+from verifier.model import JSON, Severity, Signer, SigstoreIdentity, Waiver
 
 DEFAULT_POLICY_NAME = "electron-app"
 
@@ -111,22 +111,25 @@ class WaiverRule:
 
 
 @dataclass(frozen=True)
-class SigstoreIdentity:
-    """Who must have signed a source's Sigstore bundle (exact values or regular expressions)."""
-
-    identity: str | None = None
-    identity_regex: str | None = None
-    issuer: str | None = None
-    issuer_regex: str | None = None
-    bundle: str | None = None  # path or URL of the bundle; None: ``<artifact>.sigstore``
-    instance: str = "production"  # or "staging"
-
-
-@dataclass(frozen=True)
 class ComponentSpec:
     name: str
     source: str  # a SOURCE string, e.g. "electron:28.1.0"
     sigstore: SigstoreIdentity | None = None
+
+
+@dataclass(frozen=True)
+class NpmPin:
+    """``npm_dependencies.pin``: NAME@VERSION's tarball must also match ``integrity``."""
+
+    name: str
+    version: str
+    integrity: str  # Subresource Integrity: ``sha512-BASE64`` (several hashes allowed)
+
+
+#: the source that turns on the check of the app's npm dependencies (DESIGN.md)
+NPM_DEPS_SOURCE = "deps:npm"
+#: what biv compares with when a policy names no upstream of its own (only ``deps:npm``)
+IMPLIED_SOURCE = "electron:auto"
 
 
 def _frozen_map(m: Mapping[str, Severity] | None = None) -> Mapping[str, Severity]:
@@ -154,6 +157,9 @@ class Policy:
     #: ``inherited: keep``: anomalies upstream's file has too keep their own severity
     #: (default ``info``: DESIGN.md "Judge the change, not the upstream")
     keep_inherited: bool = False
+    #: npm dependencies: package-name patterns not checked, and integrity pins
+    npm_skip: tuple[str, ...] = ()
+    npm_pins: tuple[NpmPin, ...] = ()
     source_path: str | None = field(default=None, compare=False)
     sha256: str | None = field(default=None, compare=False)  # of the policy file
 
@@ -165,6 +171,14 @@ class Policy:
     def sources(self) -> tuple[str, ...]:
         """The SOURCE strings of the policy's components (used when no --against is given)."""
         return tuple(c.source for c in self.components)
+
+    def effective_sources(self) -> tuple[str, ...]:
+        """What is compared without --against: the components' sources, plus
+        ``electron:auto`` first when they name no upstream (only ``deps:npm``, or nothing)."""
+        declared = tuple(dict.fromkeys(self.sources()))
+        if all(s.split(",", 1)[0] == NPM_DEPS_SOURCE for s in declared):
+            return (IMPLIED_SOURCE, *declared)
+        return declared
 
     def sigstore_for(self, source: str) -> SigstoreIdentity | None:
         """The Sigstore identity policy declared for ``source`` (a component's SOURCE)."""
@@ -224,6 +238,13 @@ class Policy:
             "fail_on": self.fail_on.value if self.fail_on else None,
             "inherited": "keep" if self.keep_inherited else "info",
             "waivers": len(self.waivers),
+            "npm_dependencies": {
+                "skip": list(self.npm_skip),
+                "pin": [
+                    {"name": p.name, "version": p.version, "integrity": p.integrity}
+                    for p in self.npm_pins
+                ],
+            },
         }
 
 
@@ -233,8 +254,10 @@ _DEFAULT = Policy(
         "biv's default for Electron apps: the renamed main executable may change its "
         "resources, Electron Framework its fuses; default_app.asar may be removed; "
         "Info.plist, icons, version and licence files may change; app.asar, "
-        "app.asar.unpacked and installer helpers are the app's own."
+        "app.asar.unpacked and installer helpers are the app's own, except the npm "
+        "dependencies inside them, which are compared with their registry's tarballs."
     ),
+    components=(ComponentSpec("npm-dependencies", NPM_DEPS_SOURCE),),
     allow_renamed_main=True,
     allow_resources_only=("Electron Framework",),
     allow_missing=("default_app.asar",),

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key
-from verifier.model import FileResult, Finding, Report, Severity, Signer
-from verifier.report.rules import rule
+from verifier.model import FileResult, Finding, Report, Severity, Signer, Status
+from verifier.report import explain_html
+from verifier.report.explain_text import EXPLAIN_KEYS
+from verifier.rules import rule
 
 _SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
 
@@ -25,7 +27,8 @@ _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 )
 
-_CSS = """
+_CSS = (
+    """
 :root{--crit:#9b1c1c;--high:#c2410c;--med:#a16207;--low:#1d4ed8;--info:#4b5563;--ok:#166534}
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
@@ -67,7 +70,10 @@ white-space:pre-wrap}
 ul.summary{background:#fff;border:1px solid #e5e7eb;padding:8px 8px 8px 28px;margin:0 0 8px}
 ul.summary li{margin:2px 0}
 footer{margin-top:32px;color:#6b7280;font-size:12px}
+details.identical summary{cursor:pointer;color:#374151;margin:6px 0}
 """
+    + explain_html.CSS
+)
 
 
 def _visible(s: str) -> str:
@@ -266,6 +272,12 @@ def _evidence(ev: Mapping[str, Any]) -> str:
     if rows:
         parts.append(f'<h4>Hidden data</h4><table class="kv">{"".join(rows)}</table>')
         handled |= set(top)
+    if any(k in ev for k in EXPLAIN_KEYS):
+        parts.append(
+            "<p class='muted'>What changed, with the disassembly: see <a href='#changed'>"
+            "Divergent files</a>.</p>"
+        )
+        handled |= set(EXPLAIN_KEYS) | ({"slices"} if _explained_slices(ev) else set())
     rest = {k: v for k, v in ev.items() if k not in handled and v is not None}
     if rest:
         rows = [
@@ -274,6 +286,13 @@ def _evidence(ev: Mapping[str, Any]) -> str:
         ]
         parts.append(f'<table class="kv">{"".join(rows)}</table>')
     return "".join(parts)
+
+
+def _explained_slices(ev: Mapping[str, Any]) -> bool:
+    sl = ev.get("slices")
+    return isinstance(sl, list | tuple) and any(
+        isinstance(s, Mapping) and "explanation" in s for s in sl
+    )
 
 
 def _plain(v: object) -> str:
@@ -336,13 +355,15 @@ def _verdict(report: Report, baseline: BaselineAnnotations | None) -> str:
 
 
 def _components(report: Report) -> str:
-    if not report.components:
-        return "<p class='muted'>No upstream components were identified.</p>"
+    upstream = [c for c in report.components if c.npm is None]
+    npm = _npm_dependencies(report)
+    if not upstream:
+        return npm or "<p class='muted'>No upstream components were identified.</p>"
     rows = [
         "<tr><th>component</th><th>version</th><th>platform</th><th>source</th>"
         "<th>how it was proven</th><th>reference digests</th></tr>"
     ]
-    for c in report.components:
+    for c in upstream:
         plat = "-".join(x for x in (c.platform, c.arch) if x)
         proof = "<br>".join(esc(p) for p in c.proof) or "<span class='muted'>not proven</span>"
         digests = "<br>".join(
@@ -352,14 +373,79 @@ def _components(report: Report) -> str:
             f"<tr><td>{esc(c.name)}</td><td>{esc(c.version or '')}</td><td>{esc(plat)}</td>"
             f"<td><code>{esc(c.source)}</code></td><td>{proof}</td><td>{digests}</td></tr>"
         )
-    return f"<table>{''.join(rows)}</table>"
+    return f"<table>{''.join(rows)}</table>{npm}"
+
+
+_NPM_STATE = {
+    "failing": ("sev-high", "findings"),
+    "unverifiable": ("sev-info", "unverifiable"),
+    "unavailable": ("sev-medium", "not obtained"),
+    "skipped": ("sev-info", "skipped"),
+    "verified": ("st-identical", "verified"),
+}
+
+
+def _npm_dependencies(report: Report) -> str:
+    """The app's npm dependencies (deps:npm): failing first, each with how it was proven."""
+    from verifier.npmdeps.summary import summarise
+
+    summary = summarise(report)
+    if summary is None:
+        return ""
+    rows = [
+        "<tr><th>state</th><th>package</th><th>installed at</th><th>integrity</th>"
+        "<th>how it was proven</th><th>findings</th></tr>"
+    ]
+    for d in summary.lines:
+        cls, word = _NPM_STATE[d.state]
+        npm = d.component.npm or {}
+        proof = "<br>".join(esc(p) for p in d.component.proof) or "<span class='muted'>-</span>"
+        found = esc(", ".join(d.rules))
+        if d.files:
+            found += "<br><code>" + esc(", ".join(d.files)) + "</code>"
+        rows.append(
+            f"<tr><td><span class='badge {cls}'>{esc(word)}</span></td>"
+            f"<td><code>{esc(d.label)}</code></td>"
+            f"<td><code>{'<br>'.join(esc(p) for p in d.paths)}</code></td>"
+            f"<td><code>{esc(str(npm.get('integrity', '')))}</code></td>"
+            f"<td>{proof}</td><td>{found}</td></tr>"
+        )
+    return f"<h3>npm dependencies: {esc(summary.headline())}</h3><table>{''.join(rows)}</table>"
+
+
+_HEAD = "<tr><th>path</th><th>status</th><th>component</th><th>signer</th><th>sha256</th></tr>"
 
 
 def _files(report: Report, baseline: BaselineAnnotations | None) -> str:
-    rows = ["<tr><th>path</th><th>status</th><th>component</th><th>signer</th><th>sha256</th></tr>"]
-    for r in sorted(report.files, key=lambda r: r.path):
-        rows.append(_file_row(r, baseline))
-    return f'<table id="files">{"".join(rows)}</table>'
+    """Files that are not identical first (divergent ones at the top); identical files folded
+    away behind their count."""
+    order = {Status.DIVERGENT: 0}
+    files = sorted(report.files, key=lambda r: (order.get(r.status, 1), r.path))
+    shown = [r for r in files if r.status != Status.IDENTICAL]
+    same = [r for r in files if r.status == Status.IDENTICAL]
+    out = f'<table id="files">{_HEAD}{"".join(_file_row(r, baseline) for r in shown)}</table>'
+    if same:
+        out += (
+            f'<details class="identical"><summary>{len(same)} identical file'
+            f"{'s' if len(same) != 1 else ''} (click to show)</summary>"
+            f"<table>{_HEAD}{''.join(_file_row(r, baseline) for r in same)}</table></details>"
+        )
+    return out
+
+
+def _divergent(report: Report) -> str:
+    """Each divergent file with an explanation: the picture of the file and its disassembly."""
+    items = [
+        (r.path, r.evidence)
+        for r in sorted(report.files, key=lambda r: r.path)
+        if r.status == Status.DIVERGENT
+        and ("explanation" in r.evidence or _explained_slices(r.evidence))
+    ]
+    if not items:
+        return ""
+    return f'<h2 id="changed">Divergent files ({len(items)})</h2>' + explain_html.divergent_files(
+        items, esc
+    )
 
 
 def _file_row(r: FileResult, baseline: BaselineAnnotations | None) -> str:
@@ -453,6 +539,7 @@ def render_html(report: Report, *, baseline: BaselineAnnotations | None = None) 
         "<h1>biv build-integrity report</h1>"
         f"{_verdict(report, baseline)}"
         f"{_summary(findings)}"
+        f"{_divergent(report)}"
         f"<h2>Components</h2>{_components(report)}"
         f"<h2>Files ({len(report.files)})</h2>{_files(report, baseline)}"
         f"<h2>Findings ({len(findings)})</h2>{body_findings}"

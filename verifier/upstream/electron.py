@@ -35,22 +35,6 @@ NIGHTLY_BASE = "https://github.com/electron/nightlies/releases/download/"
 VERSION_RE = re.compile(r"^v?(\d{1,4}\.\d{1,4}\.\d{1,4}(?:-[0-9A-Za-z.]{1,64})?)$")
 _MARKER_RE = re.compile(r"(?:Electron/)?v?(\d{1,4}\.\d{1,4}\.\d{1,4}(?:-[0-9A-Za-z.]{1,64})?)")
 
-_ARCH = {
-    "x64": "x64",
-    "x86_64": "x64",
-    "amd64": "x64",
-    "x86-64": "x64",
-    "ia32": "ia32",
-    "x86": "ia32",
-    "i386": "ia32",
-    "i686": "ia32",
-    "arm64": "arm64",
-    "aarch64": "arm64",
-    "arm64e": "arm64",
-    "armv7l": "armv7l",
-    "armv7": "armv7l",
-    "arm": "armv7l",
-}
 _PLATFORM = {FileFormat.PE: "win32", FileFormat.MACHO: "darwin", FileFormat.ELF: "linux"}
 _MAIN_NAMES = ("electron.exe", "Electron Framework", "electron")
 
@@ -60,10 +44,6 @@ def normalize_version(text: str) -> str:
     if not m:
         raise UsageError(f"not an Electron version: {text!r} (expected X.Y.Z)")
     return m.group(1)
-
-
-def normalize_arch(arch: str) -> str | None:
-    return _ARCH.get(arch.strip().lower())
 
 
 # --- detection ----------------------------------------------------------------------------

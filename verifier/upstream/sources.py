@@ -44,6 +44,7 @@ from verifier.upstream import electron, npm, pypi, target
 from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.http import HttpClient
 from verifier.upstream.options import FetchOptions
+from verifier.upstream.source_options import split_options
 
 KINDS = ("electron", "pypi", "npm", "url")
 
@@ -104,8 +105,6 @@ def parse_source(text: str) -> SourceSpec:
 
 
 def _split_options(rest: str) -> tuple[str, dict[str, str]]:
-    from verifier.upstream.resolve import split_options
-
     body, opts = split_options(rest)
     return body, dict(sorted(opts.items()))
 
@@ -279,7 +278,7 @@ def _explicit_target(spec: SourceSpec) -> list[tuple[str, str]]:
     plat, arch = spec.options.get("platform"), spec.options.get("arch")
     if plat is None and arch is None:
         return []
-    norm = electron.normalize_arch(arch) if arch is not None else None
+    norm = target.normalize_arch(arch) if arch is not None else None
     if plat not in _PLATFORMS or norm is None:
         raise UsageError(
             f"platform= must be one of {', '.join(_PLATFORMS)} and arch= one of "

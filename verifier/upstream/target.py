@@ -60,9 +60,31 @@ class TargetChoice:
         }
 
 
-def _arch_of(name: str) -> str | None:
-    from verifier.upstream.electron import normalize_arch
+#: architecture names as platforms, toolchains and package tags spell them -> Electron's names
+_ARCH = {
+    "x64": "x64",
+    "x86_64": "x64",
+    "amd64": "x64",
+    "x86-64": "x64",
+    "ia32": "ia32",
+    "x86": "ia32",
+    "i386": "ia32",
+    "i686": "ia32",
+    "arm64": "arm64",
+    "aarch64": "arm64",
+    "arm64e": "arm64",
+    "armv7l": "armv7l",
+    "armv7": "armv7l",
+    "arm": "armv7l",
+}
 
+
+def normalize_arch(arch: str) -> str | None:
+    """Electron's name (``x64``, ``ia32``, ``arm64``, ``armv7l``) for an architecture name."""
+    return _ARCH.get(arch.strip().lower())
+
+
+def _arch_of(name: str) -> str | None:
     return normalize_arch(name)
 
 
