@@ -120,34 +120,55 @@ def test_a_single_file_is_a_path_reference(tmp_path: Path) -> None:
 
 
 def test_refs_document_gives_the_same_findings_as_the_release(tmp_path: Path) -> None:
-    """Parity: anomalies travel in ``biv.refs/v1``, so inheritance needs no upstream bytes."""
+    """Parity: anomalies travel in ``biv.refs/v1``, so inheritance needs no upstream bytes.
+
+    The upstream is a real wheel's content in which Microsoft's d3dcompiler_47.dll carries bytes
+    hidden in its signature padding (as a quirk of upstream's own build). One shipped build keeps
+    that DLL as it is (upstream's anomaly: inherited) and changes one code byte of libEGL.dll
+    (divergent); another hides other bytes in the same place (the vendor's: full severity).
+    """
     from verifier.api import make_context
+    from verifier.demo.payload import inject_signature_padding
     from verifier.upstream.path import resolve_path
 
     wheel = check.fetch(M.package("kivy-deps-angle-0.1.9"))
-    tree = tmp_path / "tampered"
+    bin_dir = "kivy_deps.angle-0.1.9.data/data/share/angle/bin"
+    upstream = tmp_path / "upstream"
     with zipfile.ZipFile(wheel) as z:
-        z.extractall(tree)
-    (tree / "kivy_deps.angle-0.1.9.data/data/share/angle/bin/extra.txt").write_text("x")
-    check.flip_code_byte(tree / "kivy_deps.angle-0.1.9.data/data/share/angle/bin/libEGL.dll")
-    ref = resolve_path("path:w", str(wheel), str(tmp_path / "w"), make_context((), None))
+        z.extractall(upstream)
+    inject_signature_padding(upstream / bin_dir / "d3dcompiler_47.dll", b"upstream quirk " * 4)
+    tree = tmp_path / "shipped"
+    shutil.copytree(upstream, tree)
+    (tree / bin_dir / "extra.txt").write_text("x")
+    check.flip_code_byte(tree / bin_dir / "libEGL.dll")
+    vendor = tmp_path / "vendor"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(vendor)
+    inject_signature_padding(vendor / bin_dir / "d3dcompiler_47.dll", b"vendor payload " * 4)
+    ref = resolve_path("path:u", str(upstream), str(tmp_path / "w"), make_context((), None))
     doc = tmp_path / "refs.json"
     doc.write_text(json.dumps(ref.to_dict()))
     assert any(f["anomalies"] for f in ref.to_dict()["files"])
 
-    def findings(source: Path) -> list[tuple[str, str, str, bool]]:
-        rep = verify(VerifyRequest(str(tree), (f"path:{source}",), today=check.TODAY))
+    def findings(shipped: Path, source: Path) -> list[tuple[str, str, str, bool]]:
+        rep = verify(VerifyRequest(str(shipped), (f"path:{source}",), today=check.TODAY))
         return [
             (f.rule, f.severity.value, f.path, bool(f.evidence.get("inherited")))
             for f in rep.findings
         ]
 
-    direct, via_doc = findings(wheel), findings(doc)
+    direct, via_doc = findings(tree, upstream), findings(tree, doc)
     assert direct == via_doc
-    # the untouched Microsoft DLL's anomalies are upstream's; the changed DLL is the vendor's
+    # upstream's own padding is upstream's: inherited, info
     d3d = [x for x in direct if x[2].endswith("d3dcompiler_47.dll")]
-    assert d3d and all(x[1] == Severity.INFO.value and x[3] for x in d3d)
+    assert d3d and ("signature-padding", Severity.INFO.value, d3d[0][2], True) in d3d
+    assert all(x[1] == Severity.INFO.value and x[3] for x in d3d)
     assert any(x[0] == "divergent-content" and x[2].endswith("libEGL.dll") for x in direct)
+    # what the vendor added or changed is judged in full
+    theirs, theirs_doc = findings(vendor, upstream), findings(vendor, doc)
+    assert theirs == theirs_doc
+    pad = [x for x in theirs if x[0] == "signature-padding"]
+    assert pad and all(x[1] == Severity.CRITICAL.value and not x[3] for x in pad)
 
 
 def test_target_detection_keeps_the_64_bit_wheel(tmp_path: Path) -> None:
