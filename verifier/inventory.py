@@ -27,7 +27,8 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "3"  # 2: one chain engine, signature-slack, region digests; 3: symlinks
+ANALYSIS_VERSION = "4"  # 2: one chain engine, signature-slack, region digests; 3: reference
+# inventories carry anomalies (inheritance); 4: and symlinks
 
 
 def _workers() -> int:
@@ -143,14 +144,22 @@ def build_reference(
     """Unpack and analyse an upstream release (directory or archive) into a Reference."""
     os.makedirs(workdir, exist_ok=True)
     sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
-    unpacked = unpack(archive_path, sub, strict_top=True)
+    from verifier.unpack.single import single_binary
+
+    # a lone binary is a reference of one file (``--against path:node.exe``)
+    unpacked = single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
+    from verifier.macos_checks import bundle_seal_anomalies
+
+    # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
+    seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)
     files = strip_single_top_dir(entries)
     cut = _top_dir_cut(entries, files)
     return Reference(
         component=component,
         files=files,
         problems=tuple(unpacked.problems) + problems,
+        anomalies=tuple(seals),
         links=tuple(
             Link(k.path[cut:], k.target, k.location, k.container)
             for k in unpacked.links
