@@ -7,8 +7,8 @@ would force the pure-Python encoder, which costs seconds on a 10,000-file report
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
