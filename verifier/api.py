@@ -69,15 +69,29 @@ class VerifyRequest:
     links: str | None = None  # directory of in-toto link files (--links)
     today: date | None = None
     progress: Progress | None = None
+    analysis_cache: bool = True  # per-file facts by content under the cache directory
 
 
-def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
+def make_context(
+    trust_stores: tuple[str, ...],
+    at: datetime | None,
+    *,
+    cache_dir: str | None = None,
+    analysis_cache: bool = False,
+) -> AnalysisContext:
+    """The analysis context: trust roots, judging time, and (``analysis_cache``) the
+    content-addressed analysis cache under ``cache_dir`` (default: the user cache directory)."""
+    from verifier.analysis_cache import AnalysisCache, default_cache_dir
     from verifier.signing.trust import TrustConfig
 
     for pem in trust_stores:
         if not os.path.isfile(pem):
             raise UsageError(f"trust store not found: {pem}", where="--trust-store")
-    return AnalysisContext(trust=TrustConfig(extra_pem=tuple(trust_stores), at=at), at=at)
+    cache = AnalysisCache()
+    if analysis_cache:
+        cache = AnalysisCache.open(cache_dir or default_cache_dir())
+    trust = TrustConfig(extra_pem=tuple(trust_stores), at=at)
+    return AnalysisContext(trust=trust, at=at, cache=cache)
 
 
 def load_policy(path: str | None) -> Policy:
@@ -91,7 +105,9 @@ def load_policy(path: str | None) -> Policy:
 def verify(req: VerifyRequest) -> Report:
     """Verify one artifact; raises BivError subclasses for exit-2 conditions only."""
     policy = load_policy(req.policy)
-    ctx = make_context(req.trust_stores, req.at)
+    ctx = make_context(
+        req.trust_stores, req.at, cache_dir=req.cache_dir, analysis_cache=req.analysis_cache
+    )
     workdir = req.workdir or tempfile.mkdtemp(prefix="biv-")
     os.makedirs(workdir, exist_ok=True)
     try:
@@ -384,7 +400,7 @@ def build_reference_documents(
     A remote source must name its target (``electron:28.1.0,platform=win32,arch=x64``):
     there is no artifact to detect it from.
     """
-    ctx = make_context((), None)
+    ctx = make_context((), None, cache_dir=cache_dir, analysis_cache=True)
     empty = Inventory(source, "0" * 64, 0, ())
     req = VerifyRequest(artifact="", cache_dir=cache_dir, offline=offline)
     with tempfile.TemporaryDirectory(prefix="biv-refs-") as work:

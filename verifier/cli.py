@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--at", type=_time, metavar="TIME", help="verify as of this time (ISO 8601)")
     v.add_argument("--offline", action="store_true", help="use only the cache")
     v.add_argument("--cache-dir", metavar="DIR")
+    v.add_argument(
+        "--no-analysis-cache",
+        action="store_true",
+        help="analyse every file afresh; neither read nor write the analysis cache",
+    )
     v.add_argument("--mirror", metavar="URL", help="Electron release mirror")
     v.add_argument(
         "--main-exe", metavar="PATH", help="shipped path of the renamed Electron main executable"
@@ -213,6 +218,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         layout=args.layout,
         layout_keys=tuple(args.layout_key or ()),
         links=args.links,
+        analysis_cache=not args.no_analysis_cache,
     )
     previous = None
     if args.baseline:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from verifier.analysis_cache import AnalysisCache
 from verifier.binary.analyze import AnalysisContext, analyze, sniff
 from verifier.model import (
     Anomaly,
@@ -26,7 +27,8 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "1"
+# (The per-file analysis cache is keyed by the source of the analysis modules as well.)
+ANALYSIS_VERSION = "2"
 
 
 def _workers() -> int:
@@ -36,28 +38,55 @@ def _workers() -> int:
 def analyze_members(
     members: Sequence[Member], ctx: AnalysisContext, progress: Progress | None = None
 ) -> tuple[tuple[FileEntry, ...], tuple[Anomaly, ...]]:
-    """Analyse members in parallel; results keep the members' order."""
+    """Analyse members in parallel; results keep the members' order.
 
-    def one(m: Member) -> FileEntry:
-        return _entry(m, *_facts_once(m, ctx))
-
-    # plain data files are settled inline; only binaries go to the thread pool
+    Each content is analysed once: members with the same sha256 and name share one analysis,
+    and ``ctx.cache`` (an ``AnalysisCache``) gives facts known from the other tree, an
+    earlier run or an earlier release without reading the file again.
+    """
+    cache = ctx.cache if isinstance(ctx.cache, AnalysisCache) else None
     total = len(members)
     done: dict[int, FileEntry] = {}
-    todo: list[tuple[int, Member]] = []
+    groups: dict[tuple[str, str], list[int]] = {}
+    loose: list[int] = []  # no sha256 from unpack (read in place): analysed one by one
     for i, m in enumerate(members):
-        plain = _known_plain(m)
-        if plain is None:
-            todo.append((i, m))
-        else:
+        plain = _known_plain(m)  # data files are settled inline, from what unpack read
+        if plain is not None:
             done[i] = _entry(m, *plain)
+        elif m.sha256 is None:
+            loose.append(i)
+        else:
+            groups.setdefault((m.sha256, _name(m)), []).append(i)
+    todo: list[tuple[list[int], tuple[str, str] | None]] = []
+    for key, idx in groups.items():
+        facts = cache.get(key[0], key[1], ctx) if cache is not None else None
+        if facts is None:
+            todo.append((idx, key))
+        else:
+            for i in idx:
+                done[i] = _entry(members[i], key[0], facts)
+    todo += [([i], None) for i in loose]
     if progress is not None:
         progress(len(done), total)
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for i, entry in zip((i for i, _ in todo), pool.map(one, (m for _, m in todo)), strict=True):
-            done[i] = entry
-            if progress is not None:
-                progress(len(done), total)
+
+    def one(job: tuple[list[int], tuple[str, str] | None]) -> tuple[str, BinaryFacts]:
+        idx, key = job
+        m = members[idx[0]]
+        if cache is None or key is None:
+            return analyze(m.blob, _name(m), ctx, m.sha256)
+        t0 = cache.judging_window(ctx)
+        sha, facts = analyze(m.blob, key[1], ctx, key[0])
+        if sha == key[0]:
+            cache.put(sha, key[1], facts, m.blob, ctx, t0)
+        return sha, facts
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            for (idx, _key), (sha, facts) in zip(todo, pool.map(one, todo), strict=True):
+                for i in idx:
+                    done[i] = _entry(members[i], sha, facts)
+                if progress is not None:
+                    progress(len(done), total)
     entries = [done[i] for i in range(total)]
     problems: list[Anomaly] = []
     for e in entries:
@@ -69,16 +98,12 @@ def analyze_members(
     return tuple(entries), tuple(problems)
 
 
+def _name(m: Member) -> str:
+    return m.path.rsplit("/", 1)[-1]
+
+
 _PLAIN = (FileFormat.DATA, FileFormat.ASAR)
 _PAGE = 4096
-
-
-def _facts_once(m: Member, ctx: AnalysisContext) -> tuple[str, BinaryFacts]:
-    """Each byte read once: a data file that unpack already hashed is not read again."""
-    plain = _known_plain(m)
-    if plain is not None:
-        return plain
-    return analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
 
 
 def _entry(m: Member, sha: str, facts: BinaryFacts) -> FileEntry:

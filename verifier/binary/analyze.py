@@ -13,7 +13,7 @@ import hashlib
 import importlib
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import ModuleType
 from typing import Any
@@ -47,6 +47,8 @@ class AnalysisContext:
     trust: object | None = None  # signing.trust.TrustConfig
     at: datetime | None = None
     verify_signatures: bool = True
+    # verifier.analysis_cache.AnalysisCache: facts by content (inventory uses it)
+    cache: object | None = field(default=None, compare=False)
 
 
 def sniff(head: bytes, size: int) -> FileFormat:
@@ -81,14 +83,20 @@ def _looks_like_macho(head: bytes) -> bool:
     return False
 
 
-def analyze(blob: Blob, name: str, ctx: AnalysisContext | None = None) -> tuple[str, BinaryFacts]:
-    """``(sha256, facts)`` of ``blob`` (``name`` is for messages), every digest in one pass."""
+def analyze(
+    blob: Blob, name: str, ctx: AnalysisContext | None = None, sha256: str | None = None
+) -> tuple[str, BinaryFacts]:
+    """``(sha256, facts)`` of ``blob`` (``name`` is for messages), every digest in one pass.
+
+    ``sha256``: the blob's digest when the caller already has it (unpack hashed the file):
+    it is not computed again.
+    """
     ctx = ctx or AnalysisContext()
     head = blob.read(0, SNIFF)
     fmt = sniff(head, blob.size)
     handler = _HANDLERS.get(fmt, _analyze_plain)
     try:
-        return handler(blob, name, ctx, head, fmt)
+        return handler(blob, name, ctx, head, fmt, sha256)
     except MalformedInputError as exc:
         return _malformed(blob, name, fmt, exc)
     except _PARSER_SLIPS as exc:
@@ -108,10 +116,15 @@ def _malformed(
 
 
 def _analyze_plain(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     """ASAR and data: the plain sha256 only (ASAR members are inventoried by unpack)."""
-    sha = sha256_file(blob.path, blob.offset, blob.size)
+    sha = known or sha256_file(blob.path, blob.offset, blob.size)
     return sha, BinaryFacts(format=fmt, normalized_sha256=sha)
 
 
@@ -137,8 +150,11 @@ class _PEViews:
     sections: list[tuple[pe.PESection, FuseMaskedView]]
     authenticode: dict[str, View]
 
-    def all(self) -> list[View]:
-        views = [self.sha, self.normalized, self.header, self.overlay, self.checksum, self.scan]
+    def all(self, with_sha: bool = True) -> list[View]:
+        """Every view; ``with_sha=False`` leaves out the plain sha256 (already known)."""
+        views = [self.normalized, self.header, self.overlay, self.checksum, self.scan]
+        if with_sha:
+            views.insert(0, self.sha)
         return views + [v for _, v in self.sections] + list(self.authenticode.values())
 
 
@@ -174,7 +190,12 @@ def _authenticode_module() -> ModuleType | None:
 
 
 def _analyze_pe(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     info = pe.parse_pe(head, blob.size)
     anomalies: list[Anomaly] = []
@@ -192,7 +213,7 @@ def _analyze_pe(
         )
     algorithms = frozenset(table.digest_algorithms) if table is not None else frozenset()
     v = pe_views(info, pe.read_alignment_pad(blob, info), algorithms)
-    _stream(blob, v.all())
+    _stream(blob, v.all(with_sha=known is None))
     checksum_ok = info.checksum in (0, v.checksum.value)
     if table is not None and auth is not None:
         digests = {alg: view.hexdigest() for alg, view in v.authenticode.items()}
@@ -204,7 +225,7 @@ def _analyze_pe(
         sig = _basic_signature(table_bytes)
         if not checksum_ok:
             anomalies.append(_checksum_anomaly(info, v.checksum.value))
-    return v.sha.hexdigest(), _pe_facts(info, v, shape, sig, anomalies)
+    return known or v.sha.hexdigest(), _pe_facts(info, v, shape, sig, anomalies)
 
 
 def _basic_signature(table_bytes: bytes | None) -> SignatureFacts:
@@ -307,7 +328,12 @@ def _with_rules(sig: SignatureFacts, rules: tuple[str, ...]) -> SignatureFacts:
 
 
 def _analyze_elf(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     info = elf.read_elf_info(blob)
     sha, scan = View("sha256"), FuseScanner()
@@ -316,8 +342,8 @@ def _analyze_elf(
         for i, s in enumerate(info.sections)
         if s.size and s.name
     ]
-    _stream(blob, [sha, scan, *(v for _, v in secs)])
-    digest = sha.hexdigest()
+    _stream(blob, [*(() if known else (sha,)), scan, *(v for _, v in secs)])
+    digest = known or sha.hexdigest()
     facts = BinaryFacts(
         format=FileFormat.ELF,
         archs=(info.arch,),
@@ -358,7 +384,12 @@ def _macho_module() -> ModuleType | None:
 
 
 def _analyze_macho(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     mod = _macho_module()
     if mod is None:
@@ -399,7 +430,9 @@ def analyze_macho_basic(blob: Blob, head: bytes) -> tuple[str, BinaryFacts]:
     return sha.hexdigest(), facts
 
 
-_Handler = Callable[[Blob, str, AnalysisContext, bytes, FileFormat], tuple[str, BinaryFacts]]
+_Handler = Callable[
+    [Blob, str, AnalysisContext, bytes, FileFormat, str | None], tuple[str, BinaryFacts]
+]
 
 _HANDLERS: dict[FileFormat, _Handler] = {
     FileFormat.PE: _analyze_pe,
