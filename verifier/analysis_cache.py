@@ -34,7 +34,6 @@ only, without it they are not stored.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -42,7 +41,6 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 import stat
 import struct
 import sys
@@ -115,6 +113,8 @@ def load_or_create_key(config_dir: str) -> bytes:
         return _read_key(path)
     except FileNotFoundError:
         pass
+    import secrets
+
     os.makedirs(config_dir, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -270,6 +270,8 @@ def _stamp(year: int, rest: str) -> list[float]:
 
 
 def _pem_ders(data: bytes) -> list[bytes]:
+    import base64
+
     out = []
     for m in re.finditer(rb"-----BEGIN [A-Z ]+-----(.*?)-----END", data, re.S):
         with contextlib.suppress(ValueError):
