@@ -166,15 +166,21 @@ def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset(
         for alg in sorted(algorithms)
         if alg in hashlib.algorithms_available
     }
+    scan = FuseScanner()
     return _PEViews(
         sha=View("sha256"),
         normalized=View("normalized", skip=pe.normalized_skip(info, pad)),
         header=View("header", end=info.size_of_headers, mask=pe.rcedit_mask(info)),
         overlay=View("overlay", start=info.last_section_end, skip=overlay_skip),
         checksum=pe.PEChecksum(info.checksum_offset, info.file_size),
-        scan=FuseScanner(),
+        scan=scan,  # fed before the sections, which take its wires
         sections=[
-            (s, FuseMaskedView(f"section-{s.index}", start=s.raw_pointer, end=s.raw_span.end))
+            (
+                s,
+                FuseMaskedView(
+                    f"section-{s.index}", start=s.raw_pointer, end=s.raw_span.end, scanner=scan
+                ),
+            )
             for s in info.sections
         ],
         authenticode=auth,
@@ -338,7 +344,7 @@ def _analyze_elf(
     info = elf.read_elf_info(blob)
     sha, scan = View("sha256"), FuseScanner()
     secs = [
-        (s, FuseMaskedView(f"elf-{i}", start=s.offset, end=s.offset + s.size))
+        (s, FuseMaskedView(f"elf-{i}", start=s.offset, end=s.offset + s.size, scanner=scan))
         for i, s in enumerate(info.sections)
         if s.size and s.name
     ]

@@ -328,6 +328,15 @@ def rcedit_mask(info: PEInfo) -> tuple[Span, ...]:
     return tuple(spans)
 
 
+def _mod_ffff(v: int) -> int:
+    """``v % 0xFFFF`` by folding 16-bit multiples of bits (2**(16k) == 1 mod 0xFFFF): shifts,
+    masks and additions are linear-time in CPython, big-number division is not."""
+    while v.bit_length() > 4096:
+        s = (v.bit_length() >> 5) << 4  # about half, a multiple of 16
+        v = (v >> s) + (v & ((1 << s) - 1))
+    return v % 0xFFFF
+
+
 class PEChecksum(View):
     """The PE optional-header checksum, computed while streaming (a ``View`` look-alike).
 
@@ -359,7 +368,7 @@ class PEChecksum(View):
         v = int.from_bytes(piece, "little")
         if v:
             self._nonzero = True
-            self._total = (self._total + (v % 0xFFFF) * (256 if pos & 1 else 1)) % 0xFFFF
+            self._total = (self._total + _mod_ffff(v) * (256 if pos & 1 else 1)) % 0xFFFF
 
     @property
     def value(self) -> int:
