@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TypeVar
 
+from verifier.binary import wordsum
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.hashing import Span, View
 from verifier.model import Blob
@@ -328,15 +329,6 @@ def rcedit_mask(info: PEInfo) -> tuple[Span, ...]:
     return tuple(spans)
 
 
-def _mod_ffff(v: int) -> int:
-    """``v % 0xFFFF`` by folding 16-bit multiples of bits (2**(16k) == 1 mod 0xFFFF): shifts,
-    masks and additions are linear-time in CPython, big-number division is not."""
-    while v.bit_length() > 4096:
-        s = (v.bit_length() >> 5) << 4  # about half, a multiple of 16
-        v = (v >> s) + (v & ((1 << s) - 1))
-    return v % 0xFFFF
-
-
 class PEChecksum(View):
     """The PE optional-header checksum, computed while streaming (a ``View`` look-alike).
 
@@ -365,10 +357,10 @@ class PEChecksum(View):
     def _add(self, pos: int, piece: memoryview) -> None:
         if not len(piece):
             return
-        v = int.from_bytes(piece, "little")
-        if v:
-            self._nonzero = True
-            self._total = (self._total + _mod_ffff(v) * (256 if pos & 1 else 1)) % 0xFFFF
+        if not self._nonzero:  # ones' complement: a nonzero sum never folds to 0
+            self._nonzero = bytes(piece).count(0) != len(piece)
+        part = wordsum.mod_ffff(piece)
+        self._total = (self._total + part * (256 if pos & 1 else 1)) % 0xFFFF
 
     @property
     def value(self) -> int:
