@@ -222,9 +222,9 @@ def test_entry_for_another_biv_version_is_recomputed(
     assert _facts(members, newer) == cold
     assert newer.stats.hits == 0 and newer.stats.written == 4  # another name: a miss
     # an old entry renamed to the new version's name fails its MAC (the name is signed)
-    fresh = {p.name[:-32]: p for p in _entries(tmp_path) if p not in entries}
+    fresh = {_stem(p): p for p in _entries(tmp_path) if p not in entries}
     for old in entries:
-        target = fresh[old.name[:-32]]
+        target = fresh[_stem(old)]
         shutil.copyfile(old, target)
     renamed = _open(tmp_path)
     assert _facts(members, renamed) == cold
@@ -277,3 +277,51 @@ def test_cold_equals_warm_at_any_judging_time(tree: Path, tmp_path: Path) -> Non
     cache = tmp_path / "c"
     for t in (INSIDE, *times, INSIDE):  # filled at 2023 first, then every time in turn
         assert _report(tree, t, cache) == cold[t], t
+
+
+def _stem(p: Path) -> str:
+    """An entry's name without its context key: content, file name, level."""
+    sha, name, _ctx, level = p.name.split("-")
+    return f"{sha}-{name}-{level}"
+
+
+# --- comparison digests only where a comparison needs them -----------------------------------
+
+OLD_WHEEL = (
+    "https://files.pythonhosted.org/packages/21/3b/"
+    "134d04268ab8e35853cd007582076429b45d60d6abb1036d159be9c50342/"
+    "msvc_runtime-14.44.35112-cp312-cp312-win_amd64.whl",
+    "32f9c706009e16ccc319d6947ce3bffe20e5192bee52b18cf48313f9e7bedfbe",
+)
+
+
+def _dlls(wheel: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            if info.filename.endswith(".dll"):
+                (dest / Path(info.filename).name).write_bytes(zf.read(info))
+    return dest
+
+
+@pytest.mark.slow
+def test_lazy_digests_give_the_full_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """14.51's DLLs against 14.44's (changed, identical, renamed, added): the report of
+    analysing in full is the report of analysing lazily and completing."""
+    from support.fetch import fetch_pinned
+
+    new = _dlls(msvc_wheel(), tmp_path / "new")
+    old = _dlls(fetch_pinned(*OLD_WHEEL), tmp_path / "old")
+    shutil.copyfile(new / "vcruntime140.dll", old / "vcruntime140.dll")  # identical pair
+    shutil.copyfile(new / "concrt140.dll", new / "renamed.dll")  # new name, known content
+    req = api.VerifyRequest(artifact=str(new), against=(f"path:{old}",), analysis_cache=False)
+    lazy = api.verify(req).to_dict()
+    statuses = {f["status"] for f in lazy["files"]}
+    assert {"identical", "divergent", "unexpected"} <= statuses, statuses
+
+    real = api.make_context
+    monkeypatch.setattr(api, "make_context", lambda *a, **k: real(*a, **{**k, "level": "full"}))
+    full = api.verify(req).to_dict()
+    lazy.pop("generated_at")
+    full.pop("generated_at")
+    assert lazy == full

@@ -429,7 +429,8 @@ class AnalysisCache:
     ctx_key: str = ""
     stats: CacheStats = field(default_factory=CacheStats)
     disabled_reason: str | None = None
-    _memo: dict[tuple[str, str], BinaryFacts] = field(default_factory=dict, repr=False)
+    # facts of this run by (sha256, name), with the level they were computed at
+    _memo: dict[tuple[str, str], tuple[BinaryFacts, str]] = field(default_factory=dict, repr=False)
     _anchors: frozenset[float] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -456,9 +457,9 @@ class AnalysisCache:
 
     # --- names and MACs
 
-    def _name(self, sha256: str, name: str) -> str:
+    def _name(self, sha256: str, name: str, level: str) -> str:
         name_digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"{sha256}-{name_digest[:16]}-{self.ctx_key[:32]}"
+        return f"{sha256}-{name_digest[:16]}-{self.ctx_key[:32]}-{level}"
 
     def _path(self, entry: str) -> str:
         assert self.root is not None
@@ -471,31 +472,40 @@ class AnalysisCache:
     # --- reading
 
     def get(self, sha256: str, name: str, ctx: Any) -> BinaryFacts | None:
-        """The facts of this content and name, if known and valid at the judging time."""
+        """The facts of this content and name, if known and valid at the judging time.
+
+        Full facts answer a request for core facts too (``AnalysisContext.level``).
+        """
+        level = _level(ctx)
         memo = self._memo.get((sha256, name))
-        if memo is not None:
+        if memo is not None and (memo[1] == "full" or level == "core"):
             self.stats.hits += 1
-            return memo
+            return memo[0]
         if self.root is None or not _is_sha256(sha256):
             self.stats.misses += 1
             return None
         self.bind(ctx)
-        entry = self._name(sha256, name)
-        try:
-            with open(self._path(entry), "rb") as fh:
-                data = fh.read(MAX_ENTRY + 1)
-        except OSError:
-            self.stats.misses += 1
-            return None
-        facts = self._verify(entry, data, sha256, name, ctx)
-        if facts is None:
-            return None
-        self._memo[(sha256, name)] = facts
-        self.stats.hits += 1
-        return facts
+        for lv in ("core", "full") if level == "core" else ("full",):
+            entry = self._name(sha256, name, lv)
+            try:
+                with open(self._path(entry), "rb") as fh:
+                    data = fh.read(MAX_ENTRY + 1)
+            except OSError:
+                continue
+            facts = self._verify(entry, data, sha256, name, lv, ctx)
+            if facts is not None:
+                self._memo[(sha256, name)] = (facts, lv)
+                self.stats.hits += 1
+                return facts
+        self.stats.misses += 1
+        return None
+
+    def partial(self) -> set[tuple[str, str]]:
+        """(sha256, name) of this run's facts that lack the comparison digests."""
+        return {k for k, (_f, lv) in self._memo.items() if lv != "full"}
 
     def _verify(
-        self, entry: str, data: bytes, sha256: str, name: str, ctx: Any
+        self, entry: str, data: bytes, sha256: str, name: str, level: str, ctx: Any
     ) -> BinaryFacts | None:
         head = len(MAGIC) + MAC_SIZE
         if len(data) > MAX_ENTRY or len(data) <= head or not data.startswith(MAGIC):
@@ -513,6 +523,7 @@ class AnalysisCache:
                 and doc.get("sha256") == sha256
                 and doc.get("name") == name
                 and doc.get("ctx") == self.ctx_key
+                and doc.get("level") == level
             ):
                 raise factcodec.DecodeError("entry for another file or context")
             when = Interval(doc["lo"], doc["hi"], doc["exact"])
@@ -538,7 +549,10 @@ class AnalysisCache:
         self, sha256: str, name: str, facts: BinaryFacts, blob: Blob, ctx: Any, t0: float
     ) -> None:
         """Remember ``facts`` (computed from ``t0`` to now) for this content and name."""
-        self._memo[(sha256, name)] = facts
+        level = _level(ctx)
+        old = self._memo.get((sha256, name))
+        if old is None or old[1] != "full" or level == "full":
+            self._memo[(sha256, name)] = (facts, level)
         if self.root is None or not _is_sha256(sha256):
             return
         self.bind(ctx)
@@ -554,6 +568,7 @@ class AnalysisCache:
             "sha256": sha256,
             "name": name,
             "ctx": self.ctx_key,
+            "level": level,
             "lo": when.lo,
             "hi": when.hi,
             "exact": when.exact,
@@ -569,7 +584,7 @@ class AnalysisCache:
                 self.stats.not_stored += 1
                 return  # 'now' never comes back
             payload = factcodec.dumps({**doc, "lo": None, "hi": None, "exact": t1})
-        entry = self._name(sha256, name)
+        entry = self._name(sha256, name, level)
         data = MAGIC + self._mac(entry, payload) + payload
         if len(data) > MAX_ENTRY:
             self.stats.not_stored += 1
@@ -591,6 +606,10 @@ class AnalysisCache:
                 self._anchors = _anchor_times(getattr(ctx, "trust", None))
             anchors = self._anchors
         return interval_around(sig | anchors, t0, t1)
+
+
+def _level(ctx: Any) -> str:
+    return "core" if getattr(ctx, "level", "full") == "core" else "full"
 
 
 def _is_sha256(text: str) -> bool:

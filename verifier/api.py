@@ -22,6 +22,7 @@ from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_si
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
 from verifier.inventory import build as build_inventory
+from verifier.inventory import complete as complete_inventories
 from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import (
     Anomaly,
@@ -78,9 +79,11 @@ def make_context(
     *,
     cache_dir: str | None = None,
     analysis_cache: bool = False,
+    level: str = "full",
 ) -> AnalysisContext:
     """The analysis context: trust roots, judging time, and (``analysis_cache``) the
-    content-addressed analysis cache under ``cache_dir`` (default: the user cache directory)."""
+    content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
+    ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
     from verifier.analysis_cache import AnalysisCache, default_cache_dir
     from verifier.signing.trust import TrustConfig
 
@@ -91,7 +94,7 @@ def make_context(
     if analysis_cache:
         cache = AnalysisCache.open(cache_dir or default_cache_dir())
     trust = TrustConfig(extra_pem=tuple(trust_stores), at=at)
-    return AnalysisContext(trust=trust, at=at, cache=cache)
+    return AnalysisContext(trust=trust, at=at, cache=cache, level=level)
 
 
 def load_policy(path: str | None) -> Policy:
@@ -105,8 +108,14 @@ def load_policy(path: str | None) -> Policy:
 def verify(req: VerifyRequest) -> Report:
     """Verify one artifact; raises BivError subclasses for exit-2 conditions only."""
     policy = load_policy(req.policy)
+    # files are analysed without comparison digests first; ``complete`` adds them to the
+    # files that are not identical to their counterpart once both sides are known
     ctx = make_context(
-        req.trust_stores, req.at, cache_dir=req.cache_dir, analysis_cache=req.analysis_cache
+        req.trust_stores,
+        req.at,
+        cache_dir=req.cache_dir,
+        analysis_cache=req.analysis_cache,
+        level="core",
     )
     workdir = req.workdir or tempfile.mkdtemp(prefix="biv-")
     os.makedirs(workdir, exist_ok=True)
@@ -138,6 +147,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable)
+    inv, refs = complete_inventories(inv, refs, ctx)
 
     comparison = compare(
         inv,

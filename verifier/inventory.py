@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from verifier.analysis_cache import AnalysisCache
 from verifier.binary.analyze import AnalysisContext, analyze, sniff
@@ -102,6 +103,70 @@ def _name(m: Member) -> str:
     return m.path.rsplit("/", 1)[-1]
 
 
+def complete(
+    inventory: Inventory, refs: Sequence[Reference], ctx: AnalysisContext
+) -> tuple[Inventory, list[Reference]]:
+    """Add the comparison digests to the files analysed at level "core" that may need them.
+
+    A file needs no section or normalised digests when every file of the other side that
+    bears its name (the shipped tree against all references, and back) has its sha256: it
+    can only be paired with an identical file (by path, by name or by content). Every other
+    file (renamed, changed, new, or sharing its name with a different file) is analysed in
+    full, so the comparison sees exactly what it would see had everything been analysed in
+    full.
+    """
+    cache = ctx.cache if isinstance(ctx.cache, AnalysisCache) else None
+    if ctx.level != "core" or cache is None:
+        return inventory, list(refs)
+    partial = cache.partial()
+    if not partial:
+        return inventory, list(refs)
+    ref_files = [f for r in refs for f in r.files]
+    ours, theirs = _shas_by_name(inventory.entries), _shas_by_name(ref_files)
+    todo: dict[tuple[str, str], FileEntry] = {}
+    for entries, other in ((inventory.entries, theirs), (ref_files, ours)):
+        for e in entries:
+            key = (e.sha256, _basename(e.path))
+            if key in partial and e.blob is not None and other.get(key[1]) != {e.sha256}:
+                todo.setdefault(key, e)
+    if not todo:
+        return inventory, list(refs)
+    full = replace(ctx, level="full")
+
+    def one(item: tuple[tuple[str, str], FileEntry]) -> BinaryFacts:
+        (sha, name), e = item
+        facts = cache.get(sha, name, full)
+        if facts is not None:
+            return facts
+        assert e.blob is not None
+        t0 = cache.judging_window(full)
+        got, facts = analyze(e.blob, name, full, sha)
+        if got == sha:
+            cache.put(sha, name, facts, e.blob, full, t0)
+        return facts
+
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        done = dict(zip(todo, pool.map(one, todo.items()), strict=True))
+
+    def upgrade(e: FileEntry) -> FileEntry:
+        facts = done.get((e.sha256, _basename(e.path)))
+        return e if facts is None else replace(e, facts=facts)
+
+    inventory = replace(inventory, entries=tuple(upgrade(e) for e in inventory.entries))
+    return inventory, [replace(r, files=tuple(upgrade(f) for f in r.files)) for r in refs]
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _shas_by_name(entries: Sequence[FileEntry]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for e in entries:
+        out.setdefault(_basename(e.path), set()).add(e.sha256)
+    return out
+
+
 _PLAIN = (FileFormat.DATA, FileFormat.ASAR)
 _PAGE = 4096
 
@@ -153,6 +218,17 @@ def strip_single_top_dir(entries: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
 
 def _with_path(e: FileEntry, path: str) -> FileEntry:
     return FileEntry(path, e.location, e.container, e.size, e.sha256, e.facts, e.blob)
+
+
+def build_reference_full(
+    component: Component,
+    archive_path: str,
+    workdir: str,
+    ctx: AnalysisContext,
+    progress: Progress | None = None,
+) -> Reference:
+    """``build_reference`` with every digest: for inventories that are kept (cached)."""
+    return build_reference(component, archive_path, workdir, replace(ctx, level="full"), progress)
 
 
 def build_reference(

@@ -49,6 +49,10 @@ class AnalysisContext:
     verify_signatures: bool = True
     # verifier.analysis_cache.AnalysisCache: facts by content (inventory uses it)
     cache: object | None = field(default=None, compare=False)
+    # "full": every digest. "core": everything but the digests only a comparison with a
+    # *different* file needs (PE/ELF section digests; a PE's normalised digest unless the
+    # Authenticode digest gives it for free); ``inventory.complete`` adds them where needed.
+    level: str = "full"
 
 
 def sniff(head: bytes, size: int) -> FileFormat:
@@ -149,13 +153,29 @@ class _PEViews:
     scan: FuseScanner
     sections: list[tuple[pe.PESection, FuseMaskedView]]
     authenticode: dict[str, View]
+    normalized_skipped: bool = False
 
-    def all(self, with_sha: bool = True) -> list[View]:
-        """Every view; ``with_sha=False`` leaves out the plain sha256 (already known)."""
-        views = [self.normalized, self.header, self.overlay, self.checksum, self.scan]
+    def all(self, with_sha: bool = True, core: bool = False) -> list[View]:
+        """Every view; ``with_sha=False`` leaves out the plain sha256 (already known);
+        ``core`` leaves out the sections, and the normalised digest unless a SHA-256
+        Authenticode view computes the same digest (then it costs nothing)."""
+        views = [self.header, self.overlay, self.checksum, self.scan]
+        if not core or self.normalized_is_free():
+            views.insert(0, self.normalized)
+        else:
+            self.normalized_skipped = True
         if with_sha:
             views.insert(0, self.sha)
-        return views + [v for _, v in self.sections] + list(self.authenticode.values())
+        sections = [] if core else [v for _, v in self.sections]
+        return views + sections + list(self.authenticode.values())
+
+    def normalized_is_free(self) -> bool:
+        n = self.normalized
+        return any(
+            (a.algorithm, a.start, a.end, tuple(a.skip), tuple(a.mask))
+            == (n.algorithm, n.start, n.end, tuple(n.skip), tuple(n.mask))
+            for a in self.authenticode.values()
+        )
 
 
 def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset()) -> _PEViews:
@@ -219,7 +239,10 @@ def _analyze_pe(
         )
     algorithms = frozenset(table.digest_algorithms) if table is not None else frozenset()
     v = pe_views(info, pe.read_alignment_pad(blob, info), algorithms)
-    _stream(blob, v.all(with_sha=known is None))
+    core = ctx.level == "core"
+    _stream(blob, v.all(with_sha=known is None, core=core))
+    if core:
+        v.sections = []
     checksum_ok = info.checksum in (0, v.checksum.value)
     if table is not None and auth is not None:
         digests = {alg: view.hexdigest() for alg, view in v.authenticode.items()}
@@ -312,7 +335,7 @@ def _pe_facts(
     return BinaryFacts(
         format=FileFormat.PE,
         archs=(info.arch,),
-        normalized_sha256=v.normalized.hexdigest(),
+        normalized_sha256=None if v.normalized_skipped else v.normalized.hexdigest(),
         header_sha256=v.header.hexdigest(),
         sections=sections,
         overlay_sha256=v.overlay.hexdigest(),
@@ -348,6 +371,8 @@ def _analyze_elf(
         for i, s in enumerate(info.sections)
         if s.size and s.name
     ]
+    if ctx.level == "core":
+        secs = []  # section digests only matter against a different file
     _stream(blob, [*(() if known else (sha,)), scan, *(v for _, v in secs)])
     digest = known or sha.hexdigest()
     facts = BinaryFacts(
