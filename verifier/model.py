@@ -380,11 +380,55 @@ class BinaryFacts:
             sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
             overlay_sha256=d.get("overlay_sha256"),
             fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
-            shape=CodeShape.from_dict(d.get("shape", {})),
+            shape=_shape_from_dict(d.get("shape", {})),
             slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
-            signature=SignatureFacts.from_dict(d.get("signature", {})),
+            signature=_signature_from_dict(d.get("signature", {})),
             markers=dict(d.get("markers", {})),
         )
+
+
+# Reference inventories hold thousands of data files: their empty shape and signature are
+# the shared defaults rather than new objects (equal either way).
+_NO_SHAPE = CodeShape()
+_SIG_KEYS = (
+    "signed",
+    "signers",
+    "anomalies",
+    "container_sha256",
+    "primary_container_sha256",
+    "nested_signers",
+    "nested_sha256",
+)
+_SIG_ALL = {"kind", "valid", "details", *_SIG_KEYS}
+_SHAPE_KEYS = {
+    "entry_point",
+    "imports_sha256",
+    "exports_sha256",
+    "tls_callbacks",
+    "executable_sections",
+}
+
+
+def _shape_from_dict(d: Mapping[str, Any]) -> CodeShape:
+    if (
+        d.keys() <= _SHAPE_KEYS
+        and d.get("entry_point") is None
+        and not any(d.get(k) for k in _SHAPE_KEYS)
+    ):
+        return _NO_SHAPE
+    return CodeShape.from_dict(d)
+
+
+def _signature_from_dict(d: Mapping[str, Any]) -> SignatureFacts:
+    if (
+        d.keys() <= _SIG_ALL
+        and d.get("kind", "none") == "none"
+        and d.get("valid") is None
+        and not d.get("details")
+        and not any(d.get(k) for k in _SIG_KEYS)
+    ):
+        return UNSIGNED
+    return SignatureFacts.from_dict(d)
 
 
 # --- inventory -----------------------------------------------------------------------------
