@@ -77,7 +77,7 @@ class Verdict(StrEnum):
 # --- bytes ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Blob:
     """A byte range of a file on disk: a whole file, or a member stored in place (asar)."""
 
@@ -114,7 +114,7 @@ class Blob:
 # --- signatures ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signer:
     subject: str
     issuer: str
@@ -142,7 +142,7 @@ class Signer:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Anomaly:
     """A problem a parser or signature check found in one file; policy turns it into a Finding."""
 
@@ -157,7 +157,7 @@ class Anomaly:
     region_sha256: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignatureFacts:
     kind: SignatureKind = SignatureKind.NONE
     signed: bool = False
@@ -215,7 +215,7 @@ UNSIGNED = SignatureFacts()
 # --- binary facts --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SectionDigest:
     """A PE section or a Mach-O section/segment, hashed by content (not file offset)."""
 
@@ -246,7 +246,7 @@ class SectionDigest:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuseWire:
     """Electron's fuse wire: sentinel, version byte, length byte, then one byte per fuse."""
 
@@ -262,7 +262,7 @@ class FuseWire:
         return cls(int(d["offset"]), int(d["version"]), str(d["values"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CodeShape:
     """What a person triaging a divergent binary wants compared (per PE file or slice)."""
 
@@ -292,7 +292,7 @@ class CodeShape:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceFacts:
     """One architecture of a Mach-O file (a thin file has exactly one slice)."""
 
@@ -334,7 +334,7 @@ class SliceFacts:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BinaryFacts:
     """What ``binary.analyze`` learns about one file in one pass."""
 
@@ -434,7 +434,7 @@ def _signature_from_dict(d: Mapping[str, Any]) -> SignatureFacts:
 # --- inventory -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of a shipped artifact or of a reference."""
 
@@ -549,7 +549,7 @@ class Reference:
 # --- comparison ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceResult:
     arch: str
     status: Status
@@ -568,7 +568,7 @@ class SliceResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """The comparison of one path: shipped entry, matching reference file, status."""
 
@@ -620,7 +620,7 @@ class Waiver:
         return {"reason": self.reason, "expires": self.expires, "sha256": self.sha256}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
     severity: Severity
