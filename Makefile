@@ -32,9 +32,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check verifier tests benchmarks
 	$(BIN)/ruff format --check verifier tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/explain.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,20 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules.
+
+Expensive scenarios are built once per test session (once per xdist worker) and shared: tests
+read them and copy what they change (``shutil.copytree`` into their own ``tmp_path``).
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from support.fixtures import SigstoreFiles, sigstore_files
 from support.unpack_helpers import Box
+
+from verifier.demo import macho_app
+from verifier.demo.scenario import Scenario, build_scenario
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,3 +32,34 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
 def box(tmp_path: Path) -> Box:
     """A sandbox for unpack tests (see ``support.unpack_helpers.Box``)."""
     return Box(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def sig(tmp_path_factory: pytest.TempPathFactory) -> SigstoreFiles:
+    """The real Sigstore fixtures, with the rfc8785 wheel beside its bundle (read only)."""
+    return sigstore_files(tmp_path_factory.mktemp("sigstore"))
+
+
+@pytest.fixture(scope="session")
+def scenario_build_seconds() -> list[float]:
+    """How long building the shared demo scenario took (one entry once it is built)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def scenario(
+    tmp_path_factory: pytest.TempPathFactory, scenario_build_seconds: list[float]
+) -> Scenario:
+    """The 3CX demo scenario (``verifier.demo.scenario``): upstream, clean and compromised
+    builds, test PKIs. Shared by the session: do not change it, copy it."""
+    t = time.monotonic()
+    built = build_scenario(tmp_path_factory.mktemp("scenario") / "demo")
+    scenario_build_seconds.append(time.monotonic() - t)
+    return built
+
+
+@pytest.fixture(scope="session")
+def mac_scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The macOS scenario (``verifier.demo.macho_app``): upstream x64/arm64 apps, a clean and
+    a 3CX-style vendor app, the test roots. Shared by the session: do not change it, copy it."""
+    return macho_app.build_scenario(tmp_path_factory.mktemp("macapp"))

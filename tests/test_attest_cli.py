@@ -11,14 +11,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from support.shared import fixture
+from support.fixtures import SigstoreFiles
 
 from verifier.attest import cli as attest_cli
 from verifier.errors import BivError, UsageError
 from verifier.model import Component, Report, Verdict
 
-FIX = fixture("sigstore")
-WHEEL = FIX / "rfc8785-0.1.2-py3-none-any.whl"
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
 PROD_ISSUER = "https://token.actions.githubusercontent.com"
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,13 +58,12 @@ def test_policy_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert err == f"biv: error: {bad}:2: own: expected a list, got the string 'app.asar'\n"
 
 
-@pytest.mark.skipif(not WHEEL.is_file(), reason="sigstore fixtures not present")
-def test_verify_bundle_command(capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_bundle_command(sig: SigstoreFiles, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(
         [
             "attest",
             "verify-bundle",
-            str(WHEEL),
+            str(sig.wheel),
             "--cert-identity",
             PROD_ID,
             "--cert-oidc-issuer",
@@ -79,7 +76,7 @@ def test_verify_bundle_command(capsys: pytest.CaptureFixture[str]) -> None:
         [
             "attest",
             "verify-bundle",
-            str(WHEEL),
+            str(sig.wheel),
             "--cert-identity-regexp",
             r"https://github\.com/someone-else/.*",
             "--cert-oidc-issuer",
@@ -92,7 +89,7 @@ def test_verify_bundle_command(capsys: pytest.CaptureFixture[str]) -> None:
         [
             "attest",
             "verify-bundle",
-            str(FIX / "bundle_v3.txt"),
+            str(sig.staging),
             "--staging",
             "--cert-identity",
             "william@yossarian.net",

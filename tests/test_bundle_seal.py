@@ -19,13 +19,8 @@ from verifier.signing.trust import TrustConfig
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return ma.build_scenario(tmp_path_factory.mktemp("macapp"))
-
-
-@pytest.fixture(scope="module")
-def ctx(scenario: dict[str, Path]) -> AnalysisContext:
-    return AnalysisContext(trust=TrustConfig(extra_pem=(str(scenario["roots"]),)))
+def ctx(mac_scenario: dict[str, Path]) -> AnalysisContext:
+    return AnalysisContext(trust=TrustConfig(extra_pem=(str(mac_scenario["roots"]),)))
 
 
 def _copy(app: Path, tmp_path: Path) -> Path:
@@ -40,8 +35,10 @@ def _entry(path: Path, rel: str, ctx: AnalysisContext | None = None) -> FileEntr
 
 
 @pytest.mark.parametrize("which", ["upstream-x64", "upstream-arm64", "vendor-clean", "vendor-3cx"])
-def test_sealed_bundles_verify(scenario: dict[str, Path], ctx: AnalysisContext, which: str) -> None:
-    app = scenario[which]
+def test_sealed_bundles_verify(
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, which: str
+) -> None:
+    app = mac_scenario[which]
     r = bundle.check_bundle(str(app.parent), app.name, ctx)
     assert r.anomalies == () and r.valid is True
     assert r.signature.signed and r.signature.valid is True
@@ -50,16 +47,16 @@ def test_sealed_bundles_verify(scenario: dict[str, Path], ctx: AnalysisContext, 
     assert r.details["checked"] >= 3
 
 
-def test_untrusted_without_trust_store(scenario: dict[str, Path]) -> None:
-    app = scenario["vendor-clean"]
+def test_untrusted_without_trust_store(mac_scenario: dict[str, Path]) -> None:
+    app = mac_scenario["vendor-clean"]
     rules = {a.rule for a in bundle.verify_bundle(str(app.parent), app.name)}
     assert rules == {"untrusted-signer"}
 
 
 def test_changed_libffmpeg_in_sealed_bundle(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
-    app = _copy(scenario["vendor-clean"], tmp_path)
+    app = _copy(mac_scenario["vendor-clean"], tmp_path)
     ff = app.parent / app.name / ma.FFMPEG.replace("Contents/", "Contents/", 1)
     data = bytearray(ff.read_bytes())
     data[0x4000 + 0x1000 + 10] ^= 0xFF  # code of the first slice
@@ -72,9 +69,9 @@ def test_changed_libffmpeg_in_sealed_bundle(
 
 
 def test_added_removed_and_changed_resources(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
-    app = _copy(scenario["vendor-clean"], tmp_path)
+    app = _copy(mac_scenario["vendor-clean"], tmp_path)
     res = app / "Contents" / "Resources"
     (res / "payload.dylib").write_bytes(b"evil")
     (res / "electron.icns").unlink()
@@ -90,9 +87,9 @@ def test_added_removed_and_changed_resources(
 
 
 def test_info_plist_and_code_resources_are_bound_to_the_executable(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
-    app = _copy(scenario["vendor-clean"], tmp_path)
+    app = _copy(mac_scenario["vendor-clean"], tmp_path)
     info = app / "Contents" / "Info.plist"
     pl = plistlib.loads(info.read_bytes())
     pl["LSUIElement"] = True
@@ -100,7 +97,7 @@ def test_info_plist_and_code_resources_are_bound_to_the_executable(
     r = bundle.check_bundle(str(tmp_path), app.name, ctx)
     assert any("info-plist" in a.message for a in r.anomalies)
     # re-writing CodeResources to hide a change breaks the resources slot
-    app2 = _copy(scenario["vendor-clean"], tmp_path / "b")
+    app2 = _copy(mac_scenario["vendor-clean"], tmp_path / "b")
     seal_path = app2 / "Contents" / "_CodeSignature" / "CodeResources"
     seal = plistlib.loads(seal_path.read_bytes())
     del seal["files2"]["Resources/app.asar"]
@@ -110,9 +107,9 @@ def test_info_plist_and_code_resources_are_bound_to_the_executable(
 
 
 def test_hostile_code_resources(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
-    app = _copy(scenario["vendor-clean"], tmp_path)
+    app = _copy(mac_scenario["vendor-clean"], tmp_path)
     seal_path = app / "Contents" / "_CodeSignature" / "CodeResources"
     seal = plistlib.loads(seal_path.read_bytes())
     seal["files2"]["../../../../etc/passwd"] = {"hash2": b"\0" * 32}
@@ -125,11 +122,13 @@ def test_hostile_code_resources(
     assert r.valid is False and any("CodeResources" in a.message for a in r.anomalies)
 
 
-def test_3cx_pattern_compared_per_slice(scenario: dict[str, Path], ctx: AnalysisContext) -> None:
-    up_x = _entry(scenario["upstream-x64"] / ma.FFMPEG, "x64/libffmpeg.dylib", ctx)
-    up_a = _entry(scenario["upstream-arm64"] / ma.FFMPEG, "arm64/libffmpeg.dylib", ctx)
-    evil = _entry(scenario["vendor-3cx"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
-    clean = _entry(scenario["vendor-clean"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
+def test_3cx_pattern_compared_per_slice(
+    mac_scenario: dict[str, Path], ctx: AnalysisContext
+) -> None:
+    up_x = _entry(mac_scenario["upstream-x64"] / ma.FFMPEG, "x64/libffmpeg.dylib", ctx)
+    up_a = _entry(mac_scenario["upstream-arm64"] / ma.FFMPEG, "arm64/libffmpeg.dylib", ctx)
+    evil = _entry(mac_scenario["vendor-3cx"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
+    clean = _entry(mac_scenario["vendor-clean"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
     assert evil.facts.signature.signed and evil.facts.signature.valid is True
     assert evil.facts.signature.signers[0].team_id == "ACME000001"
     res, ev = macho.compare_slices(evil, [up_x, up_a])
@@ -141,30 +140,30 @@ def test_3cx_pattern_compared_per_slice(scenario: dict[str, Path], ctx: Analysis
     assert {r.status for r in res} == {Status.IDENTICAL_EXCEPT_SIGNATURE}
 
 
-def test_framework_fuses_are_resources_only(scenario: dict[str, Path]) -> None:
+def test_framework_fuses_are_resources_only(mac_scenario: dict[str, Path]) -> None:
     rel = f"{ma.FW_VERSION}/Electron Framework"
-    refs = [_entry(scenario[k] / rel, k) for k in ("upstream-x64", "upstream-arm64")]
-    shipped = _entry(scenario["vendor-clean"] / rel, "fw")
+    refs = [_entry(mac_scenario[k] / rel, k) for k in ("upstream-x64", "upstream-arm64")]
+    shipped = _entry(mac_scenario["vendor-clean"] / rel, "fw")
     res, ev = macho.compare_slices(shipped, refs)
     assert {r.status for r in res} == {Status.RESOURCES_ONLY}
     assert ev["slices"][0]["fuses"] == {"expected": "1101", "actual": "1001"}
 
 
-def test_find_bundles(scenario: dict[str, Path]) -> None:
-    root = scenario["vendor-3cx"].parent
+def test_find_bundles(mac_scenario: dict[str, Path]) -> None:
+    root = mac_scenario["vendor-3cx"].parent
     assert bundle.find_bundles(str(root)) == ["Acme.app"]
 
 
-def test_electron_version_marker(scenario: dict[str, Path]) -> None:
-    fw = _entry(scenario["vendor-clean"] / f"{ma.FW_VERSION}/Electron Framework", "fw")
+def test_electron_version_marker(mac_scenario: dict[str, Path]) -> None:
+    fw = _entry(mac_scenario["vendor-clean"] / f"{ma.FW_VERSION}/Electron Framework", "fw")
     assert fw.facts.markers == {"electron_version": ma.ELECTRON_VERSION}
     assert [s.fuses.values for s in fw.facts.slices if s.fuses] == ["1001", "1001"]
 
 
 def test_verify_tree_keys_by_offending_file(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
-    app = _copy(scenario["vendor-clean"], tmp_path)
+    app = _copy(mac_scenario["vendor-clean"], tmp_path)
     assert bundle.verify_tree(str(tmp_path), ctx) == {}
     (app / "Contents" / "Resources" / "app.asar").write_bytes(b"changed")
     found = bundle.verify_tree(str(tmp_path), ctx)
@@ -173,12 +172,12 @@ def test_verify_tree_keys_by_offending_file(
 
 
 def test_symlinks_out_of_the_bundle_are_not_followed(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"outside")
     root = tmp_path / "root"
-    app = _copy(scenario["vendor-clean"], root)
+    app = _copy(mac_scenario["vendor-clean"], root)
     asar = app / "Contents" / "Resources" / "app.asar"
     asar.unlink()
     asar.symlink_to(secret)
@@ -197,11 +196,11 @@ def test_symlinks_out_of_the_bundle_are_not_followed(
 
 
 def test_known_digests_and_facts_are_reused(
-    scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
+    mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
     from verifier.binary.analyze import analyze
 
-    app = _copy(scenario["vendor-clean"], tmp_path)
+    app = _copy(mac_scenario["vendor-clean"], tmp_path)
     known: dict[str, tuple[str, BinaryFacts | None]] = {}
     for p in app.rglob("*"):
         if p.is_file() and not p.is_symlink():

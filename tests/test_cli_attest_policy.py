@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from support.shared import fixture
+from support.cli import biv
+from support.fixtures import SigstoreFiles
 
-from verifier.demo.scenario import Scenario, build_scenario
+from verifier.demo.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-FIX = fixture("sigstore")
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
 PROD_ISSUER = "https://token.actions.githubusercontent.com"
-
-
-def biv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verifier", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return build_scenario(tmp_path_factory.mktemp("scn") / "s")
 
 
 def keypair(tmp_path: Path, kind: str) -> tuple[Path, Path]:
@@ -159,8 +146,8 @@ def test_attest_without_key_is_usage_error(scenario: Scenario, tmp_path: Path) -
     assert "--signing-key" in r.stderr
 
 
-def test_sigstore_bundle_of_an_upstream_through_biv(tmp_path: Path) -> None:
-    wheel = FIX / "rfc8785-0.1.2-py3-none-any.whl"
+def test_sigstore_bundle_of_an_upstream_through_biv(sig: SigstoreFiles, tmp_path: Path) -> None:
+    wheel = sig.wheel
     r = biv(
         "attest",
         "verify-bundle",

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from support.cli import biv
 from support.installers import build_nsis
 
 from verifier.demo import osslsign
-from verifier.demo.scenario import Scenario, build_scenario
-
-
-def biv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verifier", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return build_scenario(tmp_path_factory.mktemp("scn") / "s")
+from verifier.demo.scenario import Scenario
 
 
 def test_baseline_marks_only_what_changed_since_the_previous_release(

@@ -1,29 +1,19 @@
-"""The CLI contract of DESIGN.md: exit codes, one-line errors, deterministic JSON."""
+"""The CLI contract (docs/contract.md): exit codes, one-line errors, deterministic JSON."""
 
 from __future__ import annotations
 
 import io
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import jsonschema
 import pytest
+from support.cli import biv
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "verifier/schemas/biv.report.v1.json").read_text())
-
-
-def biv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verifier", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,11 @@ from verifier.unpack.limits import Limits
 
 pytestmark = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="needs osslsigncode")
 
-BUILD_SECONDS: list[float] = []
 
-
-@pytest.fixture(scope="module")
-def sc(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    t = time.monotonic()
-    s = build_scenario(tmp_path_factory.mktemp("scenario") / "demo")
-    BUILD_SECONDS.append(time.monotonic() - t)
-    return s
+@pytest.fixture
+def sc(scenario: Scenario) -> Scenario:
+    """The session's demo scenario (conftest)."""
+    return scenario
 
 
 def _rel_files(d: str) -> set[str]:
@@ -45,8 +40,8 @@ def _strip_signature(data: bytes) -> bytes:
     return bytes(buf).rstrip(b"\0")
 
 
-def test_builds_fast(sc: Scenario) -> None:
-    assert BUILD_SECONDS and BUILD_SECONDS[0] < 10
+def test_builds_fast(sc: Scenario, scenario_build_seconds: list[float]) -> None:
+    assert scenario_build_seconds and scenario_build_seconds[0] < 10
 
 
 def test_layout(sc: Scenario) -> None:

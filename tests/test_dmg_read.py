@@ -22,14 +22,9 @@ needs_7z = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return ma.build_scenario(tmp_path_factory.mktemp("dmgapp"))
-
-
-@pytest.fixture(scope="module")
-def vendor_dmg(scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def vendor_dmg(mac_scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dmg") / "Acme.dmg"
-    make_dmg(scenario["vendor-3cx"].parent, out, volume="Acme")
+    make_dmg(mac_scenario["vendor-3cx"].parent, out, volume="Acme")
     return out
 
 
@@ -46,7 +41,7 @@ def test_sniff(vendor_dmg: Path, tmp_path: Path) -> None:
 
 @needs_7z
 def test_extract_and_verify_bundle(
-    vendor_dmg: Path, scenario: dict[str, Path], tmp_path: Path
+    vendor_dmg: Path, mac_scenario: dict[str, Path], tmp_path: Path
 ) -> None:
     dest = tmp_path / "out"
     dest.mkdir()
@@ -54,8 +49,8 @@ def test_extract_and_verify_bundle(
     assert problems == []
     assert bundle.find_bundles(str(dest)) == ["Acme.app"]
     ffmpeg = dest / "Acme.app" / ma.FFMPEG
-    assert ffmpeg.read_bytes() == (scenario["vendor-3cx"] / ma.FFMPEG).read_bytes()
-    ctx = AnalysisContext(trust=TrustConfig(extra_pem=(str(scenario["roots"]),)))
+    assert ffmpeg.read_bytes() == (mac_scenario["vendor-3cx"] / ma.FFMPEG).read_bytes()
+    ctx = AnalysisContext(trust=TrustConfig(extra_pem=(str(mac_scenario["roots"]),)))
     r = bundle.check_bundle(str(dest), "Acme.app", ctx)
     assert r.valid is True, [a.message for a in r.anomalies]
 

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from support.cli import biv
 
 from verifier.demo import macho as w
 from verifier.demo.macho_app import vendor_identity
-
-
-def biv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verifier", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_inspect_universal_developer_id_signed_binary(tmp_path: Path) -> None:

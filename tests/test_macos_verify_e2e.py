@@ -12,26 +12,18 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from verifier import api
-from verifier.demo.macho_app import build_scenario
 from verifier.model import Report, Status
 
 LIBFFMPEG = "Contents/Frameworks/Electron Framework.framework/Versions/A/Libraries/libffmpeg.dylib"
 
 
-@pytest.fixture(scope="module")
-def scn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_scenario(tmp_path_factory.mktemp("mac"))
-
-
-def run(scn: dict[str, Path], art: Path) -> Report:
+def run(mac_scenario: dict[str, Path], art: Path) -> Report:
     return api.verify(
         api.VerifyRequest(
             str(art),
-            (f"path:{scn['upstream-x64']}", f"path:{scn['upstream-arm64']}"),
-            trust_stores=(str(scn["roots"]),),
+            (f"path:{mac_scenario['upstream-x64']}", f"path:{mac_scenario['upstream-arm64']}"),
+            trust_stores=(str(mac_scenario["roots"]),),
         )
     )
 
@@ -41,8 +33,8 @@ def _find(report: Report, suffix: str) -> object:
     return r
 
 
-def test_clean_universal_vendor_app_passes(scn: dict[str, Path]) -> None:
-    report = run(scn, scn["vendor-clean"])
+def test_clean_universal_vendor_app_passes(mac_scenario: dict[str, Path]) -> None:
+    report = run(mac_scenario, mac_scenario["vendor-clean"])
     failing = [f for f in report.findings if f.severity.value in ("critical", "high")]
     assert failing == [], [(f.rule, f.path, f.message) for f in failing]
     assert report.verdict.value == "pass"
@@ -51,8 +43,8 @@ def test_clean_universal_vendor_app_passes(scn: dict[str, Path]) -> None:
     assert {s.arch for s in ff.slices} == {"x86_64", "arm64"}  # type: ignore[attr-defined]
 
 
-def test_3cx_style_app_fails_naming_the_x86_64_slice(scn: dict[str, Path]) -> None:
-    report = run(scn, scn["vendor-3cx"])
+def test_3cx_style_app_fails_naming_the_x86_64_slice(mac_scenario: dict[str, Path]) -> None:
+    report = run(mac_scenario, mac_scenario["vendor-3cx"])
     assert report.verdict.value == "fail"
     hits = [f for f in report.findings if f.rule == "signed-divergent-content"]
     assert hits, [(f.rule, f.path) for f in report.findings]
@@ -69,10 +61,10 @@ def test_3cx_style_app_fails_naming_the_x86_64_slice(scn: dict[str, Path]) -> No
 
 
 def test_file_changed_inside_a_sealed_bundle_invalidates_it(
-    scn: dict[str, Path], tmp_path: Path
+    mac_scenario: dict[str, Path], tmp_path: Path
 ) -> None:
-    app = tmp_path / scn["vendor-clean"].name
-    shutil.copytree(scn["vendor-clean"], app, symlinks=True)
+    app = tmp_path / mac_scenario["vendor-clean"].name
+    shutil.copytree(mac_scenario["vendor-clean"], app, symlinks=True)
     art = app
     plist = app / "Contents" / "Resources"
     victims = [p for p in plist.rglob("*") if p.is_file()] if plist.exists() else []
@@ -80,7 +72,7 @@ def test_file_changed_inside_a_sealed_bundle_invalidates_it(
         victims = [p for p in (app / "Contents").rglob("*.pak") if p.is_file()]
     assert victims, "fixture has no sealed resource to change"
     victims[0].write_bytes(victims[0].read_bytes() + b"tampered")
-    report = run(scn, art)
+    report = run(mac_scenario, art)
     assert any(f.rule == "invalid-signature" for f in report.findings), [
         (f.rule, f.path) for f in report.findings
     ]

@@ -1,4 +1,5 @@
-"""evaluate(): DESIGN.md "From status to findings", anomalies, signer rules, waivers, verdict."""
+"""evaluate(): docs/contract.md "From status to findings", anomalies, signer rules, waivers,
+verdict."""
 
 from __future__ import annotations
 

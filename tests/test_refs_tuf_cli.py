@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import biv
 from support.httpserver import LocalServer
 
-from verifier.demo.scenario import Scenario, build_scenario
+from verifier.demo.scenario import Scenario
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies
 from verifier.model import BinaryFacts, FileEntry, FileResult, Status
-
-
-def biv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verifier", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return build_scenario(tmp_path_factory.mktemp("scn") / "s")
 
 
 @pytest.fixture(scope="module")

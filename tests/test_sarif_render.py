@@ -9,21 +9,18 @@ from typing import Any
 import jsonschema
 import pytest
 from support.demo_report import HOSTILE_NAME, demo_report
-from support.shared import fixture, shared_dir
+from support.fixtures import fixture
 
 from verifier.model import Report, Verdict
-from verifier.report.rules import RULES
 from verifier.report.sarif import render_sarif
+from verifier.rules import RULES
 
-SCHEMA_PATH = fixture("sarif", "sarif-schema-2.1.0.json")
-LOCAL_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _schema() -> dict[str, Any]:
-    for p in (LOCAL_SCHEMA, SCHEMA_PATH):
-        if p.is_file():
-            return json.loads(p.read_text())  # type: ignore[no-any-return]
-    pytest.skip("SARIF 2.1.0 schema not available (tests/data/sarif-schema-2.1.0.json)")
+    """The official SARIF 2.1.0 schema, committed in tests/fixtures/sarif."""
+    return json.loads(fixture("sarif", "sarif-schema-2.1.0.json").read_text())  # type: ignore[no-any-return]
 
 
 def _validate(doc: dict[str, Any]) -> None:
@@ -157,23 +154,23 @@ def test_unknown_rule_and_odd_evidence_still_valid() -> None:
 
 
 def test_rule_table_matches_design() -> None:
-    """Every rule id of DESIGN.md's table, with its default severity."""
-    from verifier.model import Severity
-    from verifier.report.rules import default_severity
-
-    design = shared_dir() / "DESIGN.md"
-    if not design.is_file():
-        pytest.skip("DESIGN.md not available")
-    text = design.read_text()
-    table = text[text.index("## Rule ids") : text.index("## Exit codes")]
+    """Every rule id of the contract's table (docs/contract.md "Rule ids"), with its default
+    severity, is in RULES, and every id in RULES is in the table."""
     import re
 
+    from verifier.model import Severity
+    from verifier.rules import default_severity
+
+    text = (ROOT / "docs" / "contract.md").read_text()
+    table = text[text.index("## Rule ids") : text.index("## Exit codes")]
     rows = re.findall(r"^\| `([a-z0-9-]+)` \| .* \| ([a-z]+)\b[^|]*\|$", table, re.M)
-    assert len(rows) >= 22
+    assert len(rows) >= 29
+    assert len({rid for rid, _ in rows}) == len(rows)
     for rid, sev in rows:
         assert rid in RULES, rid
         if rid != "weak-digest":  # "info on identical files, else medium"
             assert default_severity(rid) == Severity(sev), rid
+    assert set(RULES) == {rid for rid, _ in rows}
     assert default_severity("some-new-check") == Severity.MEDIUM
 
 
@@ -189,7 +186,8 @@ def test_artifact_level_finding_gets_a_logical_location() -> None:
 
 
 def test_absolute_anchor_inside_the_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GITHUB_WORKSPACE", "/home/runner/work/app/app")
-    doc = json.loads(render_sarif(demo_report(), "/home/runner/work/app/app/policies/p.yaml"))
+    workspace = "/home/runner/checkout/app"  # a runner's checkout
+    monkeypatch.setenv("GITHUB_WORKSPACE", workspace)
+    doc = json.loads(render_sarif(demo_report(), f"{workspace}/policies/p.yaml"))
     loc = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"] == "policies/p.yaml"

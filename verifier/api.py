@@ -1,7 +1,8 @@
 """biv's library API: ``verify`` an artifact against its upstream, ``inspect`` one file.
 
 The CLI is thin wiring over these two functions; the demo and the benchmarks call them too.
-Flow (DESIGN.md): unpack -> inventory -> references -> compare -> policy -> Report.
+Flow (docs/contract.md "Data flow"): unpack -> inventory -> references -> compare -> policy
+-> Report.
 """
 
 from __future__ import annotations
@@ -362,7 +363,8 @@ def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] |
 
 
 def exit_code(report: Report) -> int:
-    """DESIGN.md precedence: 1 (failed) beats 3 (inconclusive) beats 0 (exit 2 is an error)."""
+    """Precedence (docs/contract.md "Exit codes"): 1 (failed) beats 3 (inconclusive) beats 0
+    (exit 2 is an error)."""
     if report.verdict == Verdict.FAIL:
         return 1
     if report.verdict == Verdict.INCONCLUSIVE:
@@ -395,6 +397,56 @@ def inspect(
             {"rule": a.rule, "message": a.message, "arch": a.arch, "evidence": dict(a.evidence)}
             for a in facts.anomalies
         ],
+    }
+
+
+def inspect_against(
+    path: str, upstream: str, trust_stores: tuple[str, ...] = (), at: datetime | None = None
+) -> dict[str, Any]:
+    """One shipped file against its upstream file: status and the full explanation of what
+    changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
+    from verifier.binary import diff, explain, macho
+    from verifier.compare import aggregate_slices, compare_pair
+    from verifier.errors import ArtifactError
+    from verifier.model import FileEntry, FileFormat, Status
+
+    ctx = make_context(trust_stores, at)
+    entries = []
+    for p in (path, upstream):
+        if not os.path.isfile(p):
+            raise ArtifactError("not a readable file", where=p)
+        blob = Blob.of_file(p)
+        sha, facts = analyze(blob, os.path.basename(p), ctx)
+        name = os.path.basename(p)
+        entries.append(FileEntry(name, p, (), blob.size, sha, facts, blob))
+    shipped, ref = entries
+    ev: dict[str, Any]
+    if shipped.format == FileFormat.MACHO and ref.format == FileFormat.MACHO:
+        slices, ev = macho.compare_slices(shipped, [ref])
+        status = aggregate_slices(slices) if slices else Status.DIVERGENT
+        if shipped.sha256 == ref.sha256:
+            status = Status.IDENTICAL
+        if status != Status.IDENTICAL:
+            ev.update(diff.describe_macho_divergence(shipped, [ref], ev, explain.FULL))
+    else:
+        status, ev = compare_pair(shipped, ref)
+        if status != Status.IDENTICAL and shipped.format in (FileFormat.PE, FileFormat.ELF):
+            ev.update(diff.explain_pair(shipped, ref, explain.FULL))
+    return {
+        "schema": "biv.inspect-against/v1",
+        "tool": {"name": "biv", "version": __version__},
+        "path": path,
+        "size": shipped.size,
+        "sha256": shipped.sha256,
+        "format": shipped.format.value,
+        "against": {
+            "path": upstream,
+            "size": ref.size,
+            "sha256": ref.sha256,
+            "format": ref.format.value,
+        },
+        "status": status.value,
+        "evidence": ev,
     }
 
 

@@ -1,6 +1,6 @@
 """Command line: argparse wiring over :mod:`verifier.api`. No logic lives here.
 
-Exit codes (DESIGN.md): 0 pass, 1 verification failed, 2 usage error / malformed policy /
+Exit codes (docs/contract.md): 0 pass, 1 verification failed, 2 usage error / malformed policy /
 unreadable artifact, 3 inconclusive. Every failure prints one line; no tracebacks
 (``-v`` adds the traceback of an internal error for a bug report).
 
@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="format and signature facts of one file")
     i.add_argument("file", metavar="FILE")
+    i.add_argument(
+        "--against",
+        metavar="UPSTREAM_FILE",
+        help="show what changed from this upstream file, side by side (disassembly included)",
+    )
     i.add_argument("--format", choices=("text", "json"), default="text")
     i.add_argument("--trust-store", action="append", default=[], metavar="PEM")
     i.add_argument("--at", type=_time, metavar="TIME")
@@ -339,6 +344,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     from verifier import api
 
+    if args.against:
+        pair = api.inspect_against(args.file, args.against, tuple(args.trust_store), args.at)
+        if args.format == "json":
+            sys.stdout.write(json.dumps(pair, indent=2, sort_keys=True, default=str) + "\n")
+        else:
+            from verifier.report.explain_text import render_against
+
+            sys.stdout.write(render_against(pair))
+        return 0
     info = api.inspect(args.file, tuple(args.trust_store), args.at)
     if args.format == "json":
         sys.stdout.write(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")

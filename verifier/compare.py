@@ -1,4 +1,4 @@
-"""Match shipped files to reference files and give each path a status (DESIGN.md).
+"""Match shipped files to reference files and give each path a status (docs/contract.md).
 
 Steps, each a small function:
 1. ``bundle_renames``: a macOS ``Electron.app`` shipped as ``<Product>.app`` (and its helpers
@@ -9,7 +9,7 @@ Steps, each a small function:
    is found by its Electron markers (fuse wire, version string) and its code sections, unless
    the user names it (``--main-exe``).
 4. ``compare_pair``: the status of one shipped file against its reference(s), normalised as
-   DESIGN.md "Upstream references" says; the best match wins when several references offer
+   docs/contract.md "Upstream references" says; the best match wins when several references offer
    the same path (Electron's ffmpeg from the main zip or from the ffmpeg zip).
 """
 
@@ -286,6 +286,7 @@ def compare_pair(shipped: FileEntry, ref: FileEntry) -> tuple[Status, dict[str, 
         return Status.DIVERGENT, ev
     if shipped.format == FileFormat.ELF:
         ev.update(_section_evidence(shipped, ref))
+        ev.update(pe_diff.describe_elf_divergence(shipped, ref))
     return Status.DIVERGENT, ev
 
 
@@ -330,6 +331,8 @@ def _macho_match(
     status = aggregate_slices(slices) if slices else Status.DIVERGENT
     if entry.sha256 == refs[0].sha256:
         status = Status.IDENTICAL
+    if status == Status.DIVERGENT:
+        ev.update(pe_diff.describe_macho_divergence(entry, refs, ev))
     names = sorted({ref.component.name for ref, _ in candidates})
     return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices))
 

@@ -1,6 +1,6 @@
 """One error hierarchy for biv, split by where the fault lies.
 
-Every error carries the exit code the CLI uses for it (DESIGN.md "Exit codes") and a
+Every error carries the exit code the CLI uses for it (docs/contract.md "Exit codes") and a
 one-line ``diagnostics()`` for the user. Nothing below ``BivError`` ever reaches the user
 as a traceback.
 """

@@ -1,4 +1,4 @@
-"""Frozen dataclasses shared by every stage (DESIGN.md "Data flow").
+"""Frozen dataclasses shared by every stage (docs/contract.md "Data flow").
 
     unpack    -> Inventory(FileEntry...)          (FileEntry.facts from binary.analyze)
     upstream  -> Reference(Component, FileEntry...)  (same shape; blob may be None)
@@ -152,7 +152,7 @@ class Anomaly:
     arch: str | None = None
     # sha256 of the bytes the anomaly is about (the padding, the slack, the trailing data, the
     # unauthenticated attributes...): content, not offsets, decides whether upstream's file has
-    # the same anomaly (DESIGN.md "Judge the change, not the upstream"). None when the anomaly
+    # the same anomaly (docs/contract.md "Judge the change"). None when the anomaly
     # is not about a region of bytes.
     region_sha256: str | None = None
 
@@ -340,7 +340,7 @@ class BinaryFacts:
 
     format: FileFormat = FileFormat.DATA
     archs: tuple[str, ...] = ()
-    # sha256 of the bytes that remain once signatures are removed (DESIGN.md), file order
+    # sha256 of the bytes that remain once signatures are removed (docs/contract.md), file order
     normalized_sha256: str | None = None
     # PE: headers with the rcedit-movable fields zeroed, for the resources-only test
     header_sha256: str | None = None
@@ -521,8 +521,24 @@ class Component:
 
 
 @dataclass(frozen=True)
+class SigstoreIdentity:
+    """Who must have signed a source's Sigstore bundle (exact values or regular expressions).
+
+    Given by a SOURCE's options or a policy component's ``sigstore`` entry; checked by the
+    upstream stage before a reference is used (``upstream.sigstore.check_source``).
+    """
+
+    identity: str | None = None
+    identity_regex: str | None = None
+    issuer: str | None = None
+    issuer_regex: str | None = None
+    bundle: str | None = None  # path or URL of the bundle; None: ``<artifact>.sigstore``
+    instance: str = "production"  # or "staging"
+
+
+@dataclass(frozen=True)
 class Reference:
-    """An upstream release as an inventory (DESIGN.md ``biv.refs/v1``)."""
+    """An upstream release as an inventory (docs/contract.md ``biv.refs/v1``)."""
 
     component: Component
     files: tuple[FileEntry, ...]

@@ -93,3 +93,14 @@ MSVC_WHEEL_SHA256 = "89f70d1a37bb64164cdb09d02dd82d6b1400e1310be2995b4ed5a9f23ef
 def msvc_wheel() -> Path:
     """The pinned msvc-runtime wheel (cached)."""
     return fetch_pinned(MSVC_WHEEL_URL, MSVC_WHEEL_SHA256)
+
+
+# rfc8785 0.1.2, the wheel whose production Sigstore bundle is tests/fixtures/sigstore/
+# rfc8785-0.1.2-py3-none-any.whl.sigstore (https://pypi.org/pypi/rfc8785/json)
+RFC8785_WHEEL = "rfc8785-0.1.2-py3-none-any.whl"
+RFC8785_WHEEL_SHA256 = "c4e92e9ecc828bef2aa7dba1de8ac983511f7532a0df11c770d39099a25cf201"
+
+
+def rfc8785_wheel() -> Path:
+    """The pinned rfc8785 0.1.2 wheel from PyPI (cached)."""
+    return pypi_file("rfc8785", "0.1.2", RFC8785_WHEEL, RFC8785_WHEEL_SHA256)

@@ -198,8 +198,8 @@ def dispatch(args: argparse.Namespace) -> int | None:
             print("biv: the attested verification FAILED", file=sys.stderr)
             return 1
         return 0
-    from verifier.attest.sigstore_verify import IdentityPolicy, verify_source_bundle
     from verifier.errors import ReferenceMismatchError
+    from verifier.upstream.sigstore import IdentityPolicy, verify_source_bundle
 
     policy = IdentityPolicy(
         identity=args.cert_identity,

@@ -7,8 +7,8 @@ Sigstore bundle (JSON) around the DSSE envelope.
 
 UNTESTED HERE: signing needs an OIDC identity and network access to Fulcio and Rekor, which
 biv's test environment does not have. What is tested offline: the Statement is accepted by
-sigstore-python's in-toto ``Statement`` model, a missing credential is a clear usage error, and
-``verify_sigstore_vsa`` runs sigstore-python's offline verifier against real bundles.
+sigstore-python's in-toto ``Statement`` model and a missing credential is a clear usage error;
+verifying such a bundle is ``attest.sigstore_verify.verify_sigstore_vsa``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from verifier.attest.dsse import AttestationError
 from verifier.attest.vsa import statement_bytes
 from verifier.errors import UsageError
 
@@ -67,38 +66,3 @@ def sign_vsa_keyless(
         Path(out).write_text(bundle.to_json())
     except OSError as e:
         raise UsageError(f"cannot write attestation: {e.strerror or e}", where=out) from None
-
-
-def verify_sigstore_vsa(
-    path: str,
-    cert_identity: str,
-    cert_oidc_issuer: str,
-    *,
-    staging: bool = False,
-    offline: bool = False,
-) -> tuple[str, bytes]:
-    """Verify a Sigstore bundle holding a DSSE envelope; returns (payloadType, payload)."""
-    from sigstore.errors import Error as SigstoreError
-    from sigstore.models import Bundle
-    from sigstore.verify import Verifier
-    from sigstore.verify.policy import Identity
-
-    from verifier.attest.sigstore_verify import quiet_sigstore_logs
-
-    quiet_sigstore_logs()
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read attestation: {e.strerror or e}", where=path) from None
-    try:
-        bundle = Bundle.from_json(raw)
-        verifier = (
-            Verifier.staging(offline=offline) if staging else Verifier.production(offline=offline)
-        )
-        ptype, payload = verifier.verify_dsse(
-            bundle, Identity(identity=cert_identity, issuer=cert_oidc_issuer)
-        )
-    except (SigstoreError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AttestationError(f"Sigstore bundle does not verify: {msg}", where=path) from None
-    return ptype, payload

@@ -33,9 +33,11 @@ from verifier.attest.dsse import (
     sign_envelope,
     verify_envelope,
 )
+from verifier.attest.sigstore_verify import verify_sigstore_vsa
 from verifier.errors import UsageError
 from verifier.hashing import sha256_file
 from verifier.model import Report, Severity, Verdict
+from verifier.unpack import directory_digest, tree_digest
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
@@ -78,15 +80,9 @@ def file_sha256(path: str) -> str:
 
 
 def artifact_digest(path: str) -> str:
-    """sha256 of a file, or the DESIGN.md tree digest of a directory (as in the report)."""
+    """sha256 of a file, or the tree digest of a directory (as in the report)."""
     if Path(path).is_dir():
-        from verifier.unpack import tree_digest
-        from verifier.unpack.limits import Budget, Limits
-        from verifier.unpack.walk import walk
-
-        limits = Limits()
-        files, _ = walk(path, limits, Budget(limits), count_bytes=False)
-        return tree_digest([(f.rel, f.sha256) for f in files])
+        return directory_digest(path)
     return file_sha256(path)
 
 
@@ -121,8 +117,6 @@ def _policy_ref(report: Report, opts: VsaOptions) -> dict[str, Any]:
 def _reference_files(report: Report) -> dict[str, dict[str, Any]]:
     """Per component: how many upstream files were compared, and their tree digest (sha256
     of the canonical JSON of the sorted [upstream path, sha256] pairs, as for directories)."""
-    from verifier.unpack import tree_digest
-
     pairs: dict[str, list[tuple[str, str]]] = {}
     for r in report.files:
         if r.reference is not None and r.component:
@@ -308,8 +302,6 @@ def verify_attestation(
     if cert_identity is not None:
         if not cert_oidc_issuer:
             raise UsageError("--cert-identity needs --cert-oidc-issuer")
-        from verifier.attest.sigstore_sign import verify_sigstore_vsa
-
         ptype, payload = verify_sigstore_vsa(
             path, cert_identity, cert_oidc_issuer, staging=staging, offline=offline
         )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.binary import elf, pe
 from verifier.binary.fuses import FuseMaskedView, FuseScanner
@@ -33,6 +33,10 @@ from verifier.model import (
     SignatureFacts,
     SignatureKind,
 )
+
+if TYPE_CHECKING:  # loaded with importlib below; named here so the import contract sees them
+    from verifier.binary import macho  # noqa: F401
+    from verifier.signing import authenticode  # noqa: F401
 
 MAX_CERT_TABLE = 16 << 20
 MAX_FAT_ARCHS = 40  # Java class files have a major version >= 45 where nfat_arch sits
@@ -179,7 +183,7 @@ class _PEViews:
 
 
 def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset()) -> _PEViews:
-    """The views one pass over a PE file feeds (see DESIGN.md "Upstream references")."""
+    """The views one pass over a PE file feeds (docs/contract.md "Upstream references")."""
     overlay_skip = (*((info.cert_span,) if info.cert_span else ()), pad)
     auth = {
         alg: View(f"authenticode-{alg}", alg, skip=info.authenticode_skip())

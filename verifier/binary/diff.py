@@ -10,10 +10,10 @@ mistaken for tampering: :func:`pe_resources_only` recognises it from the digests
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from verifier.binary import pe
+from verifier.binary import explain, pe
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span
 from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat, SectionDigest
@@ -34,7 +34,7 @@ def _keyed(sections: tuple[SectionDigest, ...]) -> dict[tuple[str, int], Section
 
 
 def pe_resources_only(shipped: BinaryFacts, ref: BinaryFacts) -> bool:
-    """True when only what rcedit and @electron/fuses change differs (DESIGN.md).
+    """True when only what rcedit and @electron/fuses change differs (docs/contract.md).
 
     Headers equal once the rcedit-movable fields are zeroed, every section but ``.rsrc``
     equal by content with fuse bytes zeroed, the same overlay, and the fuse wire (if any) at
@@ -74,7 +74,7 @@ def fuse_evidence(shipped: BinaryFacts, ref: BinaryFacts) -> dict[str, Any] | No
 
 
 def describe_pe_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]:
-    """Evidence keys for a divergent PE (see DESIGN.md "findings" ``evidence``).
+    """Evidence keys for a divergent PE (docs/contract.md "JSON report").
 
     ``sections``: [{name, differing_bytes}] for each section whose content differs (or that
     exists on one side only); ``differing_bytes`` is a byte count when both files are on disk,
@@ -82,7 +82,8 @@ def describe_pe_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]
     ``headers_changed`` compares the headers with the rcedit-movable fields zeroed.
     """
     sf, rf = shipped.facts, ref.facts
-    ev: dict[str, Any] = {"sections": _section_evidence(shipped, ref)}
+    ex = _explain(shipped, ref)
+    ev: dict[str, Any] = {"sections": _section_evidence(shipped, ref, ex.differing if ex else None)}
     ev["entry_point_changed"] = _changed(sf.shape.entry_point, rf.shape.entry_point)
     ev["imports_changed"] = _changed(sf.shape.imports_sha256, rf.shape.imports_sha256)
     ev["exports_changed"] = _changed(sf.shape.exports_sha256, rf.shape.exports_sha256)
@@ -97,7 +98,59 @@ def describe_pe_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]
     fuses = fuse_evidence(sf, rf)
     if fuses is not None:
         ev["fuses"] = fuses
+    ev.update(ex.evidence if ex else explain.unavailable(explain.UNAVAILABLE_NO_BYTES))
     return ev
+
+
+def _explain(
+    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
+) -> explain.UnitExplanation | None:
+    """The explanation of a divergent PE or ELF pair (None without both files' bytes)."""
+    if shipped.blob is None or ref.blob is None or shipped.format != ref.format:
+        return None
+    return explain.explain_blobs(shipped.blob, ref.blob, shipped.format, limits)
+
+
+def describe_elf_divergence(
+    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
+) -> dict[str, Any]:
+    """Explanation keys for a divergent PE or ELF file (docs/contract.md "Explaining a
+    divergence")."""
+    ex = _explain(shipped, ref, limits)
+    return ex.evidence if ex else explain.unavailable(explain.UNAVAILABLE_NO_BYTES)
+
+
+explain_pair = describe_elf_divergence
+
+
+def describe_macho_divergence(
+    shipped: FileEntry,
+    refs: Sequence[FileEntry],
+    evidence: Mapping[str, Any],
+    limits: explain.ExplainLimits = explain.DEFAULT,
+) -> dict[str, Any]:
+    """Explanation keys for a divergent Mach-O, per slice (docs/contract.md).
+
+    Each divergent slice's entry in ``evidence["slices"]`` gains its own explanation keys; the
+    top level carries the first divergent slice's, like ``arch`` and ``sections``.
+    """
+    if shipped.blob is None:
+        return explain.unavailable("the shipped file's bytes are not at hand")
+    units = explain.explain_macho(shipped, refs, limits)
+    by_arch = {u.arch: u for u in units}
+    out: dict[str, Any] = {}
+    slices = []
+    for s in evidence.get("slices") or []:
+        d = dict(s)
+        u = by_arch.get(str(d.get("arch")))
+        if u is not None and d.get("status") != "identical":
+            d.update(u.evidence)
+            if not out:
+                out.update(u.evidence)
+        slices.append(d)
+    if slices:
+        out["slices"] = slices
+    return out
 
 
 def _changed(a: object, b: object) -> bool | None:
@@ -107,16 +160,24 @@ def _changed(a: object, b: object) -> bool | None:
     return a != b
 
 
-def _section_evidence(shipped: FileEntry, ref: FileEntry) -> list[dict[str, Any]]:
+def _section_evidence(
+    shipped: FileEntry, ref: FileEntry, counted: Mapping[tuple[str, int], int | None] | None = None
+) -> list[dict[str, Any]]:
+    """Differing sections; ``counted`` are the explanation's counts (bytes read once)."""
     sa, sb = _keyed(shipped.facts.sections), _keyed(ref.facts.sections)
-    ranges = _ranges(shipped.blob, ref.blob)
+    counted = counted or {}
+    ranges = None
     out = []
     for key in [*sa, *(k for k in sb if k not in sa)]:
         a, b = sa.get(key), sb.get(key)
         if a is not None and b is not None and a.sha256 == b.sha256:
             continue
         count: int | None = None
-        if ranges is not None:
+        if counted.get(key) is not None:
+            count = counted[key]
+        else:
+            ranges = ranges or _ranges(shipped.blob, ref.blob)
+        if count is None and ranges is not None:
             count = _count_differing(shipped.blob, ref.blob, ranges[0].get(key), ranges[1].get(key))
         out.append({"name": key[0], "differing_bytes": count})
     return out

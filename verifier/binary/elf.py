@@ -40,6 +40,9 @@ class ELFSection:
     flags: int
     offset: int
     size: int
+    addr: int = 0
+    link: int = 0
+    entsize: int = 0
 
     @property
     def executable(self) -> bool:
@@ -96,19 +99,20 @@ def _sections(
     if shoff + entsize * num > blob.size:
         raise MalformedInputError("ELF section table runs past the end of file")
     table = blob.read(shoff, entsize * num)
-    fmt = e + ("IIQQQQ" if is64 else "IIIIII")
+    fmt = e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
     raw = [struct.unpack_from(fmt, table, i * entsize) for i in range(num)]
     names = b""
     if 0 < strndx < num:
-        _, _, _, _, off, size = raw[strndx]
+        off, size = raw[strndx][4:6]
         if size > MAX_SHSTRTAB or off + size > blob.size:
             raise MalformedInputError("ELF section name table out of bounds")
         names = blob.read(off, size)
     out = []
-    for name_off, typ, flags, _addr, off, size in raw:
+    for name_off, typ, flags, addr, off, size, link, _info, _align, ent in raw:
         if typ != SHT_NOBITS and size and off + size > blob.size:
             raise MalformedInputError(f"ELF section at {off:#x}+{size:#x} runs past end of file")
         end = names.find(b"\0", name_off) if name_off < len(names) else -1
         name = names[name_off:end].decode("latin-1") if end >= 0 else ""
-        out.append(ELFSection(name, typ, flags, off, 0 if typ == SHT_NOBITS else size))
+        size = 0 if typ == SHT_NOBITS else size
+        out.append(ELFSection(name, typ, flags, off, size, addr, link, ent))
     return tuple(out)

@@ -5,7 +5,7 @@ embedded signature once, then streams the file once through ``hashing.digest_vie
 the whole-file sha256, each slice's sha256 and normalised digest, per-segment and per-section
 digests, the code-page hash checks of every CodeDirectory and the Electron fuse-wire scan.
 
-Normalisation (DESIGN.md "Upstream references"), per slice: the ``LC_CODE_SIGNATURE`` load
+Normalisation (docs/contract.md "Upstream references"), per slice: the ``LC_CODE_SIGNATURE`` load
 command is zeroed (so an unsigned slice whose padding took its place hashes the same), the
 signature blob it points at is removed, and ``ncmds``/``sizeofcmds`` and ``__LINKEDIT``'s
 vmsize/filesize are zeroed. A fat file's ``normalized_sha256`` is the sha256 of the lines
@@ -129,6 +129,7 @@ class Section:
     offset: int
     size: int
     flags: int
+    addr: int = 0  # VM address
 
     @property
     def name(self) -> str:
@@ -244,13 +245,13 @@ def parse_slice_header(head: bytes, slice_size: int) -> SliceHeader:
                 sect = _name16(head[so : so + 16])
                 segn = _name16(head[so + 16 : so + 32])
                 if seg64:
-                    _addr, size = struct.unpack_from(e + "2Q", head, so + 32)
+                    addr, size = struct.unpack_from(e + "2Q", head, so + 32)
                     (offset,) = struct.unpack_from(e + "I", head, so + 48)
                     (flags,) = struct.unpack_from(e + "I", head, so + 64)
                 else:
-                    _addr, size, offset = struct.unpack_from(e + "3I", head, so + 32)
+                    addr, size, offset = struct.unpack_from(e + "3I", head, so + 32)
                     (flags,) = struct.unpack_from(e + "I", head, so + 56)
-                s = Section(segn, sect, offset, size, flags)
+                s = Section(segn, sect, offset, size, flags, addr)
                 if not s.zerofill and size and (offset > slice_size or size > slice_size - offset):
                     raise MalformedInputError(f"section {s.name} runs past the end of the slice")
                 sections.append(s)

@@ -1,7 +1,7 @@
 """Bounded, defensive PE (PE32 / PE32+) header parser and the normalised views over a PE file.
 
 Why: biv compares shipped Windows binaries with upstream ones after removing what signing
-and rcedit legitimately change (DESIGN.md "Upstream references"). Everything here works on
+and rcedit legitimately change (docs/contract.md "Upstream references"). Everything here works on
 small bounded reads of the headers; the bulk of the file is hashed in one streaming pass by
 ``hashing.digest_views`` with the ``View``s that :func:`pe_views` builds.
 

@@ -1,8 +1,8 @@
-"""Statuses + signature facts + policy -> findings (DESIGN.md "From status to findings").
+"""Statuses + signature facts + policy -> findings (docs/contract.md "From status to findings").
 
 ``evaluate`` is the only place where severities are decided:
 
-1. each ``FileResult`` status gives at most one finding (the DESIGN.md table);
+1. each ``FileResult`` status gives at most one finding (the contract's table);
 2. every anomaly of a shipped file (signature checks, fuses, parsers), every malformed member
    of the artifact and every reference problem becomes a finding of its own rule;
 3. signer rules of the policy add ``untrusted-signer`` findings;
@@ -37,7 +37,7 @@ from verifier.model import (
 )
 from verifier.policy.glob import covers, match_any
 from verifier.policy.model import Policy, SignerMatcher, SignerRequirement, SignerRule
-from verifier.report.rules import RULES
+from verifier.rules import RULES
 
 MALFORMED = "malformed-input"
 #: rules that policies can neither override nor waive
@@ -127,7 +127,7 @@ def verdict(findings: Iterable[Finding], fail_on: Severity, inconclusive: bool) 
 
 
 def exit_code(v: Verdict, *, usage_error: bool = False) -> int:
-    """DESIGN.md precedence: 2 (usage) > 1 (fail) > 3 (inconclusive) > 0."""
+    """Precedence (docs/contract.md "Exit codes"): 2 (usage) > 1 (fail) > 3 (inconclusive) > 0."""
     if usage_error:
         return 2
     return {Verdict.FAIL: 1, Verdict.INCONCLUSIVE: 3, Verdict.PASS: 0}[v]

@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from verifier.errors import PolicyError
-from verifier.model import Severity
+from verifier.model import Severity, SigstoreIdentity
 from verifier.policy.glob import GlobError, check_glob
 from verifier.policy.model import (
     DEFAULT_POLICY_NAME,
@@ -33,7 +33,6 @@ from verifier.policy.model import (
     SignerMatcher,
     SignerRequirement,
     SignerRule,
-    SigstoreIdentity,
     WaiverRule,
 )
 from verifier.policy.schema import POLICY_SCHEMA

@@ -1,7 +1,7 @@
 """The policy model: what "built from upstream" means for one application.
 
-``Policy.default()`` is biv's packaged Electron policy (DESIGN.md "Default policy"); it is the
-same policy as ``policies/electron-app.yaml`` (a test asserts it). Policy files are read by
+``Policy.default()`` is biv's packaged Electron policy (docs/contract.md "Default policy"); it
+is the same policy as ``policies/electron-app.yaml`` (a test asserts it). Policy files are read by
 ``verifier.policy.load``; ``verifier.policy.evaluate`` applies a policy to comparison results.
 """
 
@@ -17,7 +17,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from verifier.model import JSON, Severity, Signer, Waiver
+from verifier.model import JSON, Severity, Signer, SigstoreIdentity, Waiver
 
 DEFAULT_POLICY_NAME = "electron-app"
 
@@ -108,18 +108,6 @@ class WaiverRule:
 
     def expired(self, today: date) -> bool:
         return today > self.expires
-
-
-@dataclass(frozen=True)
-class SigstoreIdentity:
-    """Who must have signed a source's Sigstore bundle (exact values or regular expressions)."""
-
-    identity: str | None = None
-    identity_regex: str | None = None
-    issuer: str | None = None
-    issuer_regex: str | None = None
-    bundle: str | None = None  # path or URL of the bundle; None: ``<artifact>.sigstore``
-    instance: str = "production"  # or "staging"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verifier.report.rules import RULES
+from verifier.rules import RULES
 
 SEVERITIES = ["critical", "high", "medium", "low", "info"]
 REQUIREMENTS = ["signed", "upstream-signer-only", "unsigned-or-vendor-signed", "unsigned"]

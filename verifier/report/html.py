@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key
-from verifier.model import FileResult, Finding, Report, Severity, Signer
-from verifier.report.rules import rule
+from verifier.model import FileResult, Finding, Report, Severity, Signer, Status
+from verifier.report import explain_html
+from verifier.report.explain_text import EXPLAIN_KEYS
+from verifier.rules import rule
 
 _SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
 
@@ -25,7 +27,8 @@ _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 )
 
-_CSS = """
+_CSS = (
+    """
 :root{--crit:#9b1c1c;--high:#c2410c;--med:#a16207;--low:#1d4ed8;--info:#4b5563;--ok:#166534}
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
@@ -67,7 +70,10 @@ white-space:pre-wrap}
 ul.summary{background:#fff;border:1px solid #e5e7eb;padding:8px 8px 8px 28px;margin:0 0 8px}
 ul.summary li{margin:2px 0}
 footer{margin-top:32px;color:#6b7280;font-size:12px}
+details.identical summary{cursor:pointer;color:#374151;margin:6px 0}
 """
+    + explain_html.CSS
+)
 
 
 def _visible(s: str) -> str:
@@ -266,6 +272,12 @@ def _evidence(ev: Mapping[str, Any]) -> str:
     if rows:
         parts.append(f'<h4>Hidden data</h4><table class="kv">{"".join(rows)}</table>')
         handled |= set(top)
+    if any(k in ev for k in EXPLAIN_KEYS):
+        parts.append(
+            "<p class='muted'>What changed, with the disassembly: see <a href='#changed'>"
+            "Divergent files</a>.</p>"
+        )
+        handled |= set(EXPLAIN_KEYS) | ({"slices"} if _explained_slices(ev) else set())
     rest = {k: v for k, v in ev.items() if k not in handled and v is not None}
     if rest:
         rows = [
@@ -274,6 +286,13 @@ def _evidence(ev: Mapping[str, Any]) -> str:
         ]
         parts.append(f'<table class="kv">{"".join(rows)}</table>')
     return "".join(parts)
+
+
+def _explained_slices(ev: Mapping[str, Any]) -> bool:
+    sl = ev.get("slices")
+    return isinstance(sl, list | tuple) and any(
+        isinstance(s, Mapping) and "explanation" in s for s in sl
+    )
 
 
 def _plain(v: object) -> str:
@@ -355,11 +374,39 @@ def _components(report: Report) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
+_HEAD = "<tr><th>path</th><th>status</th><th>component</th><th>signer</th><th>sha256</th></tr>"
+
+
 def _files(report: Report, baseline: BaselineAnnotations | None) -> str:
-    rows = ["<tr><th>path</th><th>status</th><th>component</th><th>signer</th><th>sha256</th></tr>"]
-    for r in sorted(report.files, key=lambda r: r.path):
-        rows.append(_file_row(r, baseline))
-    return f'<table id="files">{"".join(rows)}</table>'
+    """Files that are not identical first (divergent ones at the top); identical files folded
+    away behind their count."""
+    order = {Status.DIVERGENT: 0}
+    files = sorted(report.files, key=lambda r: (order.get(r.status, 1), r.path))
+    shown = [r for r in files if r.status != Status.IDENTICAL]
+    same = [r for r in files if r.status == Status.IDENTICAL]
+    out = f'<table id="files">{_HEAD}{"".join(_file_row(r, baseline) for r in shown)}</table>'
+    if same:
+        out += (
+            f'<details class="identical"><summary>{len(same)} identical file'
+            f"{'s' if len(same) != 1 else ''} (click to show)</summary>"
+            f"<table>{_HEAD}{''.join(_file_row(r, baseline) for r in same)}</table></details>"
+        )
+    return out
+
+
+def _divergent(report: Report) -> str:
+    """Each divergent file with an explanation: the picture of the file and its disassembly."""
+    items = [
+        (r.path, r.evidence)
+        for r in sorted(report.files, key=lambda r: r.path)
+        if r.status == Status.DIVERGENT
+        and ("explanation" in r.evidence or _explained_slices(r.evidence))
+    ]
+    if not items:
+        return ""
+    return f'<h2 id="changed">Divergent files ({len(items)})</h2>' + explain_html.divergent_files(
+        items, esc
+    )
 
 
 def _file_row(r: FileResult, baseline: BaselineAnnotations | None) -> str:
@@ -453,6 +500,7 @@ def render_html(report: Report, *, baseline: BaselineAnnotations | None = None) 
         "<h1>biv build-integrity report</h1>"
         f"{_verdict(report, baseline)}"
         f"{_summary(findings)}"
+        f"{_divergent(report)}"
         f"<h2>Components</h2>{_components(report)}"
         f"<h2>Files ({len(report.files)})</h2>{_files(report, baseline)}"
         f"<h2>Findings ({len(findings)})</h2>{body_findings}"

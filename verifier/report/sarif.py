@@ -16,7 +16,8 @@ from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key, fingerprint
 from verifier.model import JSON, Finding, Report
-from verifier.report.rules import RULES, SARIF_LEVEL, Rule, rule
+from verifier.report.explain_text import short_summary, summary_lines
+from verifier.rules import RULES, SARIF_LEVEL, Rule, rule
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -89,7 +90,8 @@ def _jsonable(value: Any) -> Any:
 
 def _message(f: Finding) -> str:
     text = f.message.strip() or f.rule
-    return f"{text} ({f.location or f.path})"
+    short = short_summary(f.evidence)
+    return f"{text} ({f.location or f.path})" + (f". What changed: {short}" if short else "")
 
 
 def render_sarif(
@@ -124,6 +126,9 @@ def render_sarif(
         }
         if f.evidence.get("expected_sha256"):
             props["expected_sha256"] = f.evidence.get("expected_sha256")
+        explained = summary_lines(f.evidence)
+        if explained:
+            props["explanation_summary"] = explained
         if baseline is not None:
             props["new_since_baseline"] = key in baseline.new_findings
         res: JSON = {

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from verifier.model import Finding, Report, Severity, Status, Verdict
+from verifier.report.explain_text import EXPLAIN_KEYS, summary_lines
 
 if TYPE_CHECKING:
     from verifier.baseline import BaselineAnnotations
@@ -155,8 +156,9 @@ def _finding_lines(f: Finding, color: bool, verbose: bool, new: bool = False) ->
     for key in _EVIDENCE_ORDER:
         if ev.get(key) is not None:
             lines.append(f"           {key}: {ev[key]}")
+    lines += [f"           {x}" for x in summary_lines(ev)]
     if verbose:
-        shown = {"sections", "ranges", "entropy", "first_bytes", *_EVIDENCE_ORDER}
+        shown = {"sections", "ranges", "entropy", "first_bytes", *_EVIDENCE_ORDER, *EXPLAIN_KEYS}
         for key, val in sorted(ev.items()):
             if key not in shown:
                 lines.append(f"           {key}: {val}")

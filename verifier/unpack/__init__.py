@@ -3,7 +3,7 @@
 Public API::
 
     unpack(path, workdir, limits=Limits()) -> Unpacked
-    Limits, Member, Unpacked, tree_digest
+    Limits, Member, Unpacked, tree_digest, directory_digest
     registry.register(reader)  # Extractor or InPlaceReader (see registry.py)
 
 Naming: ``Member.path`` is the '/'-separated path inside the artifact with nested archives
@@ -40,7 +40,7 @@ from __future__ import annotations
 from verifier.unpack.limits import Limits
 from verifier.unpack.result import Member, Problem, Unpacked
 
-__all__ = ["Limits", "Member", "Problem", "Unpacked", "tree_digest", "unpack"]
+__all__ = ["Limits", "Member", "Problem", "Unpacked", "directory_digest", "tree_digest", "unpack"]
 
 
 def unpack(
@@ -57,3 +57,14 @@ def tree_digest(pairs: list[tuple[str, str]]) -> str:
     from verifier.unpack import core
 
     return core.tree_digest(pairs)
+
+
+def directory_digest(path: str) -> str:
+    """The tree digest of the directory ``path`` (as the report gives for a directory
+    artifact): its regular files walked as ``unpack`` walks them, hashed, then ``tree_digest``."""
+    from verifier.unpack.limits import Budget
+    from verifier.unpack.walk import walk
+
+    limits = Limits()
+    files, _ = walk(path, limits, Budget(limits), count_bytes=False)
+    return tree_digest([(f.rel, f.sha256) for f in files])

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Mapping
 
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
-from verifier.model import Anomaly, Inventory, Reference
+from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
 from verifier.upstream.path import resolve_path
+from verifier.upstream.sigstore import check_source, identity_for_source
+from verifier.upstream.source_options import split_options
 
 REMOTE_SCHEMES = ("electron:", "pypi:", "npm:", "url:")
-_OPTION = re.compile(r"^[a-z][a-z0-9_-]{0,31}=")
 
 # Policy lookup of a source's declared Sigstore identity (policy.sigstore_for)
-SigstoreLookup = Callable[[str], object | None]
+SigstoreLookup = Callable[[str], SigstoreIdentity | None]
 
 
 def is_path_source(source: str) -> bool:
@@ -33,23 +33,13 @@ def is_path_source(source: str) -> bool:
     )
 
 
-def split_options(text: str) -> tuple[str, dict[str, str]]:
-    """``LOCATION,key=value,...`` -> (LOCATION, options); a location may itself hold commas."""
-    parts = text.split(",")
-    opts: dict[str, str] = {}
-    while len(parts) > 1 and _OPTION.match(parts[-1]):
-        k, _, v = parts.pop().partition("=")
-        opts[k] = v
-    return ",".join(parts), opts
-
-
 def resolve(
     source: str,
     shipped: Inventory,
     workdir: str,
     ctx: AnalysisContext,
     fetch_options: object | None = None,
-    sigstore_declared: object | None = None,
+    sigstore_declared: SigstoreIdentity | None = None,
 ) -> list[Reference]:
     """Resolve one SOURCE; raises ReferenceUnavailableError (exit 3) for unobtainable remotes."""
     if is_path_source(source):
@@ -94,18 +84,17 @@ def resolve(
     return refs
 
 
-def _identity(options: Mapping[str, str], declared: object | None) -> object | None:
-    from verifier.attest.sigstore_verify import identity_for_source
+def _identity(
+    options: Mapping[str, str], declared: SigstoreIdentity | None
+) -> SigstoreIdentity | None:
+    return identity_for_source(options, declared)
 
-    return identity_for_source(options, declared)  # type: ignore[arg-type]
 
-
-def _check(archive: str, ident: object, source: str) -> tuple[tuple[str, ...], Reference | None]:
+def _check(
+    archive: str, ident: SigstoreIdentity, source: str
+) -> tuple[tuple[str, ...], Reference | None]:
     """(proof lines, None) when the bundle verifies; else a Reference holding the mismatch."""
-    from verifier.attest.sigstore_verify import check_source
-    from verifier.model import Component
-
-    proof, problems = check_source(archive, ident)  # type: ignore[arg-type]
+    proof, problems = check_source(archive, ident)
     if not problems:
         return tuple(proof), None
     comp = Component(name=os.path.basename(archive), version=None, source=source)

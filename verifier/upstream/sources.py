@@ -44,6 +44,7 @@ from verifier.upstream import electron, npm, pypi
 from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.http import HttpClient
 from verifier.upstream.options import FetchOptions
+from verifier.upstream.source_options import split_options
 
 KINDS = ("electron", "pypi", "npm", "url")
 
@@ -104,8 +105,6 @@ def parse_source(text: str) -> SourceSpec:
 
 
 def _split_options(rest: str) -> tuple[str, dict[str, str]]:
-    from verifier.upstream.resolve import split_options
-
     body, opts = split_options(rest)
     return body, dict(sorted(opts.items()))
 

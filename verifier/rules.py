@@ -1,6 +1,8 @@
-"""Rule metadata (DESIGN.md "Rule ids"): the one table every renderer and the policy engine use.
+"""Rule metadata (docs/contract.md "Rule ids"): the one table policy and every renderer use.
 
-Rule ids are stable: they are never reused or renamed. New checks get new ids here.
+A leaf module (it imports only ``verifier.model``): ``policy`` and ``report`` both read it, so
+neither depends on the other. Rule ids are stable: they are never reused or renamed. New checks
+get new ids here.
 """
 
 from __future__ import annotations
@@ -318,7 +320,7 @@ _RULES: tuple[Rule, ...] = (
     ),
 )
 
-#: All rules by id, in DESIGN.md order.
+#: All rules by id, in the order of docs/contract.md "Rule ids".
 RULES: Mapping[str, Rule] = MappingProxyType({r.id: r for r in _RULES})
 
 
