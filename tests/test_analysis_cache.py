@@ -8,6 +8,7 @@ timestamps) and Node.js's Developer ID-signed arm64 ``node`` (its validity depen
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import tarfile
@@ -325,3 +326,29 @@ def test_lazy_digests_give_the_full_report(tmp_path: Path, monkeypatch: pytest.M
     lazy.pop("generated_at")
     full.pop("generated_at")
     assert lazy == full
+
+
+# --- reference inventories read entry by entry ---------------------------------------------
+
+
+def test_reference_inventory_round_trip_and_bad_documents(tmp_path: Path) -> None:
+    from verifier.errors import UsageError
+    from verifier.model import Component, FileEntry, Reference
+    from verifier.upstream.path import resolve_path
+
+    facts = BinaryFacts(format=FileFormat.DATA, normalized_sha256="ab" * 32)
+    entry = FileEntry("a/b.txt", "a/b.txt", (), 3, "ab" * 32, facts, None)
+    ref = Reference(Component("c", "1", "path:x"), (entry,))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(ref.to_dict()))
+    got = resolve_path("path:good", str(good), str(tmp_path), _ctx(None))
+    assert got.files == (entry,)
+    for bad in (
+        {**ref.to_dict(), "files": [{"size": 3}]},  # not a file entry
+        {**ref.to_dict(), "files": {"x": 1}},
+        {**ref.to_dict(), "schema": "other"},
+    ):
+        p = tmp_path / "bad.json"
+        p.write_text(json.dumps(bad))
+        with pytest.raises(UsageError, match="not a valid biv.refs/v1 document"):
+            resolve_path("path:bad", str(p), str(tmp_path), _ctx(None))
