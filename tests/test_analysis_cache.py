@@ -350,5 +350,5 @@ def test_reference_inventory_round_trip_and_bad_documents(tmp_path: Path) -> Non
     ):
         p = tmp_path / "bad.json"
         p.write_text(json.dumps(bad))
-        with pytest.raises(UsageError, match="not a valid biv.refs/v1 document"):
+        with pytest.raises(UsageError, match=r"not a valid biv\.refs/v1 document"):
             resolve_path("path:bad", str(p), str(tmp_path), _ctx(None))
