@@ -51,6 +51,8 @@ def _is_refs_document(location: str) -> bool:
 def _file_entry_hook(d: dict[str, Any]) -> Any:
     """A ``files`` item (it has a path, a size and a sha256) as a FileEntry, else ``d``."""
     if "path" in d and "sha256" in d and "size" in d:
+        if d.get("normalized_sha256") == d["sha256"]:
+            d["normalized_sha256"] = d["sha256"]  # one string for both (data files)
         return FileEntry.from_ref_dict(d)
     return d
 
