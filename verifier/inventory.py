@@ -78,7 +78,7 @@ def analyze_members(
         t0 = cache.judging_window(ctx)
         sha, facts = analyze(m.blob, key[1], ctx, key[0])
         if sha == key[0]:
-            cache.put(sha, key[1], facts, m.blob, ctx, t0)
+            cache.put(sha, key[1], facts, m.blob, _level_of(facts, ctx), t0)
         return sha, facts
 
     if todo:
@@ -101,6 +101,15 @@ def analyze_members(
 
 def _name(m: Member) -> str:
     return m.path.rsplit("/", 1)[-1]
+
+
+# the formats whose "core" analysis leaves digests out (Mach-O is always analysed in full)
+_LAZY = (FileFormat.PE, FileFormat.ELF)
+
+
+def _level_of(facts: BinaryFacts, ctx: AnalysisContext) -> AnalysisContext:
+    """``ctx``, or ``ctx`` at level "full" when the facts are complete whatever was asked."""
+    return ctx if facts.format in _LAZY else replace(ctx, level="full")
 
 
 def complete(
@@ -127,7 +136,12 @@ def complete(
     for entries, other in ((inventory.entries, theirs), (ref_files, ours)):
         for e in entries:
             key = (e.sha256, _basename(e.path))
-            if key in partial and e.blob is not None and other.get(key[1]) != {e.sha256}:
+            if (
+                key in partial
+                and e.format in _LAZY
+                and e.blob is not None
+                and other.get(key[1]) != {e.sha256}
+            ):
                 todo.setdefault(key, e)
     if not todo:
         return inventory, list(refs)
