@@ -36,7 +36,9 @@ lint: $(VENV)/.installed
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/signing.py
 	$(BIN)/python benchmarks/explain.py
+	$(BIN)/python benchmarks/npm_deps.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """The content-addressed analysis cache on real signed files.
 
 Real inputs: Microsoft-signed DLLs of the msvc-runtime wheel (nested signatures, RFC 3161
-timestamps) and Node.js's Developer ID-signed arm64 ``node`` (its validity depends on
-``--at``: not yet valid in 2015, valid in 2023, expired in 2040).
+timestamps), Node.js's Developer ID-signed arm64 ``node`` (timestamped), and one of the
+Microsoft DLLs re-signed with osslsigncode by a test CA without a timestamp, so that its
+validity depends on ``--at``: not yet valid in 2015, valid in 2023, expired in 2055.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ NODE_TGZ = "14787ce143466c4f8a9bf1ad2434fd39d24b4b3ba4ee3f34c7bb455f21aeb13f"
 NODE_BIN = "db56b19483775111e24bca734d2268a89a717608e2429f38617f1bbf57866c34"
 DLLS = ("vcruntime140.dll", "msvcp140.dll", "concrt140.dll")
 
-BEFORE = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # before node's Developer ID certificate
+BEFORE = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # before the test signer's certificate
 INSIDE = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
-AFTER = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)  # after it expired
+AFTER = dt.datetime(2055, 1, 1, tzinfo=dt.UTC)  # after it expired (2049)
 
 
 def _node_binary() -> Path:
@@ -78,6 +79,37 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copyfile(node, root / "bin" / "node")
     (root / "README.txt").write_text("data\n")
     return root
+
+
+@pytest.fixture(scope="module")
+def resigned(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``tree`` plus vcruntime140.dll re-signed by the demo's vendor CA, no timestamp; and
+    that CA's root (for ``--trust-store``)."""
+    if shutil.which("osslsigncode") is None:
+        pytest.skip("osslsigncode is not installed")
+    import subprocess
+
+    from verifier.demo import osslsign, pki
+
+    work = tmp_path_factory.mktemp("resign")
+    paths = pki.vendor_pki().write(work / "pki")
+    bare = work / "bare.dll"
+    subprocess.run(
+        [
+            "osslsigncode",
+            "remove-signature",
+            "-in",
+            str(tree / "bin" / "vcruntime140.dll"),
+            "-out",
+            str(bare),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    root = work / "app"
+    shutil.copytree(tree, root)
+    osslsign.sign(bare, root / "bin" / "resigned.dll", paths.signer_chain, paths.signer_key)
+    return root, paths.root_cert
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +282,13 @@ def test_interval_between_breakpoints() -> None:
     }
 
 
-def _report(tree: Path, at: dt.datetime | None, cache_dir: Path | None) -> dict[str, Any]:
+def _report(
+    tree: Path, at: dt.datetime | None, cache_dir: Path | None, trust: str
+) -> dict[str, Any]:
     req = api.VerifyRequest(
         artifact=str(tree),
         against=(f"path:{tree}",),
+        trust_stores=(trust,),
         at=at,
         cache_dir=str(cache_dir) if cache_dir else None,
         analysis_cache=cache_dir is not None,
@@ -263,21 +298,24 @@ def _report(tree: Path, at: dt.datetime | None, cache_dir: Path | None) -> dict[
     return d
 
 
-def _node_valid(report: dict[str, Any]) -> Any:
-    (node,) = [f for f in report["files"] if f["path"].endswith("bin/node")]
-    return node["signature"]["valid"]
+def _valid(report: dict[str, Any], name: str) -> Any:
+    (f,) = [f for f in report["files"] if f["path"].endswith(f"bin/{name}")]
+    return f["signature"]["valid"]
 
 
 @pytest.mark.slow
-def test_cold_equals_warm_at_any_judging_time(tree: Path, tmp_path: Path) -> None:
+def test_cold_equals_warm_at_any_judging_time(resigned: tuple[Path, str], tmp_path: Path):
     """A cache filled at one judging time gives, at every other, what a cold run gives."""
+    tree, trust = resigned
     times = (INSIDE, AFTER, BEFORE, None)
-    cold = {t: _report(tree, t, None) for t in times}
-    assert _node_valid(cold[INSIDE]) is True
-    assert _node_valid(cold[AFTER]) is False and _node_valid(cold[BEFORE]) is False
+    cold = {t: _report(tree, t, None, trust) for t in times}
+    assert _valid(cold[INSIDE], "resigned.dll") is True
+    assert _valid(cold[AFTER], "resigned.dll") is False
+    assert _valid(cold[BEFORE], "resigned.dll") is False
+    assert all(_valid(cold[t], "node") is True for t in times)  # judged at its timestamp
     cache = tmp_path / "c"
     for t in (INSIDE, *times, INSIDE):  # filled at 2023 first, then every time in turn
-        assert _report(tree, t, cache) == cold[t], t
+        assert _report(tree, t, cache, trust) == cold[t], t
 
 
 def _stem(p: Path) -> str:

@@ -4,6 +4,7 @@ primary-container canonical form."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import struct
 from pathlib import Path
@@ -78,6 +79,7 @@ def test_second_win_certificate(signed: tuple[Path, TrustConfig], tmp_path: Path
     assert len(table.entries) == 2
     (a,) = [a for a in anomalies if a.rule == "multiple-certificates"]
     assert a.evidence["ranges"] == [{"offset": off + len(first), "length": len(second)}]
+    assert a.region_sha256 == hashlib.sha256(second).hexdigest()  # the extra entry's bytes
     assert facts.valid is True  # Windows only looks at the first; the rule flags the rest
 
 
@@ -102,6 +104,7 @@ def test_oversized_unauthenticated_attribute(
     raw = out.read_bytes()
     assert raw[rng["offset"] : rng["offset"] + rng["length"]] == attr.dump()
     assert rng["offset"] > off
+    assert a.region_sha256 == hashlib.sha256(attr.dump()).hexdigest()
     sizes = facts.details["signatures"][0]["unauthenticated_attributes"]
     assert sizes == [{"oid": "1.3.6.1.4.1.42921.1.2.1", "size": len(attr.dump())}]
     clean, _, _ = check_file(f, trust)
@@ -133,8 +136,15 @@ def test_weak_digest(signed: tuple[Path, TrustConfig], tmp_path: Path, digest: s
     )
     facts, anomalies, table = check_file(out, trust)
     assert table.digest_algorithms == {digest}
-    assert facts.valid is True and osslsign.verify(out, paths.root_cert).valid is True
+    assert osslsign.verify(out, paths.root_cert).valid is True
     assert ("weak-digest" in rules(anomalies)) == (digest in ("md5", "sha1"))
+    if digest == "md5":
+        # MD5 is recognised but never trusted (osslsigncode accepts it: a documented exception)
+        assert facts.valid is False
+        (bad,) = [a for a in anomalies if a.rule == "invalid-signature"]
+        assert "MD5" in bad.message and "never trusted" in bad.message
+    else:
+        assert facts.valid is True
 
 
 def test_directory_larger_than_dwlength(signed: tuple[Path, TrustConfig], tmp_path: Path) -> None:
@@ -152,6 +162,9 @@ def test_directory_larger_than_dwlength(signed: tuple[Path, TrustConfig], tmp_pa
     assert rng["offset"] + rng["length"] == off + len(table) + 24
     assert a.evidence["payload"]["length"] == 24
     assert a.evidence["payload"]["entropy"] == 0.0
+    raw = out.read_bytes()
+    region = raw[rng["offset"] : rng["offset"] + rng["length"]]
+    assert a.region_sha256 == hashlib.sha256(region).hexdigest()
 
 
 def test_dwlength_larger_than_directory(signed: tuple[Path, TrustConfig], tmp_path: Path) -> None:
@@ -164,3 +177,18 @@ def test_dwlength_larger_than_directory(signed: tuple[Path, TrustConfig], tmp_pa
     facts, anomalies, _ = check_file(out, trust)
     assert facts.valid is False
     assert "invalid-signature" in rules(anomalies)
+
+
+def test_data_after_the_table_has_its_content_digest(
+    signed: tuple[Path, TrustConfig], tmp_path: Path
+) -> None:
+    """Through ``binary.analyze`` (the one streaming pass): the trailing bytes' sha256."""
+    from verifier.binary.analyze import AnalysisContext, analyze
+
+    f, trust = signed
+    out = tmp_path / "tail.exe"
+    tail = b"TRAILING" * 100
+    out.write_bytes(f.read_bytes() + tail)
+    _sha, facts = analyze(Blob.of_file(out), "tail.exe", AnalysisContext(trust=trust))
+    (a,) = [a for a in facts.anomalies if a.rule == "data-after-signature"]
+    assert a.region_sha256 == hashlib.sha256(tail).hexdigest()

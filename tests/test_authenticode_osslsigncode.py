@@ -10,6 +10,7 @@ every one; biv must additionally flag the CVE-2013-3900 padding osslsigncode acc
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import struct
 from dataclasses import dataclass
@@ -144,9 +145,20 @@ def test_nested_signature_by_untrusted_signer_is_caught(env: Env) -> None:
         key=env.other.signer_key,
         chain=env.other.intermediate_cert,
     )
-    ours, theirs, found = both(env, nested)
-    assert ours is False and theirs is False
-    assert "untrusted-signer" in found
+    ours, _theirs, found = both(env, nested)
+    # Windows' rule: the primary signature decides; the nested one is reported on its own,
+    # and each signature's verdict agrees with osslsigncode's for that signature
+    assert ours is True
+    assert "invalid-nested-signature" in found and "untrusted-signer" not in found
+    facts, anomalies, table = check_file(nested, env.trust)
+    per_sig = [s["valid"] for s in facts.details["signatures"]]
+    theirs_each = [s.verified for s in osslsign.verify(nested, env.paths.root_cert).signatures]
+    assert per_sig == theirs_each == [True, False]
+    (a,) = [a for a in anomalies if a.rule == "invalid-nested-signature"]
+    assert "Nobody Trusts Me" in (a.evidence["signer_actual"] or "")
+    # the region is the nested PKCS#7 itself (content decides inheritance)
+    assert a.region_sha256 == hashlib.sha256(table.signatures[1].der).hexdigest()
+    assert [a.region_sha256] == list(facts.nested_sha256)
 
 
 def test_rfc3161_timestamp_from_local_openssl_tsa(env: Env) -> None:
@@ -217,6 +229,56 @@ def test_expired_signer_with_legacy_countersignature_is_valid(env: Env) -> None:
         )
     ours, theirs, _ = both(env, f)
     assert ours is theirs is True
+
+
+def test_root_expired_since_the_timestamp_is_accepted(env: Env) -> None:
+    """A 2015-2022 hierarchy (root included, SHA-1 certificates) timestamped in 2018: judged
+    then, as Windows does, it is valid today; without the timestamp it is not."""
+    from support import certgen as G
+
+    y = lambda n: dt.datetime(n, 1, 1, tzinfo=dt.UTC)  # noqa: E731
+    root = G.make("Root Of 2015", not_before=y(2015), not_after=y(2022), sig_hash="sha1")
+    inter = G.make("PCA Of 2015", root, not_before=y(2015), not_after=y(2022), sig_hash="sha1")
+    leaf = G.make(
+        "Signer Of 2017", inter, ca=False, eku=(G.CODE,), not_before=y(2017), not_after=y(2019)
+    )
+    tsa = G.make(
+        "TSA Of 2015",
+        inter,
+        ca=False,
+        eku=(G.TSA,),
+        eku_critical=True,
+        not_before=y(2015),
+        not_after=y(2022),
+        sig_hash="sha1",
+    )
+    d = env.d / "expired-root"
+    d.mkdir()
+    files = {
+        "root.pem": root.pem,
+        "chain.pem": leaf.pem + inter.pem,
+        "leaf.key": leaf.key_pem,
+        "tsa.pem": tsa.pem + inter.pem,
+        "tsa.key": tsa.key_pem,
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    when = dt.datetime(2018, 6, 1, tzinfo=dt.UTC)
+    kw: dict[str, object] = {"cert": d / "chain.pem", "key": d / "leaf.key", "chain": None}
+    stamped = env.sign("old-root-ts.exe", signing_time=when, **kw, tsa_cert=d / "tsa.pem",
+                       tsa_key=d / "tsa.key", tsa_time=when)  # fmt: skip
+    bare = env.sign("old-root.exe", signing_time=when, **kw)
+    trust = TrustConfig(extra_pem=(str(d / "root.pem"),))
+    for f, expect in ((stamped, True), (bare, False)):
+        facts, _, _ = check_file(f, trust)
+        theirs = osslsign.verify(f, d / "root.pem")
+        assert facts.valid is expect and theirs.valid is expect
+    facts, _, _ = check_file(stamped, trust)
+    sig = facts.details["signatures"][0]
+    assert sig["time_source"] == "timestamp" and sig["verified_at"].startswith("2018-06-01")
+    assert sig["chain"][-1]["subject"] == "CN=Root Of 2015"
+    (ts,) = sig["timestamps"]
+    assert ts["valid"] is True and ts["chain"]["chain"][-1]["subject"] == "CN=Root Of 2015"
 
 
 def _pad_inside_table(src: Path, dst: Path, payload: bytes) -> tuple[int, int]:

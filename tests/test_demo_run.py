@@ -98,5 +98,39 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert rc == 0, text
     assert "DEMO OK" in text
     assert "ffmpeg.dll" in text and "d3dcompiler_47.dll" in text
+    assert "4 dependencies verified, 0 unverifiable, 0 with findings" in text  # clean build
+    assert "FAIL  @demo/sip-client@2.4.1" in text and "files: lib/transport.js" in text
     assert elapsed < 30
     assert (tmp_path / "demo" / "compromised" / "ffmpeg.dll").is_file()  # --keep keeps it
+
+
+def test_judge_npm_wants_every_dependency_verified_and_the_patch_caught() -> None:
+    from dataclasses import replace
+
+    from verifier.demo.npm_deps import PACKAGES, PATCHED
+    from verifier.demo.run import judge_npm
+    from verifier.model import Component
+
+    deps = tuple(
+        Component(f"npm:{n}@{v}", v, "deps:npm", npm={"status": "verified", "paths": []})
+        for n, v in PACKAGES
+    )
+    clean = replace(_report(Verdict.PASS), components=deps)
+    name, version, rel, _ = PATCHED
+    hit = Finding(
+        "divergent-content",
+        Severity.HIGH,
+        "p",
+        "p",
+        "m",
+        evidence={"package": name, "version": version, "file": rel},
+    )
+    bad = replace(GOOD_BAD, findings=(*GOOD_BAD.findings, hit))
+    assert judge_npm(clean, bad) == []
+    assert judge_npm(clean, GOOD_BAD) == [
+        f"the compromised build has no divergent-content on {name}'s {rel}"
+    ]
+    one_missing = replace(clean, components=deps[1:])
+    assert judge_npm(one_missing, bad) == [
+        f"the clean build's npm dependencies: {len(PACKAGES) - 1} of {len(PACKAGES)} verified"
+    ]

@@ -137,7 +137,7 @@ def test_app_asar_is_readable(sc: Scenario) -> None:
     start, header, dups = read_header(str(Path(sc.clean, "resources", "app.asar")), Limits())
     assert not dups
     files = header["files"]
-    assert set(files) == {"package.json", "dist"}
+    assert set(files) == {"package.json", "dist", "node_modules"}  # deps: demo.npm_deps
     data = Path(sc.clean, "resources", "app.asar").read_bytes()
     pj = files["package.json"]
     content = data[start + int(pj["offset"]) : start + int(pj["offset"]) + pj["size"]]

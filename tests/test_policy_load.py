@@ -40,6 +40,12 @@ def test_default_policy_equals_shipped_electron_app_yaml() -> None:
     assert load_policy_or_default(None) is Policy.default()
 
 
+def test_default_sources_are_electron_auto_and_npm_dependencies() -> None:
+    assert Policy.default().effective_sources() == ("electron:auto", "deps:npm")
+    cx = load_policy(str(POLICIES / "3cx.yaml"))  # names electron:auto itself
+    assert cx.effective_sources() == ("deps:npm", "electron:auto")
+
+
 def test_shipped_policies_are_valid() -> None:
     for name in ("electron-app", "3cx", "strict"):
         out = check_policy(str(POLICIES / f"{name}.yaml"), today=date(2026, 11, 27))
@@ -59,8 +65,8 @@ def test_unknown_key(tmp_path: Path) -> None:
     p = write(tmp_path, "name: mine\nextends: electron-app\nalow:\n  missing: [a.dll]\n")
     assert error_of(p) == (
         f"{p}:3: alow: unknown key 'alow' (did you mean 'allow'?); allowed keys: allow, "
-        "components, description, extends, fail_on, name, own, schema, severity, signers, "
-        "vendor, waivers"
+        "components, description, extends, fail_on, name, npm_dependencies, own, schema, "
+        "severity, signers, vendor, waivers"
     )
 
 
@@ -270,7 +276,9 @@ def test_components_sigstore_and_policy_digest(tmp_path: Path) -> None:
         "      issuer: https://token.actions.githubusercontent.com\n",
     )
     pol = load_policy(p)
-    assert pol.sources() == ("pypi:rfc8785==0.1.2",)
+    # the default's deps:npm, then the policy's own source (which replaces electron:auto)
+    assert pol.sources() == ("deps:npm", "pypi:rfc8785==0.1.2")
+    assert pol.effective_sources() == ("deps:npm", "pypi:rfc8785==0.1.2")
     ident = pol.sigstore_for("pypi:rfc8785==0.1.2")
     assert ident is not None and ident.bundle == str(tmp_path / "b.sigstore")
     assert ident.identity is None and ident.identity_regex == "https://github\\.com/trailofbits/.*"

@@ -11,6 +11,7 @@ import pytest
 from verifier.demo import pki as P
 from verifier.errors import UsageError
 from verifier.signing import trust as T
+from verifier.signing.chain import build_chain
 
 SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -42,13 +43,22 @@ def test_stl_parses_and_limits_roots() -> None:
     leaf = ms2010.cert
     assert ms2010.permits(T.CODE_SIGNING, NOW, leaf)[0]
     # some roots are enabled for TLS but not for code signing: the PEM alone would trust them
-    restricted = [a for a in roots.anchors if a.ekus is not None and T.CODE_SIGNING not in a.ekus]
+    restricted = [
+        a
+        for a in roots.anchors
+        if a.purposes.ekus is not None and T.CODE_SIGNING not in a.purposes.ekus
+    ]
     assert len(restricted) > 50
     ok, why = restricted[0].permits(T.CODE_SIGNING, NOW, restricted[0].cert)
     assert not ok and "not enabled" in why
     # and some are disabled from a date on, or for certificates issued after a date
-    assert any(a.disabled_from is not None for a in roots.anchors)
-    assert any(a.not_before_cutoff is not None for a in roots.anchors)
+    assert any(a.purposes.disabled_from is not None for a in roots.anchors)
+    assert any(a.purposes.not_before_cutoff is not None for a in roots.anchors)
+    # the lazy decoding agrees with decoding the whole STL
+    stl_by_thumb = {a.cert.sha1: a for a in roots.anchors if a.stl is not None}
+    for thumb, entry in list(stl.items())[:50]:
+        if thumb in stl_by_thumb:
+            assert stl_by_thumb[thumb].purposes == entry
 
 
 def test_not_a_ctl_is_rejected() -> None:
@@ -57,7 +67,7 @@ def test_not_a_ctl_is_rejected() -> None:
 
 
 def test_chain_to_pem_root(pki: P.Pki) -> None:
-    r = T.build_chain(cert(pki.signer), [cert(pki.intermediate)], store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.signer), [cert(pki.intermediate)], store(pki), T.CODE_SIGNING, NOW)
     assert r.trusted, r.reason
     assert [c.subject for c in r.chain] == [
         cert(pki.signer).subject,
@@ -69,22 +79,22 @@ def test_chain_to_pem_root(pki: P.Pki) -> None:
 
 
 def test_missing_intermediate(pki: P.Pki) -> None:
-    r = T.build_chain(cert(pki.signer), [], store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.signer), [], store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted and "no trusted issuer" in r.reason
 
 
 def test_eku_is_enforced(pki: P.Pki) -> None:
     inter = [cert(pki.intermediate)]
-    r = T.build_chain(cert(pki.tsa), inter, store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.tsa), inter, store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted and "EKU" in r.reason
-    r = T.build_chain(cert(pki.signer), inter, store(pki), T.TIME_STAMPING, NOW)
+    r = build_chain(cert(pki.signer), inter, store(pki), T.TIME_STAMPING, NOW)
     assert not r.trusted
-    assert T.build_chain(cert(pki.tsa), inter, store(pki), T.TIME_STAMPING, NOW).trusted
+    assert build_chain(cert(pki.tsa), inter, store(pki), T.TIME_STAMPING, NOW).trusted
 
 
 def test_root_purposes_are_enforced(pki: P.Pki) -> None:
     tls_only = store(pki, ekus=frozenset({SERVER_AUTH}))
-    r = T.build_chain(cert(pki.signer), [cert(pki.intermediate)], tls_only, T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.signer), [cert(pki.intermediate)], tls_only, T.CODE_SIGNING, NOW)
     assert not r.trusted and "not enabled" in r.reason
 
 
@@ -92,30 +102,30 @@ def test_root_disabled_from_a_date(pki: P.Pki) -> None:
     cutoff = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     s = store(pki, disabled_from=cutoff)
     inter = [cert(pki.intermediate)]
-    assert not T.build_chain(cert(pki.signer), inter, s, T.CODE_SIGNING, NOW).trusted
+    assert not build_chain(cert(pki.signer), inter, s, T.CODE_SIGNING, NOW).trusted
     before = dt.datetime(2023, 6, 1, tzinfo=dt.UTC)
-    assert T.build_chain(cert(pki.signer), inter, s, T.CODE_SIGNING, before).trusted
+    assert build_chain(cert(pki.signer), inter, s, T.CODE_SIGNING, before).trusted
     only_tls = store(pki, disabled_from=cutoff, disabled_ekus=frozenset({SERVER_AUTH}))
-    assert T.build_chain(cert(pki.signer), inter, only_tls, T.CODE_SIGNING, NOW).trusted
+    assert build_chain(cert(pki.signer), inter, only_tls, T.CODE_SIGNING, NOW).trusted
 
 
 def test_root_not_before_cutoff(pki: P.Pki) -> None:
     s = store(pki, not_before_cutoff=dt.datetime(2019, 1, 1, tzinfo=dt.UTC))
-    r = T.build_chain(cert(pki.signer), [cert(pki.intermediate)], s, T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.signer), [cert(pki.intermediate)], s, T.CODE_SIGNING, NOW)
     assert not r.trusted and "issued after" in r.reason
 
 
 def test_validity_at_time(pki: P.Pki) -> None:
     inter = [cert(pki.intermediate)]
     exp = cert(pki.expired_signer)
-    r = T.build_chain(exp, inter, store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(exp, inter, store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted and "not valid at" in r.reason
-    assert T.build_chain(exp, inter, store(pki), T.CODE_SIGNING, P.EXPIRED_SIGNING_TIME).trusted
+    assert build_chain(exp, inter, store(pki), T.CODE_SIGNING, P.EXPIRED_SIGNING_TIME).trusted
 
 
 def test_untrusted_self_signed(pki: P.Pki) -> None:
     other = P.build_pki("Other Trust CA", signer_cn="x")
-    r = T.build_chain(cert(other.root), [], store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(cert(other.root), [], store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted and "self-signed" in r.reason
 
 
@@ -131,7 +141,7 @@ def test_forged_issuer_name_is_not_enough(pki: P.Pki) -> None:
         ca=True,
         key_usage=P._CA_USAGE,
     )
-    r = T.build_chain(cert(pki.signer), [cert(impostor)], store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.signer), [cert(impostor)], store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted
 
 
@@ -155,7 +165,7 @@ def test_roots_from_der_for_other_ecosystems(pki: P.Pki) -> None:
     """The chain builder is generic: e.g. the Mach-O verifier's Apple roots."""
     s = T.roots_from_der([pki.root.cert_der, b"junk"], "apple", frozenset({T.CODE_SIGNING}))
     assert len(s) == 1 and s.anchors[0].source == "apple"
-    r = T.build_chain(cert(pki.signer), [cert(pki.intermediate)], s, T.CODE_SIGNING, NOW)
+    r = build_chain(cert(pki.signer), [cert(pki.intermediate)], s, T.CODE_SIGNING, NOW)
     assert r.trusted and r.anchor_source == "apple"
     s2 = T.roots_from_pem_bytes(pki.root.cert_pem + pki.intermediate.cert_pem, "bundle")
     assert len(s2) == 2
@@ -186,5 +196,20 @@ def test_leaf_key_usage_is_enforced(pki: P.Pki) -> None:
         eku=(P.CODE_SIGNING_EKU,),
         key_usage=no_sign,
     )
-    r = T.build_chain(cert(leaf), [cert(pki.intermediate)], store(pki), T.CODE_SIGNING, NOW)
+    r = build_chain(cert(leaf), [cert(pki.intermediate)], store(pki), T.CODE_SIGNING, NOW)
     assert not r.trusted and "key usage" in r.reason
+
+
+def test_names_print_as_cryptography_prints_them() -> None:
+    """biv formats subject/issuer itself; the text must stay what reports always showed."""
+    import warnings
+
+    from cryptography import x509
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for a in T.microsoft_roots().anchors:
+            c = T.Cert.from_der(a.cert.der)
+            o = x509.load_der_x509_certificate(c.der)
+            assert c.subject == o.subject.rfc4514_string()
+            assert c.issuer == o.issuer.rfc4514_string()

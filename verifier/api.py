@@ -11,7 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from verifier.model import (
     Anomaly,
     BinaryFacts,
     Blob,
+    Component,
     FileEntry,
     FileResult,
     Inventory,
@@ -38,12 +39,15 @@ from verifier.model import (
     Status,
     Verdict,
 )
+from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
 from verifier.unpack import Member, Unpacked, unpack
 from verifier.upstream.resolve import is_path_source, resolve
 
 if TYPE_CHECKING:
+    from verifier.npmdeps.stage import NpmStage
+    from verifier.upstream.options import FetchOptions
     from verifier.upstream.tuf_client import RefsBundle
 
 DEFAULT_SOURCE = "electron:auto"
@@ -71,6 +75,9 @@ class VerifyRequest:
     links: str | None = None  # directory of in-toto link files (--links)
     today: date | None = None
     progress: Progress | None = None
+    # environment for fetched sources (ELECTRON_MIRROR, npm_config_registry,
+    # BIV_NPM_PUBLIC_REGISTRY); None: os.environ
+    env: Mapping[str, str] | None = None
     analysis_cache: bool = True  # per-file facts by content under the cache directory
 
 
@@ -110,13 +117,16 @@ def verify(req: VerifyRequest) -> Report:
     """Verify one artifact; raises BivError subclasses for exit-2 conditions only."""
     policy = load_policy(req.policy)
     # files are analysed without comparison digests first; ``complete`` adds them to the
-    # files that are not identical to their counterpart once both sides are known
+    # files that are not identical to their counterpart once both sides are known. (npm
+    # dependencies are compared later, against tarballs ``complete`` does not see: with
+    # deps:npm every file is analysed in full.)
+    lazy = not any(is_deps_source(s) for s in _sources(req, policy))
     ctx = make_context(
         req.trust_stores,
         req.at,
         cache_dir=req.cache_dir,
         analysis_cache=req.analysis_cache,
-        level="core",
+        level="core" if lazy else "full",
     )
     workdir = req.workdir or tempfile.mkdtemp(prefix="biv-")
     os.makedirs(workdir, exist_ok=True)
@@ -147,7 +157,9 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
 
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
-    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable)
+    sources = _sources(req, policy)
+    upstreams = tuple(s for s in sources if not is_deps_source(s))
+    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
     inv, refs = complete_inventories(inv, refs, ctx)
 
     comparison = compare(
@@ -162,21 +174,38 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         inv = dataclasses.replace(inv, entries=(*inv.entries, installer))
         own = FileResult(installer.path, Status.OWN, installer, None, None, {"installer": True})
         comparison = dataclasses.replace(comparison, results=(*comparison.results, own))
+    npm_components: tuple[Component, ...] = ()
+    npm_compared = 0
+    if len(upstreams) < len(sources):
+        stage = _npm_stage(req, policy, comparison.results, ctx, workdir)
+        results = stage.results
+        if not upstreams:  # deps:npm alone: only the dependencies are compared
+            results = tuple(r for i, r in enumerate(results) if i in stage.dependency_results)
+        comparison = dataclasses.replace(comparison, results=results)
+        extra.extend(stage.anomalies)
+        unavailable.extend(stage.unavailable)
+        npm_components, npm_compared = stage.components, stage.compared
     extra.extend(_checks(comparison.results, inv, bundle, ctx))
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = effective_fail_on(req.fail_on, policy)
     outcome = verdict(findings, fail_on, inconclusive=bool(unavailable))
-    if not refs and not unavailable and outcome == Verdict.PASS:
+    if not refs and not npm_compared and not unavailable and outcome == Verdict.PASS:
         # nothing was compared: never a pass
         outcome = Verdict.INCONCLUSIVE
-        unavailable.append("no upstream reference was given or found")
+        if not upstreams:
+            unavailable.append(
+                "deps:npm: no npm dependency was found (node_modules/ in app.asar, "
+                "app.asar.unpacked or resources/app) and no other source was given"
+            )
+        else:
+            unavailable.append("no upstream reference was given or found")
     return Report(
         tool_version=__version__,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         artifact={"path": req.artifact, "sha256": inv.sha256, "size": inv.size},
         verdict=outcome,
-        components=tuple(r.component for r in refs),
+        components=(*(r.component for r in refs), *npm_components),
         files=comparison.results,
         findings=findings,
         fail_on=fail_on,
@@ -194,10 +223,10 @@ def _references(
     workdir: str,
     bundle: RefsBundle | None,
     unavailable: list[str],
+    sources: tuple[str, ...],
 ) -> list[Reference]:
     """Every source resolved; one that cannot be had is noted and the others still count."""
     refs: list[Reference] = []
-    sources = _sources(req, policy)
     if bundle is not None and sources == (DEFAULT_SOURCE,):
         matched = select_references(bundle.references, inv)
         if matched:
@@ -338,13 +367,31 @@ def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Referen
 
 
 def _sources(req: VerifyRequest, policy: Policy) -> tuple[str, ...]:
+    """--against, else the policy's components (``electron:auto`` when they name no upstream)."""
     if req.against:
-        return req.against
-    declared = tuple(policy.sources())
-    return declared or (DEFAULT_SOURCE,)
+        return tuple(dict.fromkeys(req.against))
+    return policy.effective_sources()
 
 
-def _fetch_opts(req: VerifyRequest) -> object:
+def _npm_stage(
+    req: VerifyRequest,
+    policy: Policy,
+    results: Sequence[FileResult],
+    ctx: AnalysisContext,
+    workdir: str,
+) -> NpmStage:
+    """deps:npm: the app's npm dependencies against their registry's tarballs."""
+    from verifier.npmdeps import stage
+
+    pins = tuple(stage.Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
+    settings = stage.NpmSettings(skip=policy.npm_skip, pins=pins)
+    opts = _fetch_opts(req)
+    return stage.run(
+        results, settings, opts, workdir, ctx, _stage(req.progress, "npm dependencies")
+    )
+
+
+def _fetch_opts(req: VerifyRequest) -> FetchOptions:
     from verifier.upstream.options import FetchOptions
 
     return FetchOptions(
@@ -352,6 +399,7 @@ def _fetch_opts(req: VerifyRequest) -> object:
         offline=req.offline,
         mirror=req.mirror,
         progress=req.progress is not None,
+        env=req.env,
     )
 
 
@@ -394,7 +442,14 @@ def inspect(
         "sha256": sha,
         **d,
         "anomalies": [
-            {"rule": a.rule, "message": a.message, "arch": a.arch, "evidence": dict(a.evidence)}
+            {
+                "rule": a.rule,
+                "message": a.message,
+                "arch": a.arch,
+                "evidence": dict(a.evidence),
+                "region_sha256": a.region_sha256,
+                "severity": a.severity.value if a.severity else None,
+            }
             for a in facts.anomalies
         ],
     }

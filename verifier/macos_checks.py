@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from verifier.model import Anomaly, FileResult, Inventory
 
 _PLIST = "Contents/Info.plist"
+# containers that cannot represent symbolic links (a wheel's installer writes none, and the
+# format has no place for them): a sealed symlink absent from such a tree is a note
+_LINKLESS_SUFFIXES = (".whl", ".egg", ".nupkg", ".jar")
+
+
+def holds_links(container: Sequence[str]) -> bool:
+    """Whether every archive layer a file came through can hold symbolic links."""
+    return not any(layer.lower().endswith(_LINKLESS_SUFFIXES) for layer in container)
 
 
 def bundle_seal_anomalies(
@@ -43,7 +52,8 @@ def bundle_seal_anomalies(
             for p, x in by_path.items()
             if p.startswith(inv_prefix)
         }
-        result = check_bundle(root_dir, bundle, ctx, known=known)
+        links = holds_links(e.container)
+        result = check_bundle(root_dir, bundle, ctx, known=known, links=links)
         for a in result.anomalies:
             key = str(a.evidence.get("path") or bundle)
             inner = key[len(bundle) + 1 :] if key.startswith(bundle + "/") else ""
@@ -52,5 +62,5 @@ def bundle_seal_anomalies(
             location = entry.location if entry is not None else inv_path
             path = rel_of_location.get(location, inv_path)
             ev = {**a.evidence, "path": path, "location": location, "bundle": bundle}
-            out.append(Anomaly(a.rule, a.message, ev, a.arch))
+            out.append(replace(a, evidence=ev))
     return out

@@ -155,6 +155,9 @@ class Anomaly:
     # the same anomaly (docs/contract.md "Judge the change"). None when the anomaly
     # is not about a region of bytes.
     region_sha256: str | None = None
+    # the finding's severity when the rule's default does not fit this case (e.g.
+    # signature-slack that is the remnant of an earlier signature: low); None: the default
+    severity: Severity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,9 +498,11 @@ class Component:
     arch: str | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # e.g. zip name -> sha256
     proof: tuple[str, ...] = ()  # how the reference was proven, human-readable steps
+    # an npm dependency of the app (deps:npm): {package, status, paths, integrity, proven_by}
+    npm: Mapping[str, Any] | None = None
 
     def to_dict(self) -> JSON:
-        return {
+        d: JSON = {
             "name": self.name,
             "version": self.version,
             "source": self.source,
@@ -506,6 +511,9 @@ class Component:
             "digests": dict(sorted(self.digests.items())),
             "proof": list(self.proof),
         }
+        if self.npm is not None:
+            d["npm"] = dict(self.npm)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Component:
@@ -517,6 +525,7 @@ class Component:
             arch=d.get("arch"),
             digests=dict(d.get("digests", {})),
             proof=tuple(d.get("proof", [])),
+            npm=dict(d["npm"]) if isinstance(d.get("npm"), dict) else None,
         )
 
 

@@ -244,7 +244,9 @@ def _analyze_pe(
     algorithms = frozenset(table.digest_algorithms) if table is not None else frozenset()
     v = pe_views(info, pe.read_alignment_pad(blob, info), algorithms)
     core = ctx.level == "core"
-    _stream(blob, v.all(with_sha=known is None, core=core))
+    table_end = info.cert_offset + info.cert_size
+    after = View("after-table", start=table_end) if 0 < table_end < info.file_size else None
+    _stream(blob, [*v.all(with_sha=known is None, core=core), *((after,) if after else ())])
     if core:
         v.sections = []
     checksum_ok = info.checksum in (0, v.checksum.value)
@@ -253,7 +255,13 @@ def _analyze_pe(
         sig, extra = auth.verify(
             table, digests, pe_checksum_ok=checksum_ok, trust=ctx.trust, at=ctx.at
         )
-        anomalies.extend(extra)
+        region = after.hexdigest() if after is not None else None
+        anomalies.extend(
+            replace(a, region_sha256=region)
+            if a.rule == "data-after-signature" and a.region_sha256 is None
+            else a
+            for a in extra
+        )
     else:
         sig = _basic_signature(table_bytes)
         if not checksum_ok:

@@ -369,6 +369,8 @@ class _SlicePlan:
     parts: list[tuple[str, bool, View]] = field(default_factory=list)
     pagers: list[codesign.PageHasher] = field(default_factory=list)
     fuse: fuses_mod.FuseScanner | None = None
+    remnant: codesign.PageDigestIndex | None = None  # only when the signature's slack is not 0
+    tail: View | None = None  # the bytes after the code signature, when there are any
 
 
 def _read_header(blob: Blob, offset: int, size: int) -> bytes:
@@ -437,6 +439,10 @@ def _plan_slice(blob: Blob, plan: _SlicePlan) -> None:
     plan.fuse = fuses_mod.FuseScanner(start=base, end=base + plan.size)
     if h.code_signature is not None:
         _cmd, dataoff, datasize = h.code_signature
+        if dataoff + datasize < plan.size:
+            plan.tail = View(
+                f"{plan.arch}:tail", start=base + dataoff + datasize, end=base + plan.size
+            )
         if datasize > codesign.MAX_SIGNATURE_SIZE:
             plan.sig_error = f"code signature of {datasize} bytes exceeds the cap"
             return
@@ -448,6 +454,8 @@ def _plan_slice(blob: Blob, plan: _SlicePlan) -> None:
             return
         for cd in plan.sig.code_directories:
             plan.pagers.append(codesign.PageHasher(cd, base, plan.size))
+        if plan.sig.trailing_nonzero and plan.size <= codesign.MAX_REMNANT_SLICE:
+            plan.remnant = codesign.PageDigestIndex(base, min(dataoff, plan.size))
 
 
 MAX_GAP_READ = 1 << 20
@@ -476,8 +484,23 @@ def _fat_gaps(blob: Blob, head: bytes, fat: Sequence[FatArch], name: str) -> lis
             "data-after-signature",
             f"{name}: {total} bytes of the universal file lie outside every slice",
             {"ranges": ranges},
+            region_sha256=_ranges_sha256(blob, ranges),
         )
     ]
+
+
+def _ranges_sha256(blob: Blob, ranges: Sequence[Mapping[str, int]]) -> str:
+    """sha256 of the bytes of ``ranges``, in order (read in bounded chunks)."""
+    h = hashlib.sha256()
+    for r in ranges:
+        pos, end = r["offset"], r["offset"] + r["length"]
+        while pos < end:
+            chunk = blob.read(pos, min(1 << 20, end - pos))
+            if not chunk:
+                break
+            h.update(chunk)
+            pos += len(chunk)
+    return h.hexdigest()
 
 
 def analyze_macho(
@@ -524,6 +547,7 @@ def analyze_macho(
             continue
         assert p.whole is not None and p.norm is not None and p.fuse is not None
         views += [p.whole, p.norm, p.fuse, *(v for _, _, v in p.parts), *p.pagers]
+        views += [v for v in (p.remnant, p.tail) if v is not None]
     digest_views(blob.path, views, blob.offset, blob.size)
     sha256 = (thin_whole or whole).hexdigest()
 
@@ -576,6 +600,7 @@ def analyze_macho(
                             "ranges": [{"offset": p.offset + dataoff + datasize, "length": tail}],
                         },
                         p.arch,
+                        region_sha256=p.tail.hexdigest() if p.tail is not None else None,
                     )
                 )
             if p.sig is not None:
@@ -589,6 +614,8 @@ def analyze_macho(
                     trust=trust,
                     at=at,
                     verify_signatures=verify,
+                    sig_offset=p.offset + dataoff,
+                    remnant_index=p.remnant,
                 )
                 anomalies.extend(sig_anoms)
             else:

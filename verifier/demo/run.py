@@ -1,8 +1,10 @@
 """``biv demo``: build the 3CX scenario locally and verify both vendor builds against upstream.
 
 Exit 0 only when the clean build passes and the compromised build fails for the right
-reasons: ``signed-divergent-content`` on ffmpeg.dll and ``signature-padding`` on
-d3dcompiler_47.dll. Anything else (including a crash in a stage) is exit 1 with the reason.
+reasons: ``signed-divergent-content`` on ffmpeg.dll, ``signature-padding`` on
+d3dcompiler_47.dll and ``divergent-content`` on the patched npm dependency in app.asar
+(``deps:npm``, against a registry the demo serves on 127.0.0.1). Anything else (including a
+crash in a stage) is exit 1 with the reason.
 """
 
 from __future__ import annotations
@@ -54,8 +56,33 @@ def judge(clean: Report, compromised: Report) -> list[str]:
     return problems
 
 
+def judge_npm(clean: Report, compromised: Report) -> list[str]:
+    """The npm half: every dependency of the clean build verified, the patched one caught."""
+    from verifier.demo.npm_deps import PACKAGES, PATCHED
+
+    problems: list[str] = []
+    deps = [c for c in clean.components if c.npm is not None]
+    verified = [c for c in deps if c.npm and c.npm.get("status") == "verified"]
+    if len(verified) != len(PACKAGES):
+        problems.append(
+            f"the clean build's npm dependencies: {len(verified)} of {len(PACKAGES)} verified"
+        )
+    name, version, rel, _ = PATCHED
+    if not any(
+        f.rule == "divergent-content"
+        and not f.suppressed
+        and f.evidence.get("package") == name
+        and f.evidence.get("version") == version
+        and f.evidence.get("file") == rel
+        for f in compromised.findings
+    ):
+        problems.append(f"the compromised build has no divergent-content on {name}'s {rel}")
+    return problems
+
+
 def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
     """Build the scenario (in ``out_dir``, kept, or a temporary directory) and verify it."""
+    from verifier.demo.npm_deps import PATCHED
     from verifier.demo.scenario import PRODUCT, build_scenario
 
     started = time.monotonic()
@@ -84,30 +111,44 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
             "  compromised/  the same build, except: ffmpeg.dll has a loader added and is "
             "vendor-signed;\n"
             "                d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) at offset "
-            f"{sc.padding.payload_offset} inside its still-valid signature\n"
+            f"{sc.padding.payload_offset} inside its still-valid signature;\n"
+            f"                {PATCHED[0]}@{PATCHED[1]} in app.asar has a line added to "
+            f"{PATCHED[2]}\n"
         )
         where = sc.root if tmp is None else f"{sc.root} (removed afterwards; keep it: --keep DIR)"
         w(f"  built in {time.monotonic() - started:.1f}s under {where}\n\n")
 
         from verifier.api import VerifyRequest, verify
+        from verifier.demo.npm_deps import DemoRegistry
         from verifier.report.text import render_text
 
         color = _color(stream)
         reports: dict[str, Report] = {}
-        for build, path in (("clean", sc.clean), ("compromised", sc.compromised)):
-            cmd = f"biv verify {build}/ --against path:upstream/ --trust-store trust.pem"
-            w(f"=== {build} build ({PRODUCT})   $ {cmd}\n")
-            req = VerifyRequest(
-                artifact=path,
-                against=(f"path:{sc.upstream}",),
-                trust_stores=(sc.trust_store,),
+        with DemoRegistry() as registry:
+            w(
+                f"  npm registry  {registry.url} serves app.asar's dependencies "
+                "(written by the demo)\n\n"
             )
-            reports[build] = verify(req)
-            text = render_text(reports[build], color=color)
-            w(text if text.endswith("\n") else text + "\n")
-            w("\n")
+            for build, path in (("clean", sc.clean), ("compromised", sc.compromised)):
+                cmd = (
+                    f"npm_config_registry={registry.url} biv verify {build}/ --against "
+                    "path:upstream/ --against deps:npm --trust-store trust.pem"
+                )
+                w(f"=== {build} build ({PRODUCT})   $ {cmd}\n")
+                req = VerifyRequest(
+                    artifact=path,
+                    against=(f"path:{sc.upstream}", "deps:npm"),
+                    trust_stores=(sc.trust_store,),
+                    cache_dir=str(Path(root) / ".biv-cache"),
+                    env=registry.env(),
+                )
+                reports[build] = verify(req)
+                text = render_text(reports[build], color=color)
+                w(text if text.endswith("\n") else text + "\n")
+                w("\n")
 
         problems = judge(reports["clean"], reports["compromised"])
+        problems += judge_npm(reports["clean"], reports["compromised"])
         problems += _macos(Path(root) / "macos", w, color)
         elapsed = time.monotonic() - started
         if problems:
@@ -117,7 +158,8 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
             return 1
         w(
             "DEMO OK: the clean build passed; the compromised build failed with "
-            + " and ".join(f"{r} on {n}" for r, n in EXPECTED_FAILURES)
+            + ", ".join(f"{r} on {n}" for r, n in EXPECTED_FAILURES)
+            + " and divergent-content on the patched npm dependency in app.asar"
             + "; on macOS the clean universal app passed and the 3CX-style one failed with "
             "signed-divergent-content on libffmpeg.dylib, x86_64 slice" + f" ({elapsed:.1f}s).\n"
             "Both tampered files still carry valid signatures: a signature check alone "

@@ -8,9 +8,12 @@
       clean/         the vendor build: electron.exe renamed 3CXDesktopApp.exe with rcedit-like
                      resources and signed by the "Vendor Test CA"; ffmpeg.dll re-signed by the
                      vendor (identical except signature); d3dcompiler_47.dll untouched;
-                     resources/app.asar (the app's own code); default_app.asar removed
-      compromised/   clean, except ffmpeg.dll has a loader added (then vendor-signed) and
-                     d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) inside its signature
+                     resources/app.asar (the app's own code and its npm dependencies, which
+                     ``verifier.demo.npm_deps`` writes and serves from a local registry);
+                     default_app.asar removed
+      compromised/   clean, except ffmpeg.dll has a loader added (then vendor-signed),
+                     d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) inside its
+                     signature, and one npm dependency in app.asar has a line added
       trust.pem      both test roots (what a user passes as --trust-store)
       pki/           the test PKIs' PEM files
 
@@ -117,10 +120,18 @@ def _default_app() -> dict[str, bytes]:
     }
 
 
-def _vendor_app() -> dict[str, bytes]:
+def _vendor_app(*, patched: bool = False) -> dict[str, bytes]:
+    from verifier.demo.npm_deps import app_files
+
     return {
+        **app_files(patched=patched),
         "package.json": json.dumps(
-            {"name": "3cxdesktopapp", "version": PRODUCT_VERSION, "main": "dist/main.js"},
+            {
+                "name": "3cxdesktopapp",
+                "version": PRODUCT_VERSION,
+                "main": "dist/main.js",
+                "dependencies": {"@demo/sip-client": "^2.4.0"},
+            },
             sort_keys=True,
         ).encode()
         + b"\n",
@@ -237,6 +248,7 @@ def build_scenario(out_dir: StrPath, *, timestamp: bool = True) -> Scenario:
     (bad / "ffmpeg.dll").unlink()
     vendor_sign(trojan, bad / "ffmpeg.dll")
     padding = inject_signature_padding(bad / "d3dcompiler_47.dll", make_payload())
+    write_asar(bad / "resources" / "app.asar", _vendor_app(patched=True))
 
     shutil.rmtree(work)
     return Scenario(

@@ -327,6 +327,10 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
             return out
         if is_allowed_changed(r.path, policy):
             return out
+        if "npm" in r.evidence:
+            detail = r.evidence.get("detail")
+            what = f": {detail}" if detail else what
+            up = f"the published npm package {r.evidence['npm']}"
         out.append(
             _finding(
                 "divergent-content",
@@ -352,6 +356,9 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
         )
         return out
 
+    if st == Status.UNEXPECTED and r.shipped is not None and "npm" in r.evidence:
+        return [_unexpected_file(r, ev, policy)]
+
     if st == Status.UNEXPECTED and r.shipped is not None:
         if classify_own(r.path, policy) or not is_code(r.shipped):
             return out
@@ -370,6 +377,27 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
             )
         )
     return out
+
+
+#: file suffixes that make an unexpected file inside an npm package folder high (DESIGN.md)
+NPM_CODE_SUFFIXES = (".js", ".cjs", ".mjs", ".node", ".dll", ".so", ".dylib", ".exe")
+
+
+def _unexpected_file(r: FileResult, ev: dict[str, Any], policy: Policy) -> Finding:
+    """A file inside an npm package folder that the package's published tarball lacks."""
+    assert r.shipped is not None
+    code = r.path.lower().endswith(NPM_CODE_SUFFIXES) or r.shipped.format.is_code
+    ev.setdefault("format", r.shipped.format.value)
+    what = "code " if code else ""
+    f = _finding(
+        "unexpected-file",
+        r,
+        f"{r.path}: the published npm package {r.evidence.get('npm')} has no {what}file "
+        f"{r.evidence.get('file')!r}; Node loads whatever sits in the package folder",
+        ev,
+        policy,
+    )
+    return dataclasses.replace(f, severity=Severity.HIGH) if code else f
 
 
 def _vendor_appended_nested(s: SignatureFacts, u: SignatureFacts) -> bool:
@@ -463,7 +491,7 @@ def _signature_change(
 def _anomaly_finding(
     e: FileEntry, a: Anomaly, status: Status | None, result: FileResult | None, path: str
 ) -> Finding:
-    sev = default_severity(a.rule)
+    sev = a.severity or default_severity(a.rule)
     if a.rule == "weak-digest":
         sev = Severity.INFO if status == Status.IDENTICAL else Severity.MEDIUM
     ev: dict[str, Any] = {str(k): _jsonable(v) for k, v in a.evidence.items()}
@@ -495,7 +523,7 @@ def _problem_finding(a: Anomaly, default_rule: str, where: str = "") -> Finding:
         msg = f"{location}: {msg}"
     return Finding(
         rule=rule,
-        severity=default_severity(rule),
+        severity=a.severity or default_severity(rule),
         path=path,
         location=location,
         message=msg,

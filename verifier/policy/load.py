@@ -25,10 +25,12 @@ import yaml
 
 from verifier.errors import PolicyError
 from verifier.model import Severity, SigstoreIdentity
+from verifier.npmdeps.lockfile import parse_sri
 from verifier.policy.glob import GlobError, check_glob
 from verifier.policy.model import (
     DEFAULT_POLICY_NAME,
     ComponentSpec,
+    NpmPin,
     Policy,
     SignerMatcher,
     SignerRequirement,
@@ -36,6 +38,7 @@ from verifier.policy.model import (
     WaiverRule,
 )
 from verifier.policy.schema import POLICY_SCHEMA
+from verifier.upstream import npm
 
 MAX_POLICY_BYTES = 1 << 20
 MAX_DEPTH = 32
@@ -397,6 +400,23 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
             )
         )
 
+    npm_d = d.get("npm_dependencies", {})
+    npm_skip = tuple(str(x) for x in npm_d.get("skip", ()))
+    pins = []
+    for i, pin in enumerate(npm_d.get("pin", ())):
+        pp: JsonPath = ("npm_dependencies", "pin", i)
+        if not npm.valid_name(pin["name"]):
+            raise doc.error((*pp, "name"), f"not a valid npm package name: {pin['name']!r}")
+        if not npm.valid_version(pin["version"]):
+            raise doc.error((*pp, "version"), f"not a valid npm version: {pin['version']!r}")
+        if not any(alg != "sha1" for alg, _ in parse_sri(pin["integrity"])):
+            raise doc.error(
+                (*pp, "integrity"),
+                "needs a sha512, sha384 or sha256 hash (sha1 alone is not enough), "
+                "base64 of the right length",
+            )
+        pins.append(NpmPin(pin["name"], pin["version"], pin["integrity"]))
+
     severity = {k: Severity(v) for k, v in d.get("severity", {}).items()}
     fail_on = Severity(d["fail_on"]) if "fail_on" in d else None
     name = d.get("name") or Path(doc.file).stem
@@ -405,7 +425,7 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
         name=name,
         extends=d.get("extends"),
         description=d.get("description", b.description if base else ""),
-        components=(*b.components, *components),
+        components=_merge_components(b.components, components),
         allow_renamed_main=bool(allow.get("renamed_main_executable", b.allow_renamed_main)),
         allow_resources_only=(*b.allow_resources_only, *resources_only),
         allow_missing=(*b.allow_missing, *missing),
@@ -416,6 +436,8 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
         severity={**b.severity, **severity},
         fail_on=fail_on or b.fail_on,
         waivers=(*b.waivers, *waivers),
+        npm_skip=(*b.npm_skip, *npm_skip),
+        npm_pins=(*b.npm_pins, *pins),
         source_path=doc.file,
         sha256=sha256,
     )
@@ -431,6 +453,16 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 "thumbprint/team_id to this rule or a top-level 'vendor'",
             )
     return pol
+
+
+def _merge_components(
+    base: tuple[ComponentSpec, ...], own: list[ComponentSpec]
+) -> tuple[ComponentSpec, ...]:
+    """The base's components, then this policy's; a source named twice is kept once."""
+    out: dict[str, ComponentSpec] = {}
+    for c in (*base, *own):
+        out[c.source] = c  # the derived policy's definition wins, in the base's place
+    return tuple(out.values())
 
 
 def _load(path: str, depth: int) -> Policy:

@@ -117,6 +117,21 @@ class ComponentSpec:
     sigstore: SigstoreIdentity | None = None
 
 
+@dataclass(frozen=True)
+class NpmPin:
+    """``npm_dependencies.pin``: NAME@VERSION's tarball must also match ``integrity``."""
+
+    name: str
+    version: str
+    integrity: str  # Subresource Integrity: ``sha512-BASE64`` (several hashes allowed)
+
+
+#: the source that turns on the check of the app's npm dependencies (DESIGN.md)
+NPM_DEPS_SOURCE = "deps:npm"
+#: what biv compares with when a policy names no upstream of its own (only ``deps:npm``)
+IMPLIED_SOURCE = "electron:auto"
+
+
 def _frozen_map(m: Mapping[str, Severity] | None = None) -> Mapping[str, Severity]:
     return MappingProxyType(dict(m or {}))
 
@@ -139,6 +154,9 @@ class Policy:
     severity: Mapping[str, Severity] = field(default_factory=_frozen_map, hash=False)
     fail_on: Severity | None = None
     waivers: tuple[WaiverRule, ...] = ()
+    #: npm dependencies: package-name patterns not checked, and integrity pins
+    npm_skip: tuple[str, ...] = ()
+    npm_pins: tuple[NpmPin, ...] = ()
     source_path: str | None = field(default=None, compare=False)
     sha256: str | None = field(default=None, compare=False)  # of the policy file
 
@@ -150,6 +168,14 @@ class Policy:
     def sources(self) -> tuple[str, ...]:
         """The SOURCE strings of the policy's components (used when no --against is given)."""
         return tuple(c.source for c in self.components)
+
+    def effective_sources(self) -> tuple[str, ...]:
+        """What is compared without --against: the components' sources, plus
+        ``electron:auto`` first when they name no upstream (only ``deps:npm``, or nothing)."""
+        declared = tuple(dict.fromkeys(self.sources()))
+        if all(s.split(",", 1)[0] == NPM_DEPS_SOURCE for s in declared):
+            return (IMPLIED_SOURCE, *declared)
+        return declared
 
     def sigstore_for(self, source: str) -> SigstoreIdentity | None:
         """The Sigstore identity policy declared for ``source`` (a component's SOURCE)."""
@@ -208,6 +234,13 @@ class Policy:
             "severity": {k: v.value for k, v in sorted(self.severity.items())},
             "fail_on": self.fail_on.value if self.fail_on else None,
             "waivers": len(self.waivers),
+            "npm_dependencies": {
+                "skip": list(self.npm_skip),
+                "pin": [
+                    {"name": p.name, "version": p.version, "integrity": p.integrity}
+                    for p in self.npm_pins
+                ],
+            },
         }
 
 
@@ -217,8 +250,10 @@ _DEFAULT = Policy(
         "biv's default for Electron apps: the renamed main executable may change its "
         "resources, Electron Framework its fuses; default_app.asar may be removed; "
         "Info.plist, icons, version and licence files may change; app.asar, "
-        "app.asar.unpacked and installer helpers are the app's own."
+        "app.asar.unpacked and installer helpers are the app's own, except the npm "
+        "dependencies inside them, which are compared with their registry's tarballs."
     ),
+    components=(ComponentSpec("npm-dependencies", NPM_DEPS_SOURCE),),
     allow_renamed_main=True,
     allow_resources_only=("Electron Framework",),
     allow_missing=("default_app.asar",),

@@ -49,6 +49,34 @@ _SIGSTORE: dict[str, Any] = {
     },
 }
 
+_NPM_NAME_GLOB: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 214}
+_NPM_DEPS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "skip": {"type": "array", "items": _NPM_NAME_GLOB, "maxItems": 10000},
+        "pin": {
+            "type": "array",
+            "maxItems": 10000,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "version", "integrity"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 214},
+                    "version": {"type": "string", "minLength": 1, "maxLength": 128},
+                    "integrity": {
+                        "type": "string",
+                        "pattern": r"^sha(1|256|384|512)-[A-Za-z0-9+/=]+"
+                        r"(\s+sha(1|256|384|512)-[A-Za-z0-9+/=]+)*$",
+                        "x-message": "must be a Subresource Integrity string such as sha512-BASE64",
+                    },
+                },
+            },
+        },
+    },
+}
+
 POLICY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://biv.invalid/schemas/policy/v1",
@@ -91,6 +119,7 @@ POLICY_SCHEMA: dict[str, Any] = {
             },
         },
         "own": _GLOBS,
+        "npm_dependencies": _NPM_DEPS,
         "signers": {
             "type": "array",
             "items": {

@@ -355,13 +355,15 @@ def _verdict(report: Report, baseline: BaselineAnnotations | None) -> str:
 
 
 def _components(report: Report) -> str:
-    if not report.components:
-        return "<p class='muted'>No upstream components were identified.</p>"
+    upstream = [c for c in report.components if c.npm is None]
+    npm = _npm_dependencies(report)
+    if not upstream:
+        return npm or "<p class='muted'>No upstream components were identified.</p>"
     rows = [
         "<tr><th>component</th><th>version</th><th>platform</th><th>source</th>"
         "<th>how it was proven</th><th>reference digests</th></tr>"
     ]
-    for c in report.components:
+    for c in upstream:
         plat = "-".join(x for x in (c.platform, c.arch) if x)
         proof = "<br>".join(esc(p) for p in c.proof) or "<span class='muted'>not proven</span>"
         digests = "<br>".join(
@@ -371,7 +373,44 @@ def _components(report: Report) -> str:
             f"<tr><td>{esc(c.name)}</td><td>{esc(c.version or '')}</td><td>{esc(plat)}</td>"
             f"<td><code>{esc(c.source)}</code></td><td>{proof}</td><td>{digests}</td></tr>"
         )
-    return f"<table>{''.join(rows)}</table>"
+    return f"<table>{''.join(rows)}</table>{npm}"
+
+
+_NPM_STATE = {
+    "failing": ("sev-high", "findings"),
+    "unverifiable": ("sev-info", "unverifiable"),
+    "unavailable": ("sev-medium", "not obtained"),
+    "skipped": ("sev-info", "skipped"),
+    "verified": ("st-identical", "verified"),
+}
+
+
+def _npm_dependencies(report: Report) -> str:
+    """The app's npm dependencies (deps:npm): failing first, each with how it was proven."""
+    from verifier.npmdeps.summary import summarise
+
+    summary = summarise(report)
+    if summary is None:
+        return ""
+    rows = [
+        "<tr><th>state</th><th>package</th><th>installed at</th><th>integrity</th>"
+        "<th>how it was proven</th><th>findings</th></tr>"
+    ]
+    for d in summary.lines:
+        cls, word = _NPM_STATE[d.state]
+        npm = d.component.npm or {}
+        proof = "<br>".join(esc(p) for p in d.component.proof) or "<span class='muted'>-</span>"
+        found = esc(", ".join(d.rules))
+        if d.files:
+            found += "<br><code>" + esc(", ".join(d.files)) + "</code>"
+        rows.append(
+            f"<tr><td><span class='badge {cls}'>{esc(word)}</span></td>"
+            f"<td><code>{esc(d.label)}</code></td>"
+            f"<td><code>{'<br>'.join(esc(p) for p in d.paths)}</code></td>"
+            f"<td><code>{esc(str(npm.get('integrity', '')))}</code></td>"
+            f"<td>{proof}</td><td>{found}</td></tr>"
+        )
+    return f"<h3>npm dependencies: {esc(summary.headline())}</h3><table>{''.join(rows)}</table>"
 
 
 _HEAD = "<tr><th>path</th><th>status</th><th>component</th><th>signer</th><th>sha256</th></tr>"

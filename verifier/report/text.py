@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from verifier.model import Finding, Report, Severity, Status, Verdict
+from verifier.npmdeps.summary import NpmSummary, summarise
 from verifier.report.explain_text import EXPLAIN_KEYS, summary_lines
 
 if TYPE_CHECKING:
@@ -47,11 +48,16 @@ def render_text(
     out.append(f"biv {report.tool_version}: {art.get('path')}")
     out.append(f"  artifact  sha256 {art.get('sha256')}  ({art.get('size')} bytes)")
     for c in report.components:
+        if c.npm is not None:
+            continue  # summarised below (there may be hundreds)
         ver = f" {c.version}" if c.version else ""
         plat = f" {c.platform}-{c.arch}" if c.platform else ""
         out.append(f"  upstream  {c.name}{ver}{plat}  from {c.source}")
         for step in c.proof:
             out.append(f"            proven: {step}")
+    npm = summarise(report)
+    if npm is not None:
+        out.append(f"  npm deps  {npm.headline()}  (deps:npm)")
     out.append(f"  app root  {report.app_root or '.'}")
     if report.policy:
         out.append(f"  policy    {report.policy.get('name')}")
@@ -80,6 +86,10 @@ def render_text(
             new = baseline is not None and baseline.is_new_finding(f, _sha_of(report, f.path))
             out.extend(_finding_lines(f, color, verbose, new))
 
+    if npm is not None:
+        out.append("")
+        out.extend(_npm_lines(npm, verbose))
+
     changed = [r for r in report.files if r.status != Status.IDENTICAL]
     out.append("")
     out.append(f"Files ({len(report.files)} compared, {len(changed)} not identical)")
@@ -99,6 +109,39 @@ def render_text(
             if r.status == Status.IDENTICAL:
                 out.append(f"  identical  {r.path}")
     return "\n".join(out) + "\n"
+
+
+_NPM_MARK = {
+    "failing": "FAIL",
+    "unverifiable": "????",
+    "unavailable": "n/a ",
+    "skipped": "skip",
+    "verified": "ok  ",
+}
+
+
+def _npm_lines(npm: NpmSummary, verbose: bool) -> list[str]:
+    """The dependencies, failing ones first; verified ones only with -v."""
+    out = [f"npm dependencies: {npm.headline()}"]
+    shown = [d for d in npm.lines if verbose or d.state != "verified"]
+    for d in shown:
+        where = ", ".join(d.paths[:3]) + (" ..." if len(d.paths) > 3 else "")
+        line = f"  {_NPM_MARK[d.state]}  {d.label}  {where}"
+        if d.rules:
+            line += f"  [{', '.join(d.rules)}]"
+        out.append(line)
+        if d.files:
+            out.append(f"          files: {', '.join(d.files)}")
+        status = (d.component.npm or {}).get("status")
+        if d.state != "verified" and status != "verified" and d.component.proof:
+            out.append(f"          {d.component.proof[0]}")
+        elif verbose:
+            for step in d.component.proof:
+                out.append(f"          proven: {step}")
+    hidden = len(npm.lines) - len(shown)
+    if hidden:
+        out.append(f"  ({hidden} verified dependencies not listed; -v lists them)")
+    return out
 
 
 _EVIDENCE_ORDER = (

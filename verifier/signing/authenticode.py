@@ -5,18 +5,21 @@ Two calls (``binary.analyze`` makes them around its single streaming pass over t
 
 ``parse_table(data, ...)``
     Walks the WIN_CERTIFICATE entries of the certificate table (``data`` = the table's bytes
-    as found in the file), parses each PKCS#7 (bounded: DER size, depth, element and
-    certificate counts) with asn1crypto, collects nested signatures, and records structural
+    as found in the file), parses each PKCS#7 with the bounded reader (``signing.cms``: DER
+    size, depth, element and certificate counts capped; every part kept as the slice of bytes
+    it was found as, never re-encoded), collects nested signatures, and records structural
     anomalies (padding after the DER: CVE-2013-3900, data after the table, several entries).
     Never raises on bad input. ``CertificateTable.digest_algorithms`` says which Authenticode
     digests (hashlib names) the caller must compute.
 
 ``verify(table, digests, ...)``
     Compares the signed digests with the computed ones, verifies every signer's signature over
-    its authenticated attributes (RSA PKCS#1 v1.5 / PSS, ECDSA, DSA via ``cryptography``),
-    verifies legacy countersignatures and RFC 3161 timestamps, builds chains (code signing EKU
-    for signers, time stamping EKU for TSAs) to the trust store at the proven signing time (or
-    ``at``, or now), and returns ``SignatureFacts`` plus anomalies.
+    its authenticated attributes (``signing.algorithms``), verifies legacy countersignatures
+    and RFC 3161 timestamps (``signing.timestamp``), builds chains with the chain engine
+    (``signing.chain``: code signing EKU for signers, time stamping EKU for TSAs) at the time a
+    valid timestamp proves (else ``at``, else now), and returns ``SignatureFacts`` plus
+    anomalies. The primary signature decides validity; nested ones are reported each on its
+    own (``invalid-nested-signature`` when one fails under a valid primary).
 
 ``primary_container_sha256`` canonical form: when the primary signer carries nested
 signatures (unauthenticated attribute 1.3.6.1.4.1.311.2.4.1, what ``signtool /as`` and
@@ -43,34 +46,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asn1crypto import cms, core, tsp
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
-
 from verifier.errors import MalformedInputError
 from verifier.model import Anomaly, SignatureFacts, SignatureKind, Signer
-from verifier.signing import asn1
-from verifier.signing.trust import (
-    CODE_SIGNING,
-    TIME_STAMPING,
-    Cert,
-    ChainResult,
-    RootStore,
-    TrustConfig,
-    build_chain,
-    iso,
-    now_utc,
-)
+from verifier.signing import asn1, cms, timestamp
+from verifier.signing.algorithms import digest_name
+from verifier.signing.certs import CODE_SIGNING, Cert, algorithm_id, iso
+from verifier.signing.chain import ChainResult, build_chain
+from verifier.signing.timestamp import COUNTER_SIGNATURE, Timestamp
+from verifier.signing.trust import RootStore, TrustConfig, now_utc
 
 SIGNED_DATA = "1.2.840.113549.1.7.2"
 SPC_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
 NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
-COUNTER_SIGNATURE = "1.2.840.113549.1.9.6"
-RFC3161_TIMESTAMP = "1.3.6.1.4.1.311.3.3.1"
-TST_INFO = "1.2.840.113549.1.9.16.1.4"
-_TIMESTAMP_ATTRS = {COUNTER_SIGNATURE, RFC3161_TIMESTAMP}
+RFC3161_TIMESTAMP = timestamp.RFC3161_AUTHENTICODE
 _NESTED_OID_DER = bytes.fromhex("060a2b060104018237020401")
 
 WIN_CERT_REVISION_2 = 0x0200
@@ -88,14 +76,6 @@ OVERSIZED_UNAUTH = 4096
 
 DIGESTS = ("md5", "sha1", "sha256", "sha384", "sha512")
 WEAK = {"md5", "sha1"}
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "md5": hashes.MD5,
-    "sha1": hashes.SHA1,
-    "sha224": hashes.SHA224,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 
 PADDING_NOTE = (
     "Windows' default Authenticode check (WinVerifyTrust) accepts this file because the "
@@ -140,10 +120,10 @@ class ParsedSignature:
     """One PKCS#7 signature (the primary one or a nested one)."""
 
     role: str  # "primary", "nested 1", "nested 1.1"...
-    der: bytes
-    entry_der: bytes  # DER of the WIN_CERTIFICATE's PKCS#7 it was found in (for ranges)
-    entry_der_offset: int
+    der: bytes  # this signature's PKCS#7, as found in the file
+    der_offset: int  # its absolute file offset
     signed_data: cms.SignedData | None = None
+    signer_info: cms.SignerInfo | None = None
     spc_content: bytes = b""  # SpcIndirectDataContent value octets (what messageDigest covers)
     digest_algorithm: str | None = None
     signed_digest: bytes = b""
@@ -179,11 +159,18 @@ def shannon_entropy(data: bytes) -> float:
 
 
 def _anomaly(
-    rule: str, message: str, ranges: Sequence[tuple[int, int]] = (), **extra: Any
+    rule: str,
+    message: str,
+    ranges: Sequence[tuple[int, int]] = (),
+    *,
+    region: bytes | None = None,
+    **extra: Any,
 ) -> Anomaly:
+    """An anomaly; ``region``: the bytes it is about (their sha256 decides inheritance)."""
     ev: dict[str, Any] = {"ranges": [{"offset": o, "length": n} for o, n in ranges if n > 0]}
     ev.update(extra)
-    return Anomaly(rule, message, ev)
+    digest = hashlib.sha256(region).hexdigest() if region is not None else None
+    return Anomaly(rule, message, ev, region_sha256=digest)
 
 
 def parse_table(
@@ -238,6 +225,7 @@ def parse_table(
                 f"{len(entries)} WIN_CERTIFICATE entries; Windows uses only the first, the "
                 "others are unverified bytes",
                 [(e.offset, e.length) for e in entries[1:]],
+                region=data[entries[1].offset - table_offset : usable],
             )
         )
     signatures: list[ParsedSignature] = []
@@ -255,7 +243,7 @@ def parse_table(
             continue
         if i > 0:
             continue  # Windows ignores them; multiple-certificates reports them
-        _parse_signature(e.der, "primary", 0, e.der, e.der_offset, signatures)
+        _parse_signature(e.der, "primary", 0, e.der_offset, signatures)
     for s in signatures:
         if s.errors and s.signed_data is None:
             problems.append(
@@ -280,8 +268,7 @@ def parse_table(
 
 
 def _range_of(s: ParsedSignature) -> tuple[int, int]:
-    pos = s.entry_der.find(s.der) if s.der is not s.entry_der else 0
-    return (s.entry_der_offset + max(pos, 0), len(s.der))
+    return (s.der_offset, len(s.der))
 
 
 def _plausible_entry(data: bytes, pos: int, usable: int) -> bool:
@@ -415,6 +402,7 @@ def _padding_anomaly(e: Entry, table_end: int) -> Anomaly:
         f"bytes after the PKCS#7 signature inside the certificate table at {e.slack_offset}: "
         f"{', '.join(why)}. {PADDING_NOTE}.",
         [(e.slack_offset, len(slack))],
+        region=slack,
         windows_default_check="passes",
         enable_cert_padding_check="fails",
         payload={
@@ -428,76 +416,59 @@ def _padding_anomaly(e: Entry, table_end: int) -> Anomaly:
     )
 
 
+def _spc_digest(element: bytes) -> tuple[str | None, str, bytes]:
+    """(hashlib name, OID, signed digest) of an SpcIndirectDataContent element."""
+    doc = asn1.parse(element)
+    k = doc.children(doc.top)
+    if len(k) != 2 or k[1].tag != asn1.SEQUENCE:
+        raise MalformedInputError("malformed SpcIndirectDataContent")
+    di = doc.children(k[1])
+    if len(di) != 2 or di[1].tag != asn1.OCTET_STRING:
+        raise MalformedInputError("malformed DigestInfo in SpcIndirectDataContent")
+    alg = algorithm_id(doc, di[0])
+    return digest_name(alg.oid), alg.oid, doc.value(di[1])
+
+
 def _parse_signature(
-    der: bytes,
-    role: str,
-    depth: int,
-    entry_der: bytes,
-    entry_der_offset: int,
-    out: list[ParsedSignature],
+    der: bytes, role: str, depth: int, der_offset: int, out: list[ParsedSignature]
 ) -> None:
-    sig = ParsedSignature(role, der, entry_der, entry_der_offset)
+    """Parse one PKCS#7 (slices of its own bytes, nothing re-encoded) and its nested ones."""
+    sig = ParsedSignature(role, der, der_offset)
     out.append(sig)
     try:
         if len(der) > MAX_DER:
             raise MalformedInputError(f"PKCS#7 larger than {MAX_DER} bytes")
-        asn1.check_der(der)
-        ci = cms.ContentInfo.load(der)
-        if ci["content_type"].dotted != SIGNED_DATA:
-            raise MalformedInputError(f"content type {ci['content_type'].dotted} is not signedData")
-        sd = ci["content"]
-        certs_field = sd["certificates"]
-        n_certs = len(certs_field) if _present(certs_field) else 0
-        if n_certs > MAX_CERTS:
-            raise MalformedInputError(f"{n_certs} certificates (limit {MAX_CERTS})")
-        certs = []
-        for c in certs_field if n_certs else ():
-            if c.name != "certificate":
-                continue
-            try:
-                certs.append(Cert.from_der(c.chosen.dump()))
-            except ValueError as exc:
-                sig.errors.append(f"unparsable certificate: {exc}")
-        sig.certs = tuple(certs)
-        eci = sd["encap_content_info"]
-        if eci["content_type"].dotted != SPC_INDIRECT_DATA:
-            raise MalformedInputError(
-                f"content {eci['content_type'].dotted} is not SpcIndirectDataContent"
-            )
-        raw = asn1.unwrap_explicit(eci["content"].dump())
-        tlv = asn1.read_tlv(raw, 0)
-        spc = asn1.SpcIndirectDataContent.load(raw[: tlv.end])
-        sig.spc_content = raw[tlv.content : tlv.end]
-        alg = spc["message_digest"]["digest_algorithm"]["algorithm"].native
-        sig.signed_digest = spc["message_digest"]["digest"].native
+        sd = cms.parse_signed_data(der)
+        certs, bad = cms.load_certs(sd.certificates)
+        sig.errors.extend(bad)
+        sig.certs = certs
+        if sd.content_type != SPC_INDIRECT_DATA or sd.content_element is None:
+            raise MalformedInputError(f"content {sd.content_type} is not SpcIndirectDataContent")
+        sig.spc_content = sd.content or b""
+        alg, alg_oid, sig.signed_digest = _spc_digest(sd.content_element)
         if alg not in DIGESTS:
-            raise MalformedInputError(f"unsupported Authenticode digest algorithm {alg}")
+            raise MalformedInputError(f"unsupported Authenticode digest algorithm {alg_oid}")
         sig.digest_algorithm = alg
-        sis = sd["signer_infos"]
-        if len(sis) != 1:
-            raise MalformedInputError(f"{len(sis)} SignerInfos (Authenticode needs exactly one)")
+        if len(sd.signer_infos) != 1:
+            raise MalformedInputError(
+                f"{len(sd.signer_infos)} SignerInfos (Authenticode needs exactly one)"
+            )
         sig.signed_data = sd
-        si = sis[0]
-        nested_vals: list[bytes] = []
-        if _present(si["unsigned_attrs"]):
-            for attr in si["unsigned_attrs"]:
-                if attr["type"].dotted == NESTED_SIGNATURE:
-                    nested_vals.extend(v.dump() for v in attr["values"])
-        if nested_vals and depth >= MAX_NEST_DEPTH:
+        sig.signer_info = sd.signer_infos[0]
+        nested = sig.signer_info.unsigned(NESTED_SIGNATURE)
+        if nested and depth >= MAX_NEST_DEPTH:
             sig.errors.append("nested signatures nested too deeply; inner ones ignored")
-            nested_vals = []
-        for i, v in enumerate(nested_vals, 1):
+            nested = []
+        for i, v in enumerate(nested, 1):
             if len(out) >= MAX_SIGNATURES:
                 sig.errors.append(f"more than {MAX_SIGNATURES} signatures; the rest ignored")
                 break
             name = f"nested {i}" if role == "primary" else f"{role}.{i}"
-            _parse_signature(v, name, depth + 1, entry_der, entry_der_offset, out)
-    except (MalformedInputError, ValueError, TypeError, KeyError, RecursionError) as exc:
-        msg = (
-            exc.message if isinstance(exc, MalformedInputError) else f"{type(exc).__name__}: {exc}"
-        )
-        sig.errors.append(msg[:300])
+            _parse_signature(v.raw, name, depth + 1, der_offset + v.offset, out)
+    except MalformedInputError as exc:
+        sig.errors.append(exc.message[:300])
         sig.signed_data = None
+        sig.signer_info = None
 
 
 # --- primary container ------------------------------------------------------------------------
@@ -567,268 +538,6 @@ def _primary_container(data: bytes, entries: Sequence[Entry], base: int) -> str 
 # --- verify ------------------------------------------------------------------------------------
 
 
-def _present(value: Any) -> bool:
-    """An optional asn1crypto field that is there (without computing its ``.native``)."""
-    return not isinstance(value, core.Void)
-
-
-def _hash(alg: str, data: bytes) -> bytes:
-    return hashlib.new(alg, data).digest()
-
-
-def _attr(attrs: Any, oid: str) -> list[Any]:
-    if not _present(attrs):
-        return []
-    out: list[Any] = []
-    for a in attrs:
-        if a["type"].dotted == oid:
-            out.extend(a["values"])
-    return out
-
-
-def _find_cert(sid: Any, certs: Sequence[Cert]) -> Cert | None:
-    if sid.name == "issuer_and_serial_number":
-        serial = sid.chosen["serial_number"].native
-        issuer_der = sid.chosen["issuer"].dump()
-        for c in certs:
-            if c.obj.serial_number == serial and c.obj.issuer.public_bytes() == issuer_der:
-                return c
-        for c in certs:  # name encodings can differ (string types); serial + name text
-            if c.obj.serial_number == serial:
-                return c
-        return None
-    if sid.name == "subject_key_identifier":
-        ski = sid.chosen.native
-        for c in certs:
-            try:
-                ext = c.obj.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            except (x509.ExtensionNotFound, ValueError):
-                continue
-            if ext.value.digest == ski:
-                return c
-    return None
-
-
-def _signed_attrs_bytes(si: Any) -> bytes:
-    raw: bytes = si["signed_attrs"].dump()
-    return b"\x31" + raw[1:]
-
-
-def _verify_signer_info(si: Any, cert: Cert, data: bytes) -> str | None:
-    """Check ``si``'s signature over ``data`` with ``cert``'s key; None when it verifies."""
-    digest_name = si["digest_algorithm"]["algorithm"].native
-    sig_alg = si["signature_algorithm"]
-    try:
-        kind = sig_alg.signature_algo
-    except ValueError:
-        return f"unsupported signature algorithm {sig_alg['algorithm'].dotted}"
-    try:
-        h_name = sig_alg.hash_algo
-    except ValueError:
-        h_name = digest_name
-    if kind == "rsassa_pss":
-        params = sig_alg["parameters"]
-        h_name = params["hash_algorithm"]["algorithm"].native
-    hcls = _HASHES.get(h_name)
-    if hcls is None:
-        return f"unsupported hash {h_name}"
-    signature = si["signature"].native
-    try:
-        key = cert.obj.public_key()
-        if isinstance(key, rsa.RSAPublicKey):
-            if kind == "rsassa_pss":
-                params = sig_alg["parameters"]
-                mgf_h = _HASHES.get(params["mask_gen_algorithm"]["parameters"]["algorithm"].native)
-                if mgf_h is None:
-                    return "unsupported PSS MGF hash"
-                key.verify(
-                    signature,
-                    data,
-                    padding.PSS(padding.MGF1(mgf_h()), params["salt_length"].native),
-                    hcls(),
-                )
-            else:
-                key.verify(signature, data, padding.PKCS1v15(), hcls())
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(hcls()))
-        elif isinstance(key, dsa.DSAPublicKey):
-            key.verify(signature, data, hcls())
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, data)
-        else:
-            return f"unsupported key type {type(key).__name__}"
-    except InvalidSignature:
-        return "signature does not verify with the signer's public key"
-    except (UnsupportedAlgorithm, ValueError, TypeError) as exc:
-        return f"signature cannot be checked: {exc}"
-    return None
-
-
-def _check_attributes(
-    si: Any, content: bytes, content_type: str | None
-) -> tuple[list[str], dict[str, Any]]:
-    """messageDigest (and contentType) of ``si``'s signed attributes against ``content``."""
-    errs: list[str] = []
-    info: dict[str, Any] = {}
-    if not _present(si["signed_attrs"]):
-        return ["no authenticated attributes"], info
-    dalg = si["digest_algorithm"]["algorithm"].native
-    if dalg not in _HASHES:
-        return [f"unsupported digest {dalg}"], info
-    md = _attr(si["signed_attrs"], "1.2.840.113549.1.9.4")
-    if len(md) != 1:
-        errs.append("messageDigest attribute missing or repeated")
-    else:
-        want = md[0].native
-        got = _hash(dalg, content)
-        info["message_digest_ok"] = want == got
-        if want != got:
-            errs.append("messageDigest does not match the signed content")
-    if content_type is not None:
-        ct = _attr(si["signed_attrs"], "1.2.840.113549.1.9.3")
-        if len(ct) != 1 or ct[0].dotted != content_type:
-            errs.append(f"contentType attribute is not {content_type}")
-    return errs, info
-
-
-@dataclass
-class _Timestamp:
-    kind: str
-    time: dt.datetime | None
-    signer: Cert | None
-    valid: bool
-    reason: str
-    chain: ChainResult | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "time": iso(self.time),
-            "signer": self.signer.summary() if self.signer else None,
-            "valid": self.valid,
-            "reason": self.reason,
-            "chain": self.chain.to_dict() if self.chain else None,
-        }
-
-
-def _legacy_safely(
-    cs: Any, signature: bytes, certs: Sequence[Cert], roots: RootStore
-) -> _Timestamp:
-    try:
-        return _legacy_timestamp(cs, signature, certs, roots)
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        return _Timestamp(
-            "legacy", None, None, False, f"malformed countersignature: {exc}"[:300], None
-        )
-
-
-def _legacy_timestamp(
-    cs: Any, signature: bytes, certs: Sequence[Cert], roots: RootStore
-) -> _Timestamp:
-    cert = _find_cert(cs["sid"], certs)
-    t = None
-    st = _attr(cs["signed_attrs"], "1.2.840.113549.1.9.5")
-    if st:
-        t = st[0].native
-    if cert is None:
-        return _Timestamp("legacy", t, None, False, "countersigner certificate not found", None)
-    errs, _ = _check_attributes(cs, signature, None)
-    if not errs:
-        bad = _verify_signer_info(cs, cert, _signed_attrs_bytes(cs))
-        if bad:
-            errs.append(bad)
-    if t is None:
-        errs.append("no signingTime")
-    if errs:
-        return _Timestamp("legacy", t, cert, False, "; ".join(errs), None)
-    chain = build_chain(cert, certs, roots, TIME_STAMPING, t)
-    return _Timestamp(
-        "legacy", t, cert, chain.trusted, "ok" if chain.trusted else chain.reason, chain
-    )
-
-
-def _ess_mismatch(si: Any, cert: Cert) -> str | None:
-    """RFC 3161/5035: the ESS signingCertificate(V2) attribute must name the TSA certificate."""
-    for oid, default_alg in (
-        ("1.2.840.113549.1.9.16.2.47", "sha256"),  # signingCertificateV2
-        ("1.2.840.113549.1.9.16.2.12", "sha1"),  # signingCertificate
-    ):
-        vals = _attr(si["signed_attrs"], oid)
-        if not vals:
-            continue
-        certs = vals[0]["certs"]
-        if not len(certs):
-            return "empty ESS signingCertificate attribute"
-        first = certs[0]
-        alg = default_alg
-        if oid.endswith(".47"):
-            alg = first["hash_algorithm"]["algorithm"].native
-        if alg not in _HASHES:
-            return f"unsupported ESS certificate hash {alg}"
-        if first["cert_hash"].native != _hash(alg, cert.der):
-            return "ESS signingCertificate does not match the TSA certificate"
-        return None
-    return None
-
-
-def _rfc3161_timestamp(
-    token: Any, signature: bytes, outer_certs: Sequence[Cert], roots: RootStore
-) -> _Timestamp:
-    try:
-        if token["content_type"].dotted != SIGNED_DATA:
-            return _Timestamp("rfc3161", None, None, False, "token is not signedData", None)
-        sd = token["content"]
-        eci = sd["encap_content_info"]
-        if eci["content_type"].dotted != TST_INFO:
-            return _Timestamp("rfc3161", None, None, False, "token content is not TSTInfo", None)
-        tst_der = eci["content"].contents if hasattr(eci["content"], "contents") else b""
-        content = eci["content"]
-        tst_der = content.chosen.contents if hasattr(content, "chosen") else content.contents
-        tst = tsp.TSTInfo.load(tst_der)
-        t = tst["gen_time"].native
-        imprint = tst["message_imprint"]
-        halg = imprint["hash_algorithm"]["algorithm"].native
-        errs: list[str] = []
-        if halg not in _HASHES:
-            errs.append(f"unsupported imprint hash {halg}")
-        elif imprint["hashed_message"].native != _hash(halg, signature):
-            errs.append("messageImprint does not match the signature it timestamps")
-        certs = list(outer_certs)
-        if _present(sd["certificates"]):
-            if len(sd["certificates"]) > MAX_CERTS:
-                return _Timestamp("rfc3161", t, None, False, "too many certificates", None)
-            for c in sd["certificates"]:
-                if c.name == "certificate":
-                    try:
-                        certs.append(Cert.from_der(c.chosen.dump()))
-                    except ValueError:
-                        continue
-        sis = sd["signer_infos"]
-        if len(sis) != 1:
-            return _Timestamp("rfc3161", t, None, False, "token needs exactly one signer", None)
-        si = sis[0]
-        cert = _find_cert(si["sid"], certs)
-        if cert is None:
-            return _Timestamp("rfc3161", t, None, False, "TSA certificate not found", None)
-        e2, _ = _check_attributes(si, tst_der, TST_INFO)
-        errs.extend(e2)
-        ess = _ess_mismatch(si, cert)
-        if ess:
-            errs.append(ess)
-        if not e2:
-            bad = _verify_signer_info(si, cert, _signed_attrs_bytes(si))
-            if bad:
-                errs.append(bad)
-        if errs:
-            return _Timestamp("rfc3161", t, cert, False, "; ".join(errs), None)
-        chain = build_chain(cert, certs, roots, TIME_STAMPING, t)
-        return _Timestamp(
-            "rfc3161", t, cert, chain.trusted, "ok" if chain.trusted else chain.reason, chain
-        )
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        return _Timestamp("rfc3161", None, None, False, f"malformed token: {exc}"[:300], None)
-
-
 def _signer(c: Cert) -> Signer:
     return Signer(subject=c.subject, issuer=c.issuer, serial=c.serial, sha256=c.sha256)
 
@@ -842,8 +551,22 @@ class _Result:
     errors: list[str]
     chain: ChainResult | None
     weak: bool
-    other_unauth: list[tuple[str, int, int]]  # oid, size, absolute offset
+    other_unauth: list[tuple[str, int, int, bytes]]  # oid, size, absolute offset, bytes
     details: dict[str, Any]
+    timestamps: list[Timestamp] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.intact and self.trusted
+
+
+def _timestamps(si: cms.SignerInfo, certs: Sequence[Cert], roots: RootStore) -> list[Timestamp]:
+    out: list[Timestamp] = []
+    for v in si.unsigned(COUNTER_SIGNATURE):
+        out.append(timestamp.countersignature(v.raw, si.signature, certs, roots))
+    for v in si.unsigned(RFC3161_TIMESTAMP):
+        out.append(timestamp.rfc3161(v.raw, si.signature, certs, roots))
+    return out
 
 
 def _verify_one(
@@ -855,9 +578,10 @@ def _verify_one(
     d: dict[str, Any] = {"role": s.role, "digest_algorithm": s.digest_algorithm}
     errors = list(s.errors)
     res = _Result(s.role, None, False, False, errors, None, s.digest_algorithm in WEAK, [], d)
-    sd = s.signed_data
-    if sd is None:
+    si = s.signer_info
+    if s.signed_data is None or si is None:
         d["errors"] = errors
+        d["valid"] = False
         return res
     computed = digests.get(s.digest_algorithm or "")
     d["signed_digest"] = s.signed_digest.hex()
@@ -868,42 +592,31 @@ def _verify_one(
         errors.append(f"the file's {s.digest_algorithm} Authenticode digest was not computed")
     elif not digest_ok:
         errors.append("the file's Authenticode digest does not match the signed digest")
-    si = sd["signer_infos"][0]
-    cert = _find_cert(si["sid"], s.certs)
+    cert = cms.find_signer(si, s.certs)
     res.signer = cert
     sig_ok = False
     if cert is None:
         errors.append("signer certificate not in the signature")
     else:
         d["signer"] = cert.summary()
-        e2, _ = _check_attributes(si, s.spc_content, SPC_INDIRECT_DATA)
+        e2 = cms.check_signed_attributes(si, s.spc_content, SPC_INDIRECT_DATA)
         errors.extend(e2)
-        bad = None if e2 else _verify_signer_info(si, cert, _signed_attrs_bytes(si))
+        bad = None if e2 else cms.verify_signer_info(si, cert)
         if bad:
             errors.append(bad)
         sig_ok = not e2 and bad is None
     d["signature_ok"] = sig_ok
     # unauthenticated attributes: timestamps, nested signatures, the rest
-    signature = si["signature"].native
-    timestamps: list[_Timestamp] = []
     sizes = []
-    if _present(si["unsigned_attrs"]):
-        for a in si["unsigned_attrs"]:
-            oid = a["type"].dotted
-            raw = a.dump()
-            sizes.append({"oid": oid, "size": len(raw)})
-            if oid == COUNTER_SIGNATURE:
-                for cs in a["values"]:
-                    timestamps.append(_legacy_safely(cs, signature, s.certs, roots))
-            elif oid == RFC3161_TIMESTAMP:
-                for tok in a["values"]:
-                    timestamps.append(_rfc3161_timestamp(tok, signature, s.certs, roots))
-            elif oid != NESTED_SIGNATURE:
-                pos = s.entry_der.find(raw)
-                res.other_unauth.append((oid, len(raw), s.entry_der_offset + max(pos, 0)))
+    for a in si.unsigned_attrs:
+        sizes.append({"oid": a.oid, "size": a.length})
+        if a.oid not in (COUNTER_SIGNATURE, RFC3161_TIMESTAMP, NESTED_SIGNATURE):
+            raw = s.der[a.offset : a.offset + a.length]
+            res.other_unauth.append((a.oid, a.length, s.der_offset + a.offset, raw))
+    res.timestamps = _timestamps(si, s.certs, roots)
     d["unauthenticated_attributes"] = sizes
-    d["timestamps"] = [t.to_dict() for t in timestamps]
-    proven = next((t.time for t in timestamps if t.valid and t.time is not None), None)
+    d["timestamps"] = [t.to_dict() for t in res.timestamps]
+    proven = next((t.time for t in res.timestamps if t.valid and t.time is not None), None)
     when = proven or at
     d["verified_at"] = iso(when or now_utc())
     d["time_source"] = "timestamp" if proven else ("--at" if at else "now")
@@ -915,18 +628,29 @@ def _verify_one(
         d["chain"] = [c.summary() for c in chain.chain]
         d["trusted"] = {"ok": chain.trusted, "reason": chain.reason, "anchor": chain.anchor_source}
     d["errors"] = errors
+    d["valid"] = res.valid
     return res
 
 
 def _verify_safely(
     s: ParsedSignature, digests: Mapping[str, str], roots: RootStore, at: dt.datetime | None
 ) -> _Result:
-    """``_verify_one``, turning a parse failure deep inside the PKCS#7 into an error."""
+    """``_verify_one``, turning a failure deep inside the PKCS#7 into an error."""
     try:
         return _verify_one(s, digests, roots, at)
     except Exception as exc:  # hostile input must end in a verdict, whatever breaks
         msg = f"malformed signature: {type(exc).__name__}: {exc}"[:300]
         return _Result(s.role, None, False, False, [msg], None, False, [], {"errors": [msg]})
+
+
+def _why_not(r: _Result) -> str:
+    if not r.intact:
+        return "; ".join(r.errors) or "not valid"
+    reason = r.chain.reason if r.chain else "no chain"
+    bad_ts = [t for t in r.timestamps if not t.valid]
+    if bad_ts and not any(t.valid for t in r.timestamps):
+        reason += f" (timestamp not valid: {bad_ts[0].reason})"
+    return reason
 
 
 def verify(
@@ -937,46 +661,65 @@ def verify(
     trust: TrustConfig | None,
     at: dt.datetime | None,
 ) -> tuple[SignatureFacts, tuple[Anomaly, ...]]:
-    """Verify every signature of ``table`` against the file's Authenticode ``digests``."""
+    """Verify every signature of ``table`` against the file's Authenticode ``digests``.
+
+    The primary signature decides validity (Windows' rule); each nested signature is verified
+    and reported on its own, and one that fails under a valid primary is an
+    ``invalid-nested-signature`` anomaly.
+    """
     cfg = trust if trust is not None else TrustConfig()
     when = at if at is not None else cfg.at
     anomalies: list[Anomaly] = list(table.problems)
     roots = cfg.roots()
     results = [_verify_safely(s, digests, roots, when) for s in table.signatures]
+    primary = results[0] if results and results[0].role == "primary" else None
+    structural = any(a.rule == "invalid-signature" for a in table.problems)
+    valid = primary is not None and primary.valid and not structural
     for r, s in zip(results, table.signatures, strict=True):
-        if not r.intact and s.signed_data is not None:
+        is_primary = r is primary
+        if not is_primary and not r.valid:
+            if valid:
+                anomalies.append(
+                    _anomaly(
+                        "invalid-nested-signature",
+                        f"{r.role} signature does not verify under a valid primary signature: "
+                        f"{_why_not(r)}",
+                        [_range_of(s)],
+                        region=s.der,
+                        digest_algorithm=s.digest_algorithm,
+                        signer_actual=r.signer.subject if r.signer else None,
+                    )
+                )
+        elif is_primary and not r.intact and s.signed_data is not None:
             anomalies.append(
                 _anomaly(
                     "invalid-signature",
-                    f"{r.role} signature: {'; '.join(r.errors) or 'not valid'}",
+                    f"{r.role} signature: {_why_not(r)}",
                     [_range_of(s)],
                     digest_algorithm=s.digest_algorithm,
                     signed_digest=r.details.get("signed_digest"),
                     computed_digest=r.details.get("computed_digest"),
                 )
             )
-        elif r.intact and not r.trusted:
-            reason = r.chain.reason if r.chain else "no chain"
-            bad_ts = [t for t in r.details.get("timestamps", []) if not t["valid"]]
-            if bad_ts:
-                reason += f" (timestamp not valid: {bad_ts[0]['reason']})"
+        elif is_primary and r.intact and not r.trusted:
             anomalies.append(
                 _anomaly(
                     "untrusted-signer",
-                    f"{r.role} signer {r.signer.subject if r.signer else '?'}: {reason}",
+                    f"{r.role} signer {r.signer.subject if r.signer else '?'}: {_why_not(r)}",
                     [_range_of(s)],
                     signer_actual=r.signer.subject if r.signer else None,
                 )
             )
-        other = sum(n for _, n, _ in r.other_unauth)
+        other = sum(n for _, n, _, _ in r.other_unauth)
         if other > OVERSIZED_UNAUTH:
             anomalies.append(
                 _anomaly(
                     "oversized-unauthenticated-attributes",
                     f"{r.role} signature carries {other} bytes of unauthenticated attributes "
                     "other than timestamps and nested signatures "
-                    f"({', '.join(o for o, _, _ in r.other_unauth)})",
-                    [(off, n) for _, n, off in r.other_unauth],
+                    f"({', '.join(o for o, _, _, _ in r.other_unauth)})",
+                    [(off, n) for _, n, off, _ in r.other_unauth],
+                    region=b"".join(raw for _, _, _, raw in r.other_unauth),
                     bytes=other,
                 )
             )
@@ -992,12 +735,6 @@ def verify(
         )
     if not pe_checksum_ok:
         anomalies.append(_anomaly("pe-checksum-mismatch", "the PE checksum field is wrong"))
-    primary = results[0] if results and results[0].role == "primary" else None
-    valid = (
-        bool(results)
-        and all(r.intact and r.trusted for r in results)
-        and not any(a.rule == "invalid-signature" for a in table.problems)
-    )
     nested_signers = tuple(_signer(r.signer) for r in results[1:] if r.signer is not None)
     details: dict[str, Any] = {
         "table": {"offset": table.table_offset, "size": table.dir_size},
@@ -1013,6 +750,12 @@ def verify(
             for e in table.entries
         ],
     }
+    if primary is not None:
+        # the primary signature's timestamps and judging time, where every consumer of the
+        # facts (distrust lists, reports) finds them
+        details["timestamps"] = primary.details.get("timestamps", [])
+        details["verified_at"] = primary.details.get("verified_at")
+        details["time_source"] = primary.details.get("time_source")
     facts = SignatureFacts(
         kind=SignatureKind.AUTHENTICODE,
         signed=True,

@@ -22,11 +22,11 @@ import os
 import plistlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from verifier.model import Anomaly, BinaryFacts, Blob, SignatureFacts
+from verifier.model import Anomaly, BinaryFacts, Blob, Severity, SignatureFacts
 from verifier.signing import codesign
 
 MAX_CODERESOURCES = 16 << 20
@@ -192,6 +192,7 @@ def check_bundle(
     ctx: Any = None,
     *,
     known: Mapping[str, tuple[str, BinaryFacts | None]] | None = None,
+    links: bool = True,
     _depth: int = 0,
 ) -> BundleResult:
     """Verify the bundle at ``root_dir/bundle_rel`` and its nested code (see module doc).
@@ -200,6 +201,11 @@ def check_bundle(
     (the inventory): sealed files are then compared by digest without reading them again,
     and Mach-O files are not analysed again (their special slots are checked from the
     CodeDirectory hashes in ``facts``).
+
+    ``links``: whether the container the tree came from can hold symbolic links. A wheel
+    cannot: a sealed symlink that is simply absent there is an ``info`` note (the seal cannot
+    be checked for it), not an invalid signature. A link with another target, or a file or
+    folder in its place, is invalid whatever the container.
     """
     from verifier.binary import macho
 
@@ -259,9 +265,7 @@ def check_bundle(
             )
         sig = facts.signature
         for a in facts.anomalies:
-            anomalies.append(
-                Anomaly(a.rule, a.message, {**a.evidence, "path": rel_of(lay.executable)}, a.arch)
-            )
+            anomalies.append(replace(a, evidence={**a.evidence, "path": rel_of(lay.executable)}))
         details["executable"] = rel_of(lay.executable)
         for s in facts.slices:
             slots = s.signature.details.get("special_slots", {})
@@ -304,9 +308,14 @@ def check_bundle(
         d: dict[str, Any] = entry if isinstance(entry, dict) else {"hash": entry}
         optional = bool(d.get("optional", False))
         if "symlink" in d:
-            if not os.path.islink(full):
-                bad(f"sealed symlink {rel} missing or not a link", full)
-            elif os.readlink(full) != d["symlink"]:
+            target = str(d["symlink"])
+            if not os.path.lexists(full) and not links:
+                anomalies.append(_unrepresentable_link(bundle_rel, rel, target, lay, rel_of))
+            elif not os.path.lexists(full):
+                bad(f"sealed symlink {rel} is missing", full)
+            elif not os.path.islink(full):
+                bad(f"sealed symlink {rel} is not a link", full)
+            elif os.readlink(full) != target:
                 bad(f"symlink {rel} changed", full)
             continue
         if not os.path.lexists(full):
@@ -320,7 +329,9 @@ def check_bundle(
             nested_dirs.add(rel)
             want = bytes(d["cdhash"]).hex() if isinstance(d["cdhash"], bytes) else ""
             if os.path.isdir(full):
-                sub = check_bundle(root_dir, rel_of(full), ctx, known=known, _depth=_depth + 1)
+                sub = check_bundle(
+                    root_dir, rel_of(full), ctx, known=known, links=links, _depth=_depth + 1
+                )
                 nested.append(sub)
                 anomalies.extend(sub.anomalies)
                 have = set(sub.details.get("cdhashes", []))
@@ -331,8 +342,7 @@ def check_bundle(
                 else:
                     _sha, nf = macho.analyze_macho(Blob.of_file(full), rel_of(full), ctx)
                 anomalies.extend(
-                    Anomaly(a.rule, a.message, {**a.evidence, "path": rel_of(full)}, a.arch)
-                    for a in nf.anomalies
+                    replace(a, evidence={**a.evidence, "path": rel_of(full)}) for a in nf.anomalies
                 )
                 have = _cdhashes(nf.signature, nf.slices)
             if want not in have:
@@ -390,10 +400,38 @@ def check_bundle(
             for cd in per.get("code_directories", []):
                 cdh.add(str(cd.get("cdhash", "")))
     details["cdhashes"] = sorted(cdh)
-    valid: bool | None = not any(a.rule == "invalid-signature" for a in anomalies)
+    valid: bool | None = not any(
+        a.rule == "invalid-signature" and a.severity != Severity.INFO for a in anomalies
+    )
     if sig.kind.value == "none":
         valid = False
     return BundleResult(bundle_rel, valid, sig, tuple(anomalies), tuple(nested), details)
+
+
+def _unrepresentable_link(
+    bundle_rel: str, rel: str, target: str, lay: _Layout, rel_of: Any
+) -> Anomaly:
+    """The note for a sealed symlink a link-less container (a wheel) could not carry.
+
+    It is attached to the seal file (present on both sides of a comparison, so a paired
+    upstream bundle with the same gap makes it inherited); its region is the sealed entry
+    itself (``path NUL target``), so the same missing link matches whatever else changed.
+    """
+    entry = f"{rel}\0{target}".encode()
+    return Anomaly(
+        "invalid-signature",
+        f"{bundle_rel}: sealed symlink {rel} -> {target} is absent: its container cannot hold "
+        "symbolic links, so the seal cannot be checked for it (note)",
+        {
+            "path": rel_of(lay.code_resources),
+            "bundle": bundle_rel,
+            "sealed_symlink": rel,
+            "symlink_target": target,
+            "reason": "container-cannot-hold-links",
+        },
+        region_sha256=hashlib.sha256(entry).hexdigest(),
+        severity=Severity.INFO,
+    )
 
 
 def is_seal_file(path: str) -> bool:

@@ -12,8 +12,10 @@ linker-signed signatures (which do not count as ``signed``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import math
 import plistlib
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,14 +25,15 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-from verifier.errors import MalformedInputError
+from verifier.errors import MalformedInputError, UsageError
 from verifier.hashing import View
 from verifier.model import Anomaly, SignatureFacts, SignatureKind, Signer
+from verifier.signing import asn1, cms, timestamp
+from verifier.signing.algorithms import DIGEST_OIDS
+from verifier.signing.certs import CODE_SIGNING, Cert, iso, name_attributes
+from verifier.signing.chain import build_chain, issued_by
+from verifier.signing.timestamp import Timestamp
+from verifier.signing.trust import Anchor, RootStore, load_pem_roots
 
 # --- constants ----------------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ MAX_PAGES_REPORTED = 32
 OID_CDHASHES_PLIST = "1.2.840.113635.100.9.1"
 OID_CDHASHES_2 = "1.2.840.113635.100.9.2"
 OID_TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105
-OID_CODE_SIGNING = "1.3.6.1.5.5.7.3.3"
+OID_CODE_SIGNING = CODE_SIGNING
 
 
 # --- the SuperBlob ------------------------------------------------------------------------
@@ -194,9 +197,13 @@ class EmbeddedSignature:
     der_entitlements: bytes | None = None
     cms: bytes | None = None  # the CMS blob's payload (without the wrapper header)
     blobs: Mapping[int, bytes] = field(default_factory=dict)  # slot -> whole blob
-    # the SuperBlob's declared length is shorter than the LC_CODE_SIGNATURE datasize; the
-    # rest should be zero padding (non-zero bytes there are 'data-after-signature')
-    trailing_nonzero: int = 0
+    # the bytes between the end of the SuperBlob and the end of LC_CODE_SIGNATURE's data:
+    # space the signer reserved; zero, or the remnant of an earlier signature, or a payload
+    slack: bytes = b""
+
+    @property
+    def trailing_nonzero(self) -> int:
+        return len(self.slack) - self.slack.count(0)
 
     @property
     def primary(self) -> CodeDirectory:
@@ -347,7 +354,6 @@ def parse_superblob(data: bytes) -> EmbeddedSignature:
         return b
 
     cms_blob = payload(CSSLOT_SIGNATURESLOT, CSMAGIC_BLOBWRAPPER)
-    trailing = data[length:]
     return EmbeddedSignature(
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -357,7 +363,7 @@ def parse_superblob(data: bytes) -> EmbeddedSignature:
         der_entitlements=payload(CSSLOT_DER_ENTITLEMENTS, CSMAGIC_EMBEDDED_DER_ENTITLEMENTS),
         cms=cms_blob[8:] if cms_blob is not None else None,
         blobs=blobs,
-        trailing_nonzero=len(trailing) - trailing.count(0),
+        slack=data[length:],
     )
 
 
@@ -434,6 +440,140 @@ class PageHasher(View):
         return ""
 
 
+class PageDigestIndex(View):
+    """The digests of every page of a slice, for the page sizes and hashes code signatures
+    have used, collected while the slice streams past. Used only when a signature's slack
+    holds non-zero bytes: an earlier signature's hash slots are hashes of this very code."""
+
+    KINDS = (("sha256", 4096), ("sha256", 16384), ("sha1", 4096))
+
+    def __init__(self, base: int, limit: int) -> None:
+        super().__init__(name="page-digest-index", algorithm="sha256")
+        self.base = base
+        self.limit = limit
+        self.digests: dict[tuple[str, int], set[bytes]] = {k: set() for k in self.KINDS}
+        self._cur = {k: hashlib.new(k[0]) for k in self.KINDS}
+        self._filled = dict.fromkeys(self.KINDS, 0)
+
+    def feed(self, pos: int, chunk: memoryview) -> None:
+        lo = max(pos, self.base)
+        hi = min(pos + len(chunk), self.base + self.limit)
+        for k in self.KINDS:
+            a = lo
+            page = k[1]
+            while a < hi:
+                take = min(hi - a, page - self._filled[k])
+                self._cur[k].update(chunk[a - pos : a - pos + take])
+                self._filled[k] += take
+                a += take
+                if self._filled[k] == page or a - self.base == self.limit:
+                    self.digests[k].add(self._cur[k].digest())
+                    self._cur[k] = hashlib.new(k[0])
+                    self._filled[k] = 0
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+MAX_SLACK_EXAMINED = 256 << 10
+MAX_REMNANT_SLICE = 512 << 20
+
+
+def remnant_of_signature(slack: bytes, index: PageDigestIndex | None) -> dict[str, Any] | None:
+    """How ``slack`` parses as the remnant of an earlier signature, or None.
+
+    It does when its non-zero bytes are, but for a partial hash at each end, hash slots of an
+    earlier CodeDirectory: digests of this slice's own pages (at 4 KiB or 16 KiB, SHA-256 or
+    SHA-1). A payload cannot hide there: every byte is a digest of the signed code.
+    """
+    if index is None or not slack.strip(b"\0"):
+        return None
+    data = slack[:MAX_SLACK_EXAMINED]
+    best: dict[str, Any] | None = None
+    for (alg, page), digests in index.digests.items():
+        n = hashlib.new(alg).digest_size
+        for align in range(n):
+            matched = 0
+            for i in range(align, len(data) - n + 1, n):
+                if data[i : i + n] in digests:
+                    matched += 1
+            if matched and (best is None or matched > best["matched_hashes"]):
+                best = {
+                    "kind": "page-hashes",
+                    "algorithm": alg,
+                    "page_size": page,
+                    "alignment": align,
+                    "matched_hashes": matched,
+                }
+    if best is None or best["matched_hashes"] < 4:
+        return None
+    n = hashlib.new(best["algorithm"]).digest_size
+    digests = index.digests[(best["algorithm"], best["page_size"])]
+    outside = 0
+    for i, b in enumerate(data):
+        if not b:
+            continue
+        start = best["alignment"] + ((i - best["alignment"]) // n) * n
+        if start >= 0 and data[start : start + n] in digests and len(data[start : start + n]) == n:
+            continue
+        outside += 1
+    best["unexplained_nonzero_bytes"] = outside
+    return best if outside <= 2 * n else None
+
+
+def slack_anomaly(
+    sig: EmbeddedSignature,
+    arch: str,
+    sig_offset: int | None,
+    index: PageDigestIndex | None,
+) -> Anomaly | None:
+    """``signature-slack`` for non-zero bytes after the SuperBlob (None when all zero)."""
+    slack = sig.slack
+    nz = [i for i, b in enumerate(slack[:MAX_SLACK_EXAMINED]) if b]
+    if not nz and not slack[MAX_SLACK_EXAMINED:].strip(b"\0"):
+        return None
+    lo = nz[0] if nz else 0
+    payload = slack[lo : (nz[-1] + 1) if nz else len(slack)]
+    superblob_len = sig.size - len(slack)
+    offset = None if sig_offset is None else sig_offset + superblob_len
+    remnant = remnant_of_signature(slack, index)
+    from verifier.model import Severity
+
+    what = (
+        "the remnant of an earlier signature (hashes of this slice's own pages)"
+        if remnant
+        else "not covered by any signature"
+    )
+    return Anomaly(
+        "signature-slack",
+        f"{sig.trailing_nonzero} non-zero bytes in the {len(slack)} bytes {arch}'s code "
+        f"signature reserved after its SuperBlob: {what}",
+        {
+            "arch": arch,
+            "ranges": [{"offset": offset, "length": len(slack)}] if offset is not None else [],
+            "offset": offset,
+            "length": len(slack),
+            "nonzero_bytes": sig.trailing_nonzero,
+            "entropy": round(_entropy(payload), 3),
+            "first_bytes": payload[:32].hex(),
+            "remnant": remnant,
+        },
+        arch=arch,
+        region_sha256=hashlib.sha256(slack).hexdigest(),
+        severity=Severity.LOW if remnant else None,
+    )
+
+
+def _entropy(data: bytes) -> float:
+    if not data:
+        return 0.0
+    n = len(data)
+    counts = [0] * 256
+    for b in data:
+        counts[b] += 1
+    return -sum(c / n * math.log2(c / n) for c in counts if c)
+
+
 def page_ranges(pages: Sequence[int], page_size: int) -> list[dict[str, int]]:
     """Coalesce page indices into {offset, length} ranges (slice-relative), capped."""
     out: list[dict[str, int]] = []
@@ -452,372 +592,163 @@ def page_ranges(pages: Sequence[int], page_size: int) -> list[dict[str, int]]:
 
 
 @lru_cache(maxsize=1)
-def apple_certificates() -> tuple[x509.Certificate, ...]:
+def apple_certificates() -> tuple[Cert, ...]:
     """Apple Root CA(s) and Developer ID intermediates shipped as package data."""
-    certs: list[x509.Certificate] = []
+    from verifier.signing.trust import _pem_certs
+
+    certs: list[Cert] = []
     root = resources.files("verifier") / "data" / "apple"
     if not root.is_dir():
         return ()
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".pem"):
-            certs.extend(x509.load_pem_x509_certificates(entry.read_bytes()))
+            for der in _pem_certs(entry.read_bytes()):
+                with contextlib.suppress(ValueError):
+                    certs.append(Cert.from_der(der))
     return tuple(certs)
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer``'s key signed ``cert`` (SHA-1 allowed: Apple Root CA uses it)."""
-    if cert.issuer != issuer.subject:
-        return False
-    halg = cert.signature_hash_algorithm
-    if halg is None:
-        return False
-    pss = cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSASSA_PSS
-    try:
-        _verify_sig(issuer.public_key(), cert.signature, cert.tbs_certificate_bytes, halg, pss)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+def apple_roots() -> tuple[Cert, ...]:
+    """The self-signed certificates among Apple's package data: the trust anchors."""
+    return tuple(c for c in apple_certificates() if c.self_issued and issued_by(c, c))
 
 
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    return issued_by(cert, cert)
+@lru_cache(maxsize=8)
+def macho_roots(extra_pem: tuple[str, ...] = ()) -> RootStore:
+    """Apple's roots plus ``--trust-store`` roots (unreadable files were refused earlier, by
+    the CLI; here they add nothing)."""
+    store = RootStore(Anchor(c, "apple") for c in apple_roots())
+    if extra_pem:
+        with contextlib.suppress(UsageError):
+            store = store + load_pem_roots(extra_pem)
+    return store
 
 
-def apple_roots() -> tuple[x509.Certificate, ...]:
-    return tuple(c for c in apple_certificates() if _is_self_signed(c))
+def _roots_for(trust: Any) -> RootStore:
+    extra = getattr(trust, "extra_pem", ()) or ()
+    return macho_roots(tuple(str(p) for p in extra))
 
 
-def extra_roots_from(trust: Any) -> tuple[x509.Certificate, ...]:
-    """``--trust-store`` roots from a TrustConfig-like object (loosely typed on purpose)."""
-    if trust is None:
-        return ()
-    out: list[x509.Certificate] = []
-    for attr in ("extra_roots", "macho_roots", "roots_for_macho"):
-        val = getattr(trust, attr, None)
-        if val:
-            for c in val:
-                if isinstance(c, x509.Certificate):
-                    out.append(c)
-    for attr in ("extra_pem", "extra_pem_paths", "trust_store_paths", "pem_paths"):
-        val = getattr(trust, attr, None)
-        if val:
-            for p in val:
-                try:
-                    with open(p, "rb") as fh:
-                        out.extend(x509.load_pem_x509_certificates(fh.read()))
-                except (OSError, ValueError):
-                    continue
-    if isinstance(trust, list | tuple):
-        out.extend(c for c in trust if isinstance(c, x509.Certificate))
-    return tuple(out)
-
-
-def cert_name(name: x509.Name) -> str:
-    return name.rfc4514_string()
-
-
-def _chain_entry(cert: x509.Certificate) -> dict[str, Any]:
-    return {
-        "subject": cert_name(cert.subject),
-        "issuer": cert_name(cert.issuer),
-        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-    }
-
-
-def signer_of(cert: x509.Certificate) -> Signer:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    try:
-        ou = cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
-        team = str(ou[0].value) if ou else None
-    except ValueError:
-        team = None
+def signer_of(cert: Cert) -> Signer:
+    team = None
+    with contextlib.suppress(MalformedInputError):
+        for rdn in name_attributes(cert.subject_der):
+            for oid, _tag, raw in rdn:
+                if oid == "2.5.4.11" and team is None:
+                    team = raw.decode("utf-8", "replace")
     return Signer(
-        subject=cert_name(cert.subject),
-        issuer=cert_name(cert.issuer),
-        serial=format(cert.serial_number, "x"),
-        sha256=hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest(),
+        subject=cert.subject,
+        issuer=cert.issuer,
+        serial=cert.serial,
+        sha256=cert.sha256,
         team_id=team,
     )
 
 
-def _verify_sig(
-    pub: Any, signature: bytes, data: bytes, hash_alg: hashes.HashAlgorithm, rsa_pss: bool = False
-) -> None:
-    if isinstance(pub, rsa.RSAPublicKey):
-        pad: padding.AsymmetricPadding = (
-            padding.PSS(padding.MGF1(hash_alg), padding.PSS.AUTO) if rsa_pss else padding.PKCS1v15()
-        )
-        pub.verify(signature, data, pad, hash_alg)
-    elif isinstance(pub, ec.EllipticCurvePublicKey):
-        pub.verify(signature, data, ec.ECDSA(hash_alg))
-    else:
-        raise InvalidSignature("unsupported public key type")
-
-
-def _valid_at(cert: x509.Certificate, at: datetime) -> bool:
-    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
-
-
-def build_chain(
-    leaf: x509.Certificate,
-    pool: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    at: datetime,
-    *,
-    max_depth: int = 8,
-) -> tuple[list[x509.Certificate] | None, str]:
-    """Find a path leaf -> ... -> a root in ``roots``; each link's signature and validity
-    at ``at`` checked. Returns (chain, "") or (None, reason)."""
-    root_ders = {r.fingerprint(hashes.SHA256()) for r in roots}
-    candidates = list(pool) + list(roots)
-    reason = "no issuer found for the certificate chain"
-    chain = [leaf]
-    seen = {leaf.fingerprint(hashes.SHA256())}
-    cur = leaf
-    for _ in range(max_depth):
-        if not _valid_at(cur, at):
-            return None, f"certificate {cert_name(cur.subject)} not valid at {at.isoformat()}"
-        if cur.fingerprint(hashes.SHA256()) in root_ders:
-            return chain, ""
-        nxt = None
-        for cand in candidates:
-            if cand.subject != cur.issuer:
-                continue
-            if not issued_by(cur, cand):
-                reason = f"signature of {cert_name(cur.subject)} does not verify"
-                continue
-            fp = cand.fingerprint(hashes.SHA256())
-            # prefer a trusted root with the same subject over an untrusted copy
-            if nxt is None or fp in root_ders:
-                nxt = cand
-        if nxt is None:
-            return None, reason
-        fp = nxt.fingerprint(hashes.SHA256())
-        if fp in seen:
-            if fp in root_ders:
-                return chain, ""
-            return None, f"certificate chain ends at an untrusted root {cert_name(nxt.subject)}"
-        seen.add(fp)
-        chain.append(nxt)
-        cur = nxt
-    return None, "certificate chain too deep"
+def _chain_entry(cert: Cert) -> dict[str, Any]:
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "sha256": cert.sha256,
+        "not_after": iso(cert.not_after),
+    }
 
 
 # --- CMS ----------------------------------------------------------------------------------
-
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 
 
 @dataclass
 class CmsResult:
     ok: bool
     problems: list[str]
-    signer_cert: x509.Certificate | None = None
-    certs: list[x509.Certificate] = field(default_factory=list)
+    signer_cert: Cert | None = None
+    certs: tuple[Cert, ...] = ()
     signing_time: datetime | None = None
-    timestamp_time: datetime | None = None
     digest_algorithm: str | None = None
     cdhashes_plist: list[str] = field(default_factory=list)
     cdhashes2: dict[str, str] = field(default_factory=dict)
-    timestamp_signer: Signer | None = None
-    timestamp_chain: list[x509.Certificate] = field(default_factory=list)
+    timestamps: list[Timestamp] = field(default_factory=list)
+
+    @property
+    def timestamp_time(self) -> datetime | None:
+        """The time a valid timestamp proves (None without one)."""
+        return next((t.time for t in self.timestamps if t.valid and t.time), None)
 
 
-def _cdhash2_spec() -> Any:
-    from asn1crypto import algos, core
-
-    class CdHash2(core.Sequence):  # type: ignore[misc]
-        _fields = [  # noqa: RUF012 - asn1crypto's declaration style
-            ("algorithm", algos.DigestAlgorithmId),
-            ("digest", core.OctetString),
-        ]
-
-    return CdHash2
+def _cdhashes2(raw: bytes) -> tuple[str, str]:
+    doc = asn1.parse(raw)
+    k = doc.children(doc.top)
+    if len(k) != 2 or k[0].tag != asn1.OID or k[1].tag != asn1.OCTET_STRING:
+        raise MalformedInputError("malformed cdhashes2 value")
+    oid = asn1.oid(doc.value(k[0]))
+    return DIGEST_OIDS.get(oid, oid), doc.value(k[1]).hex()
 
 
-_CdHash2 = _cdhash2_spec()
-
-
-def verify_cms(cms_der: bytes, content: bytes, cds: Sequence[CodeDirectory]) -> CmsResult:
-    """Verify Apple's CMS blob (BER, detached) over the primary CodeDirectory bytes."""
-    from asn1crypto import cms as acms
-
+def verify_cms(
+    cms_der: bytes,
+    content: bytes,
+    cds: Sequence[CodeDirectory],
+    roots: RootStore | None = None,
+) -> CmsResult:
+    """Verify Apple's CMS blob (BER, detached) over the primary CodeDirectory bytes; its
+    RFC 3161 timestamps are verified against ``roots`` (Apple's when None)."""
     res = CmsResult(ok=False, problems=[])
     try:
-        ci = acms.ContentInfo.load(cms_der)
-        if ci["content_type"].native != "signed_data":
-            res.problems.append("CMS blob is not SignedData")
-            return res
-        sd = ci["content"]
-        infos = list(sd["signer_infos"])
-        for c in sd["certificates"] or []:
-            if c.name == "certificate":
-                res.certs.append(x509.load_der_x509_certificate(c.chosen.dump()))
-        if len(infos) != 1:
-            res.problems.append(f"CMS has {len(infos)} signers (expected 1)")
-            return res
-        si = infos[0]
-        sid = si["sid"]
-        signer_cert = None
-        if sid.name == "issuer_and_serial_number":
-            serial = sid.chosen["serial_number"].native
-            issuer_der = sid.chosen["issuer"].dump(force=True)
-            for cert in res.certs:
-                from cryptography.hazmat.primitives.serialization import Encoding
-
-                if cert.serial_number == serial and cert.issuer.public_bytes() == issuer_der:
-                    signer_cert = cert
-                    break
-                _ = Encoding
-        else:
-            ski = sid.chosen.native
-            for cert in res.certs:
-                try:
-                    ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-                except x509.ExtensionNotFound:
-                    continue
-                if ext.value.digest == ski:
-                    signer_cert = cert
-        if signer_cert is None:
-            res.problems.append("CMS signer certificate not included")
-            return res
-        res.signer_cert = signer_cert
-        dalg = si["digest_algorithm"]["algorithm"].native
-        res.digest_algorithm = dalg
-        if dalg not in _HASHES:
-            res.problems.append(f"CMS digest algorithm {dalg} not supported")
-            return res
-        halg = _HASHES[dalg]()
-        attrs = si["signed_attrs"]
-        if not attrs or len(attrs) == 0:
-            res.problems.append("CMS has no signed attributes")
-            return res
-        message_digest = None
-        for attr in attrs:
-            t = attr["type"].dotted
-            vals = attr["values"]
-            if t == "1.2.840.113549.1.9.4":
-                message_digest = vals[0].native
-            elif t == "1.2.840.113549.1.9.5":
-                st = vals[0].native
-                if isinstance(st, datetime):
-                    res.signing_time = st
-            elif t == OID_CDHASHES_PLIST:
-                try:
-                    pl = plistlib.loads(vals[0].native)
-                    res.cdhashes_plist = [bytes(h).hex() for h in pl.get("cdhashes", [])]
-                except Exception:
-                    res.problems.append("cdhashes plist attribute unreadable")
-            elif t == OID_CDHASHES_2:
-                for v in vals:
-                    try:
-                        item = _CdHash2.load(v.dump())
-                        name = str(item["algorithm"].native)
-                        res.cdhashes2[name] = bytes(item["digest"].native).hex()
-                    except Exception:
-                        res.problems.append("cdhashes2 attribute unreadable")
-        want = hashlib.new(dalg, content).digest()
-        if message_digest != want:
-            res.problems.append("CMS messageDigest does not match the CodeDirectory")
-        signed = _attrs_der(attrs)
-        sig_alg = si["signature_algorithm"]
-        sig_name = sig_alg["algorithm"].native
+        sd = cms.parse_signed_data(cms_der, ber=True)
+    except MalformedInputError as exc:
+        res.problems.append(f"CMS blob unreadable: {exc.message}"[:300])
+        return res
+    res.certs, bad = cms.load_certs(sd.certificates)
+    res.problems.extend(bad)
+    if len(sd.signer_infos) != 1:
+        res.problems.append(f"CMS has {len(sd.signer_infos)} signers (expected 1)")
+        return res
+    si = sd.signer_infos[0]
+    cert = cms.find_signer(si, res.certs)
+    if cert is None:
+        res.problems.append("CMS signer certificate not included")
+        return res
+    res.signer_cert = cert
+    res.digest_algorithm = si.digest_algorithm
+    res.signing_time = cms.signing_time(si)
+    errs = cms.check_signed_attributes(si, content, None)
+    res.problems.extend(
+        "CMS messageDigest does not match the CodeDirectory"
+        if e == "messageDigest does not match the signed content"
+        else f"CMS {e}"
+        for e in errs
+    )
+    for v in si.signed(OID_CDHASHES_PLIST):
         try:
-            _verify_sig(
-                signer_cert.public_key(),
-                si["signature"].native,
-                signed,
-                halg,
-                rsa_pss=sig_name == "rsassa_pss",
-            )
-        except InvalidSignature:
-            res.problems.append("CMS signature does not verify with the signer's key")
-        # cdhash attributes: each CodeDirectory's cdhash must be listed, in order
-        if res.cdhashes_plist:
-            mine = [cd.cdhash for cd in cds]
-            if res.cdhashes_plist != mine:
-                res.problems.append("cdhashes attribute does not match the CodeDirectories")
-        for name, hexd in res.cdhashes2.items():
-            matches = [cd for cd in cds if cd.algorithm == name]
-            if matches and all(cd.cdhash_full.hex() != hexd for cd in matches):
-                res.problems.append(f"cdhashes2 {name} does not match the CodeDirectory")
-        # timestamp (unsigned attribute): time only; the token's own signature is checked
-        unsigned = si["unsigned_attrs"]
-        if unsigned and len(unsigned):
-            for attr in unsigned:
-                if attr["type"].dotted == OID_TIMESTAMP_TOKEN:
-                    ts = _timestamp_time(attr["values"][0], si["signature"].native)
-                    if ts is not None:
-                        res.timestamp_time, tsa_cert, res.timestamp_chain = ts
-                        res.timestamp_signer = signer_of(tsa_cert)
-        res.ok = not res.problems
-        return res
-    except MalformedInputError:
-        raise
-    except Exception as exc:
-        res.problems.append(f"CMS blob unreadable: {type(exc).__name__}: {exc}"[:300])
-        res.ok = False
-        return res
-
-
-def _attrs_der(attrs: Any) -> bytes:
-    """The signed attributes as the SET OF the signature covers (DER, universal tag)."""
-    raw: bytes = attrs.dump()
-    if len(raw) > 1 and raw[1] == 0x80:  # indefinite length: not DER, re-encode
-        raw = attrs.dump(force=True)
-    return b"\x31" + raw[1:]
-
-
-def _timestamp_time(
-    token: Any, signature: bytes
-) -> tuple[datetime, x509.Certificate, list[x509.Certificate]] | None:
-    """genTime of an RFC 3161 token over ``signature``, if the token verifies."""
-    from asn1crypto import tsp
-
-    try:
-        sd = token["content"]
-        econtent = sd["encap_content_info"]["content"]
-        content = bytes(econtent)
-        tst = tsp.TSTInfo.load(content)
-        imprint = tst["message_imprint"]
-        alg = imprint["hash_algorithm"]["algorithm"].native
-        if hashlib.new(alg, signature).digest() != imprint["hashed_message"].native:
-            return None
-        certs = [
-            x509.load_der_x509_certificate(c.chosen.dump())
-            for c in sd["certificates"] or []
-            if c.name == "certificate"
-        ]
-        si = sd["signer_infos"][0]
-        signer = None
-        if si["sid"].name == "issuer_and_serial_number":
-            serial = si["sid"].chosen["serial_number"].native
-            for c in certs:
-                if c.serial_number == serial:
-                    signer = c
-        if signer is None:
-            return None
-        dalg = si["digest_algorithm"]["algorithm"].native
-        attrs = si["signed_attrs"]
-        md = None
-        for a in attrs:
-            if a["type"].dotted == "1.2.840.113549.1.9.4":
-                md = a["values"][0].native
-        if md != hashlib.new(dalg, content).digest():
-            return None
-        signed = _attrs_der(attrs)
-        _verify_sig(signer.public_key(), si["signature"].native, signed, _HASHES[dalg]())
-        gen: datetime = tst["gen_time"].native
-        return gen, signer, certs
-    except Exception:
-        return None
+            doc = asn1.parse(v.raw)
+            pl = plistlib.loads(doc.octets(doc.top))
+            res.cdhashes_plist = [bytes(h).hex() for h in pl.get("cdhashes", [])]
+        except Exception:
+            res.problems.append("cdhashes plist attribute unreadable")
+    for v in si.signed(OID_CDHASHES_2):
+        try:
+            name, hexd = _cdhashes2(v.raw)
+            res.cdhashes2[name] = hexd
+        except MalformedInputError:
+            res.problems.append("cdhashes2 attribute unreadable")
+    if not errs:
+        bad_sig = cms.verify_signer_info(si, cert)
+        if bad_sig:
+            res.problems.append(f"CMS signature: {bad_sig}")
+    # cdhash attributes: each CodeDirectory's cdhash must be listed, in order
+    if res.cdhashes_plist:
+        mine = [cd.cdhash for cd in cds]
+        if res.cdhashes_plist != mine:
+            res.problems.append("cdhashes attribute does not match the CodeDirectories")
+    for name, hexd in res.cdhashes2.items():
+        matches = [cd for cd in cds if cd.algorithm == name]
+        if matches and all(cd.cdhash_full.hex() != hexd for cd in matches):
+            res.problems.append(f"cdhashes2 {name} does not match the CodeDirectory")
+    store = roots if roots is not None else macho_roots()
+    for v in si.unsigned(OID_TIMESTAMP_TOKEN):
+        res.timestamps.append(timestamp.rfc3161(v.raw, si.signature, res.certs, store, ber=True))
+    res.ok = not res.problems
+    return res
 
 
 # --- slice verification --------------------------------------------------------------------
@@ -832,8 +763,15 @@ def verify_slice(
     trust: Any = None,
     at: datetime | None = None,
     verify_signatures: bool = True,
+    sig_offset: int | None = None,
+    remnant_index: PageDigestIndex | None = None,
 ) -> tuple[SignatureFacts, tuple[Anomaly, ...]]:
-    """Turn a parsed signature plus streamed page results into facts and anomalies."""
+    """Turn a parsed signature plus streamed page results into facts and anomalies.
+
+    ``sig_offset``: the signature's absolute offset in the file (for evidence);
+    ``remnant_index``: page digests of the slice, streamed when the signature's slack holds
+    non-zero bytes (``PageDigestIndex``), to tell a remnant of an earlier signature.
+    """
     specials = dict(specials or {})
     problems: list[str] = []
     evidence: dict[str, Any] = {"arch": arch}
@@ -921,56 +859,30 @@ def verify_slice(
     details["cms"] = cms_present
     if cms_present and verify_signatures:
         assert sig.cms is not None
-        res = verify_cms(sig.cms, sig.primary.raw, sig.code_directories)
+        roots = _roots_for(trust)
+        res = verify_cms(sig.cms, sig.primary.raw, sig.code_directories, roots)
         problems.extend(res.problems)
+        if res.timestamps:
+            details["timestamps"] = [t.to_dict() for t in res.timestamps]
         if res.signer_cert is not None:
             signed = True
             leaf = res.signer_cert
             signers = (signer_of(leaf),)
-            when = at or datetime.now(UTC)
             details["digest_algorithm"] = res.digest_algorithm
-            if res.timestamp_time is not None:
-                # the timestamp proves the signing time only if its TSA chains to a root
-                tsa = res.timestamp_chain
-                ts_leaf = next(
-                    (
-                        c
-                        for c in tsa
-                        if res.timestamp_signer and signer_of(c) == res.timestamp_signer
-                    ),
-                    None,
-                )
-                ts_ok = False
-                if ts_leaf is not None:
-                    roots_ts = [*apple_roots(), *extra_roots_from(trust)]
-                    ts_chain, _why = build_chain(ts_leaf, tsa, roots_ts, res.timestamp_time)
-                    ts_ok = ts_chain is not None
-                if ts_ok and at is None:
-                    when = res.timestamp_time
-                details["timestamps"] = [
-                    {
-                        "kind": "rfc3161",
-                        "time": res.timestamp_time.isoformat(),
-                        "valid": ts_ok,
-                        "signer": res.timestamp_signer.subject if res.timestamp_signer else None,
-                    }
-                ]
-            details["signing_time"] = res.signing_time.isoformat() if res.signing_time else None
-            details["verified_at"] = when.isoformat()
-            roots = [*apple_roots(), *extra_roots_from(trust)]
+            proven = res.timestamp_time
+            when = proven or at or datetime.now(UTC)
+            details["time_source"] = "timestamp" if proven else ("--at" if at else "now")
+            details["signing_time"] = iso(res.signing_time)
+            details["verified_at"] = iso(when)
             pool = [*res.certs, *apple_certificates()]
-            chain, reason = build_chain(leaf, pool, roots, when)
-            if chain is None:
-                untrusted = reason
-            else:
-                details["chain"] = [_chain_entry(c) for c in chain]
-                try:
-                    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-                    if x509.ObjectIdentifier(OID_CODE_SIGNING) not in eku:
-                        untrusted = "signer certificate is not for code signing"
-                except x509.ExtensionNotFound:
-                    pass
-            details["trusted"] = not untrusted
+            chain = build_chain(leaf, pool, roots, CODE_SIGNING, when)
+            details["chain"] = [_chain_entry(c) for c in chain.chain]
+            if not chain.trusted:
+                untrusted = chain.reason
+                bad_ts = [t for t in res.timestamps if not t.valid]
+                if bad_ts and proven is None:
+                    untrusted += f" (timestamp not valid: {bad_ts[0].reason})"
+            details["trusted"] = chain.trusted
             details["trust_reason"] = untrusted or (
                 f"chains to {details['chain'][-1]['subject']}" if details.get("chain") else ""
             )
@@ -981,15 +893,9 @@ def verify_slice(
                 )
     elif cms_present:
         signed = True
-    if sig.trailing_nonzero:
-        anomalies.append(
-            Anomaly(
-                "data-after-signature",
-                f"{sig.trailing_nonzero} non-zero bytes after the SuperBlob in {arch}",
-                {"arch": arch},
-                arch=arch,
-            )
-        )
+    slack = slack_anomaly(sig, arch, sig_offset, remnant_index)
+    if slack is not None:
+        anomalies.append(slack)
     valid: bool | None
     if problems:
         valid = False

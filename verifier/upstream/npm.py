@@ -9,11 +9,13 @@ import json
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from verifier.errors import ReferenceMismatchError, ReferenceUnavailableError
-from verifier.upstream.http import HttpClient
+
+if TYPE_CHECKING:  # policy loading validates npm names: keep this module light
+    from verifier.upstream.http import HttpClient
 
 _NAME = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$", re.IGNORECASE)
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
