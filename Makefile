@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SYSTEM_TOOLS := osslsigncode p7zip-full msitools wixl nsis genisoimage squashfs-tools rpm cpio chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench install system-deps clean
+.PHONY: demo test lint bench corpus install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The real-world corpus (tests/corpus/manifest.toml): every package, large ones included,
+# verified against itself, newer against older, and tampered; prints the table.
+corpus: install
+	$(BIN)/python tests/corpus/run.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check verifier tests benchmarks

@@ -289,13 +289,23 @@ def test_anomalies_become_findings_whatever_the_status() -> None:
         result(Status.OWN, e3, None),
     )
     got = {(f.path, f.rule): f.severity.value for f in found}
-    assert got[("a.dll", "signature-padding")] == "critical"
+    # a.dll is byte for byte upstream's: its anomalies are upstream's (inherited, info)
+    assert got[("a.dll", "signature-padding")] == "info"
     assert got[("a.dll", "weak-digest")] == "info"
     assert got[("b.dll", "weak-digest")] == "medium"
     assert got[("Update.exe", "weak-digest")] == "medium"
     pf = next(f for f in found if f.rule == "signature-padding")
-    assert pf.message == "a.dll: non-zero bytes after the PKCS#7 signature"
+    assert pf.message == (
+        "a.dll: non-zero bytes after the PKCS#7 signature (present in upstream too: a.dll)"
+    )
     assert pf.evidence["ranges"] == [{"offset": 5000, "length": 16}]
+    assert pf.evidence["inherited"] is True and pf.evidence["inherited_from"] == "a.dll"
+    # the same padding on a file the vendor changed is judged in full
+    e4 = entry("c.dll", sha="04" * 32, signature=sig(MS), anomalies=(pad,))
+    found = run(result(Status.IDENTICAL_EXCEPT_SIGNATURE, e4, entry("c.dll", signature=sig(MS))))
+    assert {(f.rule, f.severity.value) for f in found if f.rule == "signature-padding"} == {
+        ("signature-padding", "critical")
+    }
 
 
 def test_malformed_input_always_fails() -> None:
@@ -547,7 +557,7 @@ def test_anomaly_paths_are_relative_to_the_app_root() -> None:
         "11" * 32,
         BinaryFacts(format=FileFormat.PE, anomalies=(pad,)),
     )
-    r = FileResult("d3dcompiler_47.dll", Status.IDENTICAL, e, e, "electron")
+    r = FileResult("d3dcompiler_47.dll", Status.OWN, e, None, None)
     inv = Inventory("setup.msi", "ff" * 32, 1000, (e,))
     (f,) = evaluate((r,), inv, REFS, Policy.default(), TODAY)
     assert f.path == "d3dcompiler_47.dll"

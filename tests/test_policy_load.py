@@ -65,8 +65,8 @@ def test_unknown_key(tmp_path: Path) -> None:
     p = write(tmp_path, "name: mine\nextends: electron-app\nalow:\n  missing: [a.dll]\n")
     assert error_of(p) == (
         f"{p}:3: alow: unknown key 'alow' (did you mean 'allow'?); allowed keys: allow, "
-        "components, description, extends, fail_on, name, npm_dependencies, own, schema, "
-        "severity, signers, vendor, waivers"
+        "components, description, extends, fail_on, inherited, name, npm_dependencies, own, "
+        "schema, severity, signers, vendor, waivers"
     )
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from verifier import __version__
 from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.compare import CompareOptions, compare
+from verifier.compare import CompareOptions, compare, unexplained_code
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
@@ -42,7 +42,8 @@ from verifier.model import (
 from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
-from verifier.unpack import Member, Unpacked, unpack
+from verifier.unpack import unpack
+from verifier.unpack.single import single_binary
 from verifier.upstream.resolve import is_path_source, resolve
 
 if TYPE_CHECKING:
@@ -185,6 +186,9 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         extra.extend(stage.anomalies)
         unavailable.extend(stage.unavailable)
         npm_components, npm_compared = stage.components, stage.compared
+    misfit = reference_misfit(comparison.results, refs)
+    if misfit is not None:
+        unavailable.append(misfit)
     extra.extend(_checks(comparison.results, inv, bundle, ctx))
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
@@ -212,6 +216,26 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         inconclusive_reasons=tuple(unavailable),
         app_root=comparison.app_root,
         policy=policy.describe(),
+    )
+
+
+def reference_misfit(results: Sequence[FileResult], refs: Sequence[Reference]) -> str | None:
+    """Why the references do not explain the artifact (exit 3 unless something fails), or None.
+
+    More than half of the shipped code files that are not the app's own matching no upstream
+    file means the wrong upstream was named, or the app's own files were not declared.
+    """
+    if not any(r.files for r in refs):
+        return None
+    unexpected, total = unexplained_code(results)
+    if total == 0 or unexpected * 2 <= total:
+        return None
+    names = ", ".join(sorted({r.component.source for r in refs if r.files}))
+    return (
+        f"the references do not explain this artifact: {unexpected} of {total} shipped code "
+        "files (PE, Mach-O, ELF, .node) that are not the app's own match no file of "
+        f"{names}; name the upstream it was built from with --against, or declare the app's "
+        "own files with 'own:' globs in a policy (--policy FILE with 'extends: electron-app')"
     )
 
 
@@ -276,28 +300,6 @@ def _checks(
 _CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
 
 
-def single_binary(artifact: str) -> Unpacked | None:
-    """A lone PE, Mach-O or ELF file that no archive reader claims: a one-file artifact.
-
-    ``biv verify ffmpeg.dll --against path:electron-v28/`` compares it like any member. Its
-    sha256 comes from the analysis pass (read once).
-    """
-    from verifier.binary.analyze import SNIFF, sniff
-    from verifier.unpack import registry
-
-    if not os.path.isfile(artifact):
-        return None
-    blob = Blob.of_file(artifact)
-    head = blob.read(0, SNIFF)
-    if not sniff(head, blob.size).is_code:
-        return None
-    registry.load_builtin()
-    if registry.find(head, artifact) is not None:
-        return None  # an installer or archive: unpack it
-    name = os.path.basename(artifact)
-    return Unpacked(artifact, "", blob.size, (Member(name, name, (), blob),), ())
-
-
 def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEntry | None:
     """The artifact itself as a file entry when it carries a code signature of its own.
 
@@ -349,10 +351,11 @@ def _load_refs_bundle(
 
 def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
     """The references of a TUF bundle that describe the Electron release the app was built on."""
-    from verifier.upstream import electron
+    from verifier.upstream import electron, target
 
     version = electron.detect_version(inv)
-    targets = set(electron.detect_targets(inv))
+    choice = target.choose(inv)
+    targets = {t for option in choice.options for t in option}
     out = []
     for r in refs:
         c = r.component

@@ -5,9 +5,9 @@ Steps, each a small function:
    and main executable renamed likewise) maps reference paths onto shipped ones.
 2. ``find_app_root``: installers nest the application; the root is the shipped folder under
    which the most reference paths exist.
-3. ``find_renamed_main``: Electron's ``electron.exe``/``electron`` shipped as ``<Product>.exe``
-   is found by its Electron markers (fuse wire, version string) and its code sections, unless
-   the user names it (``--main-exe``).
+3. ``pairing.pair_files``: one to one, by path, by versioned path (a wheel's
+   ``NAME-VER.data/``), Electron's renamed main executable (its markers and code sections, or
+   ``--main-exe``), content, then a unique code file name; each result records ``paired_by``.
 4. ``compare_pair``: the status of one shipped file against its reference(s), normalised as
    docs/contract.md "Upstream references" says; the best match wins when several references offer
    the same path (Electron's ffmpeg from the main zip or from the ffmpeg zip).
@@ -31,9 +31,8 @@ from verifier.model import (
     SliceResult,
     Status,
 )
+from verifier.pairing import PairedBy, pair_files
 
-# the main executable of an Electron release, by platform
-MAIN_EXECUTABLES = ("electron.exe", "electron", "Contents/MacOS/Electron")
 MAC_BUNDLE = "Electron.app"
 MAC_FRAMEWORK_MARK = "/Contents/Frameworks/Electron Framework.framework/"
 MAC_MAIN = "Contents/MacOS/Electron"
@@ -86,26 +85,27 @@ def compare(
         p = _relative(e.path, root)
         rel[p] = e if p == e.path else replace(e, path=p)
 
-    main_renames = find_renamed_main(mapped, rel, is_own, opts.main_exe)
-    for ref_path, shipped_path in main_renames.items():
-        mapped[shipped_path] = mapped.pop(ref_path)
+    pairing = pair_files(mapped, rel, is_own, opts.main_exe)
+    for ref_path, shipped_path in pairing.renames.items():
         renames[ref_path] = shipped_path
     renamed_from = {v: k for k, v in renames.items()}
+    bundle_main = {renames[p] for p in renames if p.endswith(MAC_MAIN)}
 
     results: list[FileResult] = []
-    for path in sorted(mapped):
-        candidates = mapped[path]
-        entry = rel.get(path)
-        if entry is None:
-            ref, rf = candidates[0]
-            results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
-            continue
-        results.append(_best_match(path, entry, candidates, renamed_from.get(path)))
-    for path, entry in sorted(rel.items()):
-        if path in mapped:
-            continue
+    for path, candidates in sorted(pairing.pairs.items()):
+        how = pairing.how[path]
+        if how == PairedBy.PATH and path in bundle_main:
+            how = PairedBy.MAIN_EXE
+        r = _best_match(path, rel[path], candidates, renamed_from.get(path))
+        results.append(replace(r, paired_by=how))
+    for path, candidates in sorted(pairing.unpaired_refs.items()):
+        ref, rf = candidates[0]
+        results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
+    for path in pairing.unpaired_shipped:
+        entry = rel[path]
         status = Status.OWN if is_own(path, entry) else Status.UNEXPECTED
         results.append(FileResult(path, status, entry, None, None))
+    results.sort(key=lambda r: r.path)
     return Comparison(root, tuple(results), dict(renames))
 
 
@@ -176,55 +176,6 @@ def find_app_root(ref_paths: Any, shipped: Inventory) -> str:
     if not votes:
         return ""
     return min(votes, key=lambda k: (-len(votes[k]), len(k), k))
-
-
-def find_renamed_main(
-    mapped: Mapping[str, list[tuple[Reference, FileEntry]]],
-    rel: Mapping[str, FileEntry],
-    is_own: IsOwn,
-    override: str | None,
-) -> dict[str, str]:
-    """Electron's main executable shipped under the product's name: ref path -> shipped path."""
-    out: dict[str, str] = {}
-    for main in MAIN_EXECUTABLES:
-        if main not in mapped or main in rel:
-            continue
-        ref_entry = mapped[main][0][1]
-        if override is not None:
-            if override in rel:
-                out[main] = override
-            continue
-        folder = posixpath.dirname(main)  # the renamed file sits where the original did
-        candidates = [
-            (p, e)
-            for p, e in rel.items()
-            if posixpath.dirname(p) == folder
-            and p not in mapped
-            and e.format == ref_entry.format
-            and e.format.is_code
-            and not is_own(p, e)
-        ]
-        best = _pick_main(candidates, ref_entry)
-        if best is not None:
-            out[main] = best
-    return out
-
-
-def _pick_main(candidates: Sequence[tuple[str, FileEntry]], ref: FileEntry) -> str | None:
-    """The candidate with Electron's markers, then the most code sections shared with ref."""
-
-    def score(e: FileEntry) -> tuple[int, int]:
-        marked = int(e.facts.fuses is not None or "electron_version" in e.facts.markers)
-        ref_secs = {s.masked_sha256 or s.sha256 for s in ref.facts.sections}
-        shared = sum(1 for s in e.facts.sections if (s.masked_sha256 or s.sha256) in ref_secs)
-        return marked, shared
-
-    scored = [(score(e), p) for p, e in candidates]
-    scored = [(s, p) for s, p in scored if s[0] or s[1]]
-    if not scored:
-        return None
-    scored.sort(key=lambda t: (-t[0][0], -t[0][1], t[1]))
-    return scored[0][1]
 
 
 # --- status of one pair --------------------------------------------------------------------
@@ -345,3 +296,24 @@ def aggregate_slices(slices: Sequence[SliceResult]) -> Status:
         if _RANK[st] > _RANK[worst]:
             worst = st
     return worst
+
+
+# --- does the reference fit? ---------------------------------------------------------------
+
+CODE_SUFFIX = ".node"
+
+
+def unexplained_code(results: Sequence[FileResult]) -> tuple[int, int]:
+    """(unexpected, total) over the shipped code files (PE, Mach-O, ELF, ``.node``) that are
+    not the app's own: when most are unexpected, the references do not explain the artifact
+    (DESIGN.md "A reference that does not fit is no reference")."""
+    total = unexpected = 0
+    for r in results:
+        e = r.shipped
+        if e is None or r.status == Status.OWN:
+            continue
+        if not (e.format.is_code or e.path.lower().endswith(CODE_SUFFIX)):
+            continue
+        total += 1
+        unexpected += r.status == Status.UNEXPECTED
+    return unexpected, total

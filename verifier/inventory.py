@@ -29,8 +29,9 @@ Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
 # (The per-file analysis cache is keyed by the source of the analysis modules as well.)
-# 2: one chain engine, signature-slack, region digests; 3: lazy comparison digests
-ANALYSIS_VERSION = "3"
+# 2: one chain engine, signature-slack, region digests; 3: reference inventories carry
+# anomalies (inheritance); 4: complete digests for cached inventories (lazy analysis)
+ANALYSIS_VERSION = "4"
 
 
 def _workers() -> int:
@@ -256,10 +257,18 @@ def build_reference(
     """Unpack and analyse an upstream release (directory or archive) into a Reference."""
     os.makedirs(workdir, exist_ok=True)
     sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
-    unpacked = unpack(archive_path, sub)
+    from verifier.unpack.single import single_binary
+
+    # a lone binary is a reference of one file (``--against path:node.exe``)
+    unpacked = single_binary(archive_path) or unpack(archive_path, sub)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
+    from verifier.macos_checks import bundle_seal_anomalies
+
+    # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
+    seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)
     return Reference(
         component=component,
         files=strip_single_top_dir(entries),
         problems=tuple(unpacked.problems) + problems,
+        anomalies=tuple(seals),
     )

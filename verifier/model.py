@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -158,6 +158,27 @@ class Anomaly:
     # the finding's severity when the rule's default does not fit this case (e.g.
     # signature-slack that is the remnant of an earlier signature: low); None: the default
     severity: Severity | None = None
+
+    def to_ref_dict(self) -> JSON:
+        """What a reference inventory keeps of an upstream file's anomaly: enough to tell
+        whether a shipped file's anomaly is inherited, without the upstream bytes."""
+        return {
+            "rule": self.rule,
+            "arch": self.arch,
+            "region_sha256": self.region_sha256,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_ref_dict(cls, d: Mapping[str, Any]) -> Anomaly:
+        region = d.get("region_sha256")
+        arch = d.get("arch")
+        return cls(
+            rule=str(d["rule"]),
+            message=str(d.get("message", "")),
+            arch=str(arch) if arch is not None else None,
+            region_sha256=str(region) if region is not None else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +392,7 @@ class BinaryFacts:
             "slices": [s.to_ref_dict() for s in self.slices],
             "signature": self.signature.to_ref_dict(),
             "markers": dict(self.markers),
+            "anomalies": [a.to_ref_dict() for a in self.anomalies],
         }
 
     @classmethod
@@ -386,6 +408,7 @@ class BinaryFacts:
             shape=_shape_from_dict(d.get("shape", {})),
             slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
             signature=_signature_from_dict(d.get("signature", {})),
+            anomalies=tuple(Anomaly.from_ref_dict(a) for a in d.get("anomalies", [])),
             markers=dict(d.get("markers", {})),
         )
 
@@ -498,6 +521,9 @@ class Component:
     arch: str | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # e.g. zip name -> sha256
     proof: tuple[str, ...] = ()  # how the reference was proven, human-readable steps
+    # how the platform/arch was chosen when the artifact's code has several targets:
+    # {candidates: [{target, code_bytes}], chosen: [target], reason, scores: {option: files}}
+    target: Mapping[str, Any] | None = None
     # an npm dependency of the app (deps:npm): {package, status, paths, integrity, proven_by}
     npm: Mapping[str, Any] | None = None
 
@@ -511,6 +537,8 @@ class Component:
             "digests": dict(sorted(self.digests.items())),
             "proof": list(self.proof),
         }
+        if self.target is not None:
+            d["target"] = dict(self.target)
         if self.npm is not None:
             d["npm"] = dict(self.npm)
         return d
@@ -525,6 +553,7 @@ class Component:
             arch=d.get("arch"),
             digests=dict(d.get("digests", {})),
             proof=tuple(d.get("proof", [])),
+            target=d.get("target") if isinstance(d.get("target"), Mapping) else None,
             npm=dict(d["npm"]) if isinstance(d.get("npm"), dict) else None,
         )
 
@@ -553,12 +582,23 @@ class Reference:
     files: tuple[FileEntry, ...]
     # problems proving it: reference-mismatch anomalies (path "" = the reference itself)
     problems: tuple[Anomaly, ...] = ()
+    # anomalies of the release beyond single files (macOS bundle seals), evidence["path"] and
+    # evidence["bundle"] set: what a shipped bundle may inherit (never findings themselves)
+    anomalies: tuple[Anomaly, ...] = ()
 
     def to_dict(self) -> JSON:
         return {
             "schema": "biv.refs/v1",
             "component": self.component.to_dict(),
             "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
+            "anomalies": [
+                {
+                    **a.to_ref_dict(),
+                    "path": str(a.evidence.get("path", "")),
+                    "bundle": str(a.evidence.get("bundle", "")),
+                }
+                for a in self.anomalies
+            ],
         }
 
     @classmethod
@@ -568,7 +608,15 @@ class Reference:
 
             raise MalformedInputError(f"not a biv.refs/v1 document (schema={d.get('schema')!r})")
         comp = Component.from_dict(d["component"])
-        return cls(comp, tuple(FileEntry.from_ref_dict(f) for f in d.get("files", [])))
+        anomalies = tuple(
+            replace(
+                Anomaly.from_ref_dict(a),
+                evidence={"path": str(a.get("path", "")), "bundle": str(a.get("bundle", ""))},
+            )
+            for a in d.get("anomalies", [])
+        )
+        files = tuple(FileEntry.from_ref_dict(f) for f in d.get("files", []))
+        return cls(comp, files, (), anomalies)
 
 
 # --- comparison ----------------------------------------------------------------------------
@@ -605,6 +653,9 @@ class FileResult:
     # evidence for divergence: sections, shape changes, fuse values, matched reference...
     evidence: Mapping[str, Any] = field(default_factory=dict)
     slices: tuple[SliceResult, ...] = ()
+    # how the shipped file was paired with its reference file (DESIGN.md "Pairing"): "path",
+    # "versioned-path", "main-exe", "content" or "name"; None when unpaired
+    paired_by: str | None = None
 
     def to_dict(self) -> JSON:
         e = self.shipped or self.reference
@@ -619,8 +670,15 @@ class FileResult:
             "format": e.format.value,
             "component": self.component,
             "status": self.status.value,
+            "paired_by": self.paired_by,
             "signature": sig.to_dict(),
         }
+        if (
+            self.reference is not None
+            and self.shipped is not None
+            and self.reference.path != self.path
+        ):
+            d["upstream_path"] = self.reference.path
         if self.shipped and self.shipped.facts.anomalies:
             d["signature"]["anomalies"] = sorted(
                 set(d["signature"]["anomalies"]) | {a.rule for a in self.shipped.facts.anomalies}

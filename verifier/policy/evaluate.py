@@ -36,6 +36,7 @@ from verifier.model import (
     Verdict,
 )
 from verifier.policy.glob import covers, match_any
+from verifier.policy.inherit import bundle_inherited_from, inherited_from
 from verifier.policy.model import Policy, SignerMatcher, SignerRequirement, SignerRule
 from verifier.rules import RULES
 
@@ -500,9 +501,17 @@ def _anomaly_finding(
         ev.setdefault("expected_sha256", result.reference.sha256)
     if a.arch:
         ev.setdefault("arch", a.arch)
+    if a.region_sha256:
+        ev.setdefault("region_sha256", a.region_sha256)
     msg = a.message.strip() or a.rule
     if path and not msg.startswith(path):
         msg = f"{path}{f' ({a.arch} slice)' if a.arch else ''}: {msg}"
+    upstream_path = inherited_from(a, e, result)
+    if upstream_path is not None:
+        # DESIGN.md "Judge the change, not the upstream": info unless the policy keeps it
+        ev["inherited"] = True
+        ev["inherited_from"] = upstream_path
+        msg = f"{msg} (present in upstream too: {upstream_path})"
     return Finding(
         rule=a.rule,
         severity=sev,
@@ -657,6 +666,8 @@ def _apply_policy(findings: list[Finding], policy: Policy, today: date) -> list[
     for f in findings:
         if f.rule not in UNWAIVABLE and f.rule in policy.severity:
             f = dataclasses.replace(f, severity=policy.severity[f.rule])
+        if f.evidence.get("inherited") is True and not policy.keep_inherited:
+            f = dataclasses.replace(f, severity=Severity.INFO)
         if f.rule not in UNWAIVABLE:
             sha = _covered_sha256(f)
             for w in policy.waivers:
@@ -744,7 +755,13 @@ def evaluate(
             ev.setdefault("source", ref.component.source)
             raw.append(dataclasses.replace(p, evidence=ev))
     for a in extra:
-        raw.append(_problem_finding(a, a.rule, str(a.evidence.get("layout", ""))))
+        f = _problem_finding(a, a.rule, str(a.evidence.get("layout", "")))
+        upstream_path = bundle_inherited_from(a, refs)
+        if upstream_path is not None:
+            ev = {**f.evidence, "inherited": True, "inherited_from": upstream_path}
+            msg = f"{f.message} (present in upstream too: {upstream_path})"
+            f = dataclasses.replace(f, evidence=ev, message=msg)
+        raw.append(f)
     seen: set[tuple[str, str, str, str]] = set()
     unique: list[Finding] = []
     for f in raw:

@@ -436,6 +436,7 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
         severity={**b.severity, **severity},
         fail_on=fail_on or b.fail_on,
         waivers=(*b.waivers, *waivers),
+        keep_inherited=(d["inherited"] == "keep") if "inherited" in d else b.keep_inherited,
         npm_skip=(*b.npm_skip, *npm_skip),
         npm_pins=(*b.npm_pins, *pins),
         source_path=doc.file,

@@ -154,6 +154,9 @@ class Policy:
     severity: Mapping[str, Severity] = field(default_factory=_frozen_map, hash=False)
     fail_on: Severity | None = None
     waivers: tuple[WaiverRule, ...] = ()
+    #: ``inherited: keep``: anomalies upstream's file has too keep their own severity
+    #: (default ``info``: DESIGN.md "Judge the change, not the upstream")
+    keep_inherited: bool = False
     #: npm dependencies: package-name patterns not checked, and integrity pins
     npm_skip: tuple[str, ...] = ()
     npm_pins: tuple[NpmPin, ...] = ()
@@ -233,6 +236,7 @@ class Policy:
             ],
             "severity": {k: v.value for k, v in sorted(self.severity.items())},
             "fail_on": self.fail_on.value if self.fail_on else None,
+            "inherited": "keep" if self.keep_inherited else "info",
             "waivers": len(self.waivers),
             "npm_dependencies": {
                 "skip": list(self.npm_skip),

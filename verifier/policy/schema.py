@@ -89,6 +89,7 @@ POLICY_SCHEMA: dict[str, Any] = {
         "description": {"type": "string"},
         "extends": {"type": "string", "minLength": 1},
         "fail_on": {"enum": SEVERITIES},
+        "inherited": {"enum": ["info", "keep"]},
         "vendor": {
             "type": "object",
             "additionalProperties": False,

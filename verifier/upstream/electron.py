@@ -35,22 +35,6 @@ NIGHTLY_BASE = "https://github.com/electron/nightlies/releases/download/"
 VERSION_RE = re.compile(r"^v?(\d{1,4}\.\d{1,4}\.\d{1,4}(?:-[0-9A-Za-z.]{1,64})?)$")
 _MARKER_RE = re.compile(r"(?:Electron/)?v?(\d{1,4}\.\d{1,4}\.\d{1,4}(?:-[0-9A-Za-z.]{1,64})?)")
 
-_ARCH = {
-    "x64": "x64",
-    "x86_64": "x64",
-    "amd64": "x64",
-    "x86-64": "x64",
-    "ia32": "ia32",
-    "x86": "ia32",
-    "i386": "ia32",
-    "i686": "ia32",
-    "arm64": "arm64",
-    "aarch64": "arm64",
-    "arm64e": "arm64",
-    "armv7l": "armv7l",
-    "armv7": "armv7l",
-    "arm": "armv7l",
-}
 _PLATFORM = {FileFormat.PE: "win32", FileFormat.MACHO: "darwin", FileFormat.ELF: "linux"}
 _MAIN_NAMES = ("electron.exe", "Electron Framework", "electron")
 
@@ -60,10 +44,6 @@ def normalize_version(text: str) -> str:
     if not m:
         raise UsageError(f"not an Electron version: {text!r} (expected X.Y.Z)")
     return m.group(1)
-
-
-def normalize_arch(arch: str) -> str | None:
-    return _ARCH.get(arch.strip().lower())
 
 
 # --- detection ----------------------------------------------------------------------------
@@ -123,22 +103,14 @@ def _plist_version(e: FileEntry) -> str | None:
 
 
 def detect_targets(shipped: Inventory) -> list[tuple[str, str]]:
-    """(platform, arch) pairs; a universal macOS app gives darwin-x64 and darwin-arm64."""
-    code = [e for e in shipped.entries if e.format in _PLATFORM]
-    main = [e for e in code if e.facts.markers.get("electron_version")]
-    if not main:
-        main = [e for e in code if e.path.rsplit("/", 1)[-1] in _MAIN_NAMES]
-    if not main:
-        main = [e for e in code if not e.path.endswith(".node")]
-    pairs: set[tuple[str, str]] = set()
-    for e in main:
-        plat = _PLATFORM[e.format]
-        archs = [s.arch for s in e.facts.slices] or list(e.facts.archs)
-        for a in archs:
-            na = normalize_arch(a)
-            if na:
-                pairs.add((plat, na))
-    return sorted(pairs)
+    """(platform, arch) pairs; a universal macOS app gives darwin-x64 and darwin-arm64.
+
+    The choice is ``upstream.target.choose``'s (main executable, then majority of code
+    bytes); where candidates remain, all of them.
+    """
+    from verifier.upstream.target import choose
+
+    return sorted({t for option in choose(shipped).options for t in option})
 
 
 # --- URLs ---------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 from verifier.errors import ReferenceUnavailableError
+from verifier.model import FileEntry
 from verifier.upstream.cache import is_sha256
 from verifier.upstream.http import HttpClient
 
@@ -78,6 +80,8 @@ def release_files(http: HttpClient, base: str, name: str, version: str) -> list[
             continue
         if not is_sha256(sha.lower()) or not valid_filename(fn):
             continue
+        # some indexes (mirrors) give file URLs relative to the project document
+        furl = urljoin(project_url(base, name), furl)
         out.append(PyPIFile(fn, furl, sha.lower(), str(f.get("packagetype", ""))))
     return out
 
@@ -102,11 +106,53 @@ def wheel_platform_tag(filename: str) -> str | None:
     return parts[-1] if len(parts) >= 5 else None
 
 
+def wheel_tags(filename: str) -> set[str]:
+    """The expanded ``python-abi-platform`` tags of a wheel file name (``py2.py3-none-any``
+    gives two)."""
+    if not filename.endswith(".whl"):
+        return set()
+    parts = filename[:-4].split("-")
+    if len(parts) < 5:
+        return set()
+    py, abi, plat = parts[-3:]
+    return {f"{a}-{b}-{c}" for a in py.split(".") for b in abi.split(".") for c in plat.split(".")}
+
+
+MAX_WHEEL_FILE = 64 << 10
+
+
+def shipped_wheel_tags(entries: Iterable[FileEntry]) -> set[str]:
+    """``Tag:`` lines of the ``*.dist-info/WHEEL`` files the artifact ships: they name the
+    very wheel it was installed from (python, ABI and platform)."""
+    out: set[str] = set()
+    for e in entries:
+        if not e.path.endswith(".dist-info/WHEEL") or e.blob is None or e.size > MAX_WHEEL_FILE:
+            continue
+        try:
+            text = e.blob.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        for line in text.splitlines()[:200]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "tag" and value.strip():
+                out.add(value.strip().lower())
+    return out
+
+
 def choose_file(
-    files: list[PyPIFile], platform: str | None, arch: str | None, where: str
+    files: list[PyPIFile],
+    platform: str | None,
+    arch: str | None,
+    where: str,
+    shipped_tags: set[str] | None = None,
 ) -> PyPIFile:
-    """The wheel for (platform, arch), else a pure wheel; refuses to guess between others."""
+    """The wheel the artifact's ``WHEEL`` tags name, else the wheel for (platform, arch), else
+    a pure wheel; refuses to guess between others."""
     wheels = [f for f in files if f.filename.endswith(".whl")]
+    if shipped_tags:
+        named = [f for f in wheels if wheel_tags(f.filename.lower()) & shipped_tags]
+        if named:
+            return named[0]
     if platform and arch:
         wants = _PLATFORM_TAGS.get((platform, arch), ())
         prefix: dict[str, tuple[str, ...]] = {

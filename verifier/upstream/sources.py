@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from verifier.errors import (
     UsageError,
 )
 from verifier.model import Anomaly, Component, Inventory, Reference
-from verifier.upstream import electron, npm, pypi
+from verifier.upstream import electron, npm, pypi, target
 from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.http import HttpClient
 from verifier.upstream.options import FetchOptions
@@ -158,20 +158,44 @@ def _mismatch(message: str, **evidence: Any) -> Anomaly:
     return Anomaly("reference-mismatch", message, dict(evidence))
 
 
+def target_choice(spec: SourceSpec, shipped: Inventory) -> target.TargetChoice | None:
+    """How the target of ``electron:`` and ``pypi:`` is chosen (None: the source has none)."""
+    if spec.kind not in ("electron", "pypi") or (spec.kind == "pypi" and spec.filename):
+        return None
+    explicit = _explicit_target(spec)
+    if explicit:
+        return target.TargetChoice((), (tuple(explicit),), "named in the source")
+    return target.choose(shipped)
+
+
 def _plan(
-    spec: SourceSpec, shipped: Inventory, opts: FetchOptions, http: HttpClient, tmp: str
+    spec: SourceSpec,
+    shipped: Inventory,
+    opts: FetchOptions,
+    http: HttpClient,
+    tmp: str,
+    targets: Sequence[target.Target] | None = None,
 ) -> list[Planned]:
+    if targets is None:
+        choice = target_choice(spec, shipped)
+        targets = choice.options[0] if choice is not None and choice.options else ()
     if spec.kind == "electron":
-        return _plan_electron(spec, shipped, opts, http, tmp)
+        return _plan_electron(spec, shipped, opts, http, tmp, targets)
     if spec.kind == "pypi":
-        return [_plan_pypi(spec, shipped, opts, http)]
+        hints = pypi.shipped_wheel_tags(shipped.entries)
+        return [_plan_pypi(spec, opts, http, targets[0] if targets else (None, None), hints)]
     if spec.kind == "npm":
         return [_plan_npm(spec, opts, http)]
     return [_plan_url(spec)]
 
 
 def _plan_electron(
-    spec: SourceSpec, shipped: Inventory, opts: FetchOptions, http: HttpClient, tmp: str
+    spec: SourceSpec,
+    shipped: Inventory,
+    opts: FetchOptions,
+    http: HttpClient,
+    tmp: str,
+    chosen: Sequence[target.Target],
 ) -> list[Planned]:
     version = spec.version
     if version == "auto" or version is None:
@@ -181,7 +205,7 @@ def _plan_electron(
                 "cannot detect the Electron version of the artifact; name it: electron:X.Y.Z",
                 where=spec.text,
             )
-    targets = _explicit_target(spec) or electron.detect_targets(shipped)
+    targets = list(chosen)
     if not targets:
         raise UsageError(
             "cannot detect the platform/architecture of the artifact's Electron binaries",
@@ -255,7 +279,7 @@ def _explicit_target(spec: SourceSpec) -> list[tuple[str, str]]:
     plat, arch = spec.options.get("platform"), spec.options.get("arch")
     if plat is None and arch is None:
         return []
-    norm = electron.normalize_arch(arch) if arch is not None else None
+    norm = target.normalize_arch(arch) if arch is not None else None
     if plat not in _PLATFORMS or norm is None:
         raise UsageError(
             f"platform= must be one of {', '.join(_PLATFORMS)} and arch= one of "
@@ -265,22 +289,16 @@ def _explicit_target(spec: SourceSpec) -> list[tuple[str, str]]:
     return [(plat, norm)]
 
 
-def _artifact_target(spec: SourceSpec, shipped: Inventory) -> tuple[str | None, str | None]:
-    explicit = _explicit_target(spec)
-    if explicit:
-        return explicit[0]
-    targets = electron.detect_targets(shipped)
-    if not targets:
-        return None, None
-    return targets[0]
-
-
 def _plan_pypi(
-    spec: SourceSpec, shipped: Inventory, opts: FetchOptions, http: HttpClient
+    spec: SourceSpec,
+    opts: FetchOptions,
+    http: HttpClient,
+    chosen: tuple[str | None, str | None],
+    shipped_tags: set[str] | None = None,
 ) -> Planned:
     assert spec.version is not None
     name, version = spec.name, spec.version
-    platform, arch = _artifact_target(spec, shipped)
+    platform, arch = chosen
     where = pypi.release_url(opts.pypi_url, name, version)
 
     def prove() -> Expectation:
@@ -293,12 +311,14 @@ def _plan_pypi(
                 )
             f = match[0]
         else:
-            f = pypi.choose_file(files, platform, arch, where)
+            f = pypi.choose_file(files, platform, arch, where, shipped_tags)
         return Expectation(f.url, f.filename, f.sha256, proof=(f"sha256 {f.sha256} from {where}",))
 
-    target = spec.filename or f"{platform or 'any'}-{arch or 'any'}"
+    which = spec.filename or f"{platform or 'any'}-{arch or 'any'}"
+    if shipped_tags and not spec.filename:
+        which += ":" + ",".join(sorted(shipped_tags))
     comp = Component(name, version, spec.text, platform, arch)
-    return Planned(f"pypi:{name.lower()}=={version}:{target}", comp, prove)
+    return Planned(f"pypi:{name.lower()}=={version}:{which}", comp, prove)
 
 
 def _plan_npm(spec: SourceSpec, opts: FetchOptions, http: HttpClient) -> Planned:
@@ -359,19 +379,61 @@ def resolve_remote(
     cache = Cache(opts.resolved_cache_dir())
     with HttpClient(opts) as http:
         tmp = cache.tmp_dir()
-        plans = _plan(spec, shipped, opts, http, tmp)
-        an = analyzer
-        refs = []
-        for p in plans:
-            if an is None:
-                # only needed on a cold cache for the inventory; the key needs its version
-                an = default_analyzer()
+        choice = target_choice(spec, shipped)
+        options: Sequence[Sequence[target.Target] | None] = (
+            choice.options if choice is not None and len(choice.options) > 1 else [None]
+        )
+        got: list[tuple[Sequence[target.Target] | None, list[Reference]]] = []
+        first_error: ReferenceUnavailableError | None = None
+        for option in options:
             try:
-                refs.append(_materialize(p, spec, cache, http, an, workdir, ctx))
-            except ReferenceUnavailableError:
-                if not p.optional:
+                plans = _plan(spec, shipped, opts, http, tmp, option)
+                got.append(
+                    (option, _materialize_all(plans, spec, cache, http, workdir, ctx, analyzer))
+                )
+            except ReferenceUnavailableError as exc:
+                if len(options) == 1:
                     raise
-        return refs
+                first_error = first_error or exc
+        if not got:
+            assert first_error is not None
+            raise first_error
+    if choice is None:
+        return got[0][1]
+    if len(got) > 1:
+        # candidates remain: keep the upstream that explains the most shipped files
+        scored = [(tuple(o or ()), target.score(shipped, refs)) for o, refs in got]
+        choice = target.decide(choice, scored)
+        refs = next(r for o, r in got if tuple(o or ()) == choice.chosen())
+    else:
+        refs = got[0][1]
+        if len(options) > 1:  # the other candidates could not be had
+            choice = target.decide(choice, [(tuple(got[0][0] or ()), target.score(shipped, refs))])
+    described = choice.to_dict()
+    return [replace(r, component=replace(r.component, target=described)) for r in refs]
+
+
+def _materialize_all(
+    plans: Sequence[Planned],
+    spec: SourceSpec,
+    cache: Cache,
+    http: HttpClient,
+    workdir: str,
+    ctx: Any,
+    analyzer: Analyzer | None,
+) -> list[Reference]:
+    an = analyzer
+    refs = []
+    for p in plans:
+        if an is None:
+            # only needed on a cold cache for the inventory; the key needs its version
+            an = default_analyzer()
+        try:
+            refs.append(_materialize(p, spec, cache, http, an, workdir, ctx))
+        except ReferenceUnavailableError:
+            if not p.optional:
+                raise
+    return refs
 
 
 def _materialize(
@@ -503,7 +565,7 @@ def _from_cache(
             cached = None
         if cached is not None:
             proof = (*comp.proof, f"reference inventory from the cache ({cache.root})")
-            return Reference(replace(comp, proof=proof), cached.files)
+            return Reference(replace(comp, proof=proof), cached.files, (), cached.anomalies)
     path = cache.get_blob(sha)  # re-hashed: a corrupted or swapped archive is a miss
     if path is None:
         cache.drop_proof(p.key)
@@ -527,7 +589,7 @@ def _analyse(
         raise ReferenceUnavailableError(
             f"proven upstream archive cannot be unpacked: {exc.message}", where=path
         ) from exc
-    ref = Reference(comp, ref.files, ref.problems)
+    ref = Reference(comp, ref.files, ref.problems, ref.anomalies)
     if not ref.problems:
         ref_sha = cache.put_ref(sha, an.version, ref.to_dict())
         cache.put_proof(
