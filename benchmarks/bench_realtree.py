@@ -148,17 +148,22 @@ def hash_time(p):
         best = d if best is None else min(best, d)
     return best
 
-out = []
+files = []
 for dirpath, _dirs, names in os.walk(root):
     for n in sorted(names):
         p = os.path.join(dirpath, n)
-        if os.path.islink(p) or not os.path.isfile(p):
-            continue
-        ht = hash_time(p)
-        t = time.perf_counter()
-        _sha, facts = analyze(Blob.of_file(p), n, ctx)
-        at = time.perf_counter() - t
-        out.append([os.path.relpath(p, root), os.path.getsize(p), ht, at, facts.format.value])
+        if not os.path.islink(p) and os.path.isfile(p):
+            files.append((p, n))
+# one-off costs (lazy imports, trust data) belong to start-up, not to the first file timed
+for p, n in files[:3]:
+    analyze(Blob.of_file(p), n, ctx)
+out = []
+for p, n in files:
+    ht = hash_time(p)
+    t = time.perf_counter()
+    _sha, facts = analyze(Blob.of_file(p), n, ctx)
+    at = time.perf_counter() - t
+    out.append([os.path.relpath(p, root), os.path.getsize(p), ht, at, facts.format.value])
 json.dump(out, sys.stdout)
 """
 
