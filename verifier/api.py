@@ -23,6 +23,7 @@ from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_si
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import ReferenceUnavailableError, UsageError
 from verifier.inventory import build as build_inventory
+from verifier.inventory import complete as complete_inventories
 from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import (
     Anomaly,
@@ -78,15 +79,32 @@ class VerifyRequest:
     # environment for fetched sources (ELECTRON_MIRROR, npm_config_registry,
     # BIV_NPM_PUBLIC_REGISTRY); None: os.environ
     env: Mapping[str, str] | None = None
+    analysis_cache: bool = True  # per-file facts by content under the cache directory
 
 
-def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
-    from verifier.inputs import check_regular
+def make_context(
+    trust_stores: tuple[str, ...],
+    at: datetime | None,
+    *,
+    cache_dir: str | None = None,
+    analysis_cache: bool = False,
+    level: str = "full",
+) -> AnalysisContext:
+    """The analysis context: trust roots, judging time, and (``analysis_cache``) the
+    content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
+    ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
+    from verifier.analysis_cache import AnalysisCache, default_cache_dir
     from verifier.signing.trust import TrustConfig
+
+    from verifier.inputs import check_regular
 
     for pem in trust_stores:
         check_regular(pem, what="trust store (--trust-store)")
-    return AnalysisContext(trust=TrustConfig(extra_pem=tuple(trust_stores), at=at), at=at)
+    cache = AnalysisCache()
+    if analysis_cache:
+        cache = AnalysisCache.open(cache_dir or default_cache_dir())
+    trust = TrustConfig(extra_pem=tuple(trust_stores), at=at)
+    return AnalysisContext(trust=trust, at=at, cache=cache, level=level)
 
 
 def load_policy(path: str | None) -> Policy:
@@ -100,7 +118,18 @@ def load_policy(path: str | None) -> Policy:
 def verify(req: VerifyRequest) -> Report:
     """Verify one artifact; raises BivError subclasses for exit-2 conditions only."""
     policy = load_policy(req.policy)
-    ctx = make_context(req.trust_stores, req.at)
+    # files are analysed without comparison digests first; ``complete`` adds them to the
+    # files that are not identical to their counterpart once both sides are known. (npm
+    # dependencies are compared later, against tarballs ``complete`` does not see: with
+    # deps:npm every file is analysed in full.)
+    lazy = not any(is_deps_source(s) for s in _sources(req, policy))
+    ctx = make_context(
+        req.trust_stores,
+        req.at,
+        cache_dir=req.cache_dir,
+        analysis_cache=req.analysis_cache,
+        level="core" if lazy else "full",
+    )
     workdir = req.workdir or lifecycle.make_workdir()
     os.makedirs(workdir, exist_ok=True)
     try:
@@ -133,6 +162,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     sources = _sources(req, policy)
     upstreams = tuple(s for s in sources if not is_deps_source(s))
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
+    inv, refs = complete_inventories(inv, refs, ctx)
 
     comparison = compare(
         inv,
@@ -508,7 +538,7 @@ def build_reference_documents(
     A remote source must name its target (``electron:28.1.0,platform=win32,arch=x64``):
     there is no artifact to detect it from.
     """
-    ctx = make_context((), None)
+    ctx = make_context((), None, cache_dir=cache_dir, analysis_cache=True)
     empty = Inventory(source, "0" * 64, 0, ())
     req = VerifyRequest(artifact="", cache_dir=cache_dir, offline=offline)
     with tempfile.TemporaryDirectory(prefix="biv-refs-") as work:

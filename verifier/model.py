@@ -77,7 +77,7 @@ class Verdict(StrEnum):
 # --- bytes ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Blob:
     """A byte range of a file on disk: a whole file, or a member stored in place (asar)."""
 
@@ -114,7 +114,7 @@ class Blob:
 # --- signatures ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signer:
     subject: str
     issuer: str
@@ -142,7 +142,7 @@ class Signer:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Anomaly:
     """A problem a parser or signature check found in one file; policy turns it into a Finding."""
 
@@ -181,7 +181,7 @@ class Anomaly:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignatureFacts:
     kind: SignatureKind = SignatureKind.NONE
     signed: bool = False
@@ -239,7 +239,7 @@ UNSIGNED = SignatureFacts()
 # --- binary facts --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SectionDigest:
     """A PE section or a Mach-O section/segment, hashed by content (not file offset)."""
 
@@ -270,7 +270,7 @@ class SectionDigest:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuseWire:
     """Electron's fuse wire: sentinel, version byte, length byte, then one byte per fuse."""
 
@@ -286,7 +286,7 @@ class FuseWire:
         return cls(int(d["offset"]), int(d["version"]), str(d["values"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CodeShape:
     """What a person triaging a divergent binary wants compared (per PE file or slice)."""
 
@@ -316,7 +316,7 @@ class CodeShape:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceFacts:
     """One architecture of a Mach-O file (a thin file has exactly one slice)."""
 
@@ -358,7 +358,7 @@ class SliceFacts:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BinaryFacts:
     """What ``binary.analyze`` learns about one file in one pass."""
 
@@ -405,18 +405,62 @@ class BinaryFacts:
             sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
             overlay_sha256=d.get("overlay_sha256"),
             fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
-            shape=CodeShape.from_dict(d.get("shape", {})),
+            shape=_shape_from_dict(d.get("shape", {})),
             slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
-            signature=SignatureFacts.from_dict(d.get("signature", {})),
+            signature=_signature_from_dict(d.get("signature", {})),
             anomalies=tuple(Anomaly.from_ref_dict(a) for a in d.get("anomalies", [])),
             markers=dict(d.get("markers", {})),
         )
 
 
+# Reference inventories hold thousands of data files: their empty shape and signature are
+# the shared defaults rather than new objects (equal either way).
+_NO_SHAPE = CodeShape()
+_SIG_KEYS = (
+    "signed",
+    "signers",
+    "anomalies",
+    "container_sha256",
+    "primary_container_sha256",
+    "nested_signers",
+    "nested_sha256",
+)
+_SIG_ALL = {"kind", "valid", "details", *_SIG_KEYS}
+_SHAPE_KEYS = {
+    "entry_point",
+    "imports_sha256",
+    "exports_sha256",
+    "tls_callbacks",
+    "executable_sections",
+}
+
+
+def _shape_from_dict(d: Mapping[str, Any]) -> CodeShape:
+    if (
+        d.keys() <= _SHAPE_KEYS
+        and d.get("entry_point") is None
+        and not any(d.get(k) for k in _SHAPE_KEYS)
+    ):
+        return _NO_SHAPE
+    return CodeShape.from_dict(d)
+
+
+def _signature_from_dict(d: Mapping[str, Any]) -> SignatureFacts:
+    if (
+        d.keys() <= _SIG_ALL
+        and d.get("kind", "none") == "none"
+        and d.get("valid") is None
+        and not d.get("details")
+        and not any(d.get(k) for k in _SIG_KEYS)
+    ):
+        return UNSIGNED
+    return SignatureFacts.from_dict(d)
+
+
 # --- inventory -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of a shipped artifact or of a reference."""
 
@@ -609,7 +653,7 @@ class Reference:
 # --- comparison ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceResult:
     arch: str
     status: Status
@@ -628,7 +672,7 @@ class SliceResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """The comparison of one path: shipped entry, matching reference file, status."""
 
@@ -690,7 +734,7 @@ class Waiver:
         return {"reason": self.reason, "expires": self.expires, "sha256": self.sha256}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
     severity: Severity

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.errors import UsageError
-from verifier.model import Anomaly, Report
+
+if TYPE_CHECKING:  # kept out of the CLI's start-up
+    from verifier.model import Anomaly, Report
 
 
 def add_verify_options(v: argparse.ArgumentParser) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import ArtifactError, UsageError
 from verifier.inventory import build_reference
-from verifier.model import Component, Reference
+from verifier.model import Component, FileEntry, Reference
 
 
 def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext) -> Reference:
@@ -47,6 +48,15 @@ def _is_refs_document(location: str) -> bool:
     return head.startswith(b"{")
 
 
+def _file_entry_hook(d: dict[str, Any]) -> Any:
+    """A ``files`` item (it has a path, a size and a sha256) as a FileEntry, else ``d``."""
+    if "path" in d and "sha256" in d and "size" in d:
+        if d.get("normalized_sha256") == d["sha256"]:
+            d["normalized_sha256"] = d["sha256"]  # one string for both (data files)
+        return FileEntry.from_ref_dict(d)
+    return d
+
+
 def _load_refs_document(source: str, location: str) -> Reference:
     """A ``biv.refs/v1`` inventory (``biv refs build``): digests only, no upstream bytes.
 
@@ -61,8 +71,14 @@ def _load_refs_document(source: str, location: str) -> Reference:
         raise UsageError("reference inventory larger than 256 MiB", where=source)
     try:
         with open(location, encoding="utf-8") as fh:
-            doc = json.load(fh)
-        ref = Reference.from_dict(doc)
+            # each file entry becomes a FileEntry as soon as it is parsed: the parsed
+            # document of 100,000 files would hold ten times the memory of the entries
+            doc = json.load(fh, object_hook=_file_entry_hook)
+        files = doc.get("files", []) if isinstance(doc, dict) else None
+        if not isinstance(files, list) or not all(isinstance(f, FileEntry) for f in files):
+            raise ValueError("'files' must be a list of file entries")
+        ref = Reference.from_dict({**doc, "files": []})
+        ref = Reference(ref.component, tuple(files), ref.problems)
     except (ValueError, KeyError, TypeError, MalformedInputError) as exc:
         raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from exc
     proof = (*ref.component.proof, f"reference inventory {os.path.basename(location)}")

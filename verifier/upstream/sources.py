@@ -127,7 +127,8 @@ def default_analyzer() -> Analyzer:
     from verifier import inventory
 
     version = f"{__version__}+{getattr(inventory, 'ANALYSIS_VERSION', '0')}"
-    return Analyzer(inventory.build_reference, version)
+    # the inventory is cached and compared against later builds: every digest, always
+    return Analyzer(inventory.build_reference_full, version)
 
 
 # --- plans: what to fetch, and how to prove it (network only on a cache miss) -------------
