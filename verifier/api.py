@@ -94,9 +94,8 @@ def make_context(
     content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
     ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
     from verifier.analysis_cache import AnalysisCache, default_cache_dir
-    from verifier.signing.trust import TrustConfig
-
     from verifier.inputs import check_regular
+    from verifier.signing.trust import TrustConfig
 
     for pem in trust_stores:
         check_regular(pem, what="trust store (--trust-store)")
