@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the sandbox worker imports this module; keep it light
@@ -68,6 +68,8 @@ class Extraction:
     links: list[LinkRecord]
     files: int = -1  # files and bytes written, when the extractor counted them (-1: not)
     size: int = -1
+    # members in pack files (``pack.py``), per pack: their names and sizes, in order
+    packs: list[tuple[list[str], list[int]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
