@@ -58,7 +58,7 @@ def judge(clean: Report, compromised: Report) -> list[str]:
 
 def judge_npm(clean: Report, compromised: Report) -> list[str]:
     """The npm half: every dependency of the clean build verified, the patched one caught."""
-    from verifier.demo.npm_deps import PACKAGES, PATCHED
+    from verifier._scenarios.npm_deps import PACKAGES, PATCHED
 
     problems: list[str] = []
     deps = [c for c in clean.components if c.npm is not None]
@@ -82,8 +82,8 @@ def judge_npm(clean: Report, compromised: Report) -> list[str]:
 
 def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
     """Build the scenario (in ``out_dir``, kept, or a temporary directory) and verify it."""
-    from verifier.demo.npm_deps import PATCHED
-    from verifier.demo.scenario import PRODUCT, build_scenario
+    from verifier._scenarios.npm_deps import PATCHED
+    from verifier._scenarios.scenario import PRODUCT, build_scenario
 
     started = time.monotonic()
     tmp: str | None = None
@@ -118,8 +118,8 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
         where = sc.root if tmp is None else f"{sc.root} (removed afterwards; keep it: --keep DIR)"
         w(f"  built in {time.monotonic() - started:.1f}s under {where}\n\n")
 
+        from verifier._scenarios.npm_deps import DemoRegistry
         from verifier.api import VerifyRequest, verify
-        from verifier.demo.npm_deps import DemoRegistry
         from verifier.report.text import render_text
 
         color = _color(stream)
@@ -173,8 +173,8 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
 
 def _macos(root: Path, w: Callable[[str], object], color: bool) -> list[str]:
     """The macOS half: a universal app vs Electron's darwin-x64 and darwin-arm64 releases."""
+    from verifier._scenarios.macho_app import build_scenario as build_mac
     from verifier.api import VerifyRequest, verify
-    from verifier.demo.macho_app import build_scenario as build_mac
     from verifier.report.text import render_text
 
     sc = build_mac(root)

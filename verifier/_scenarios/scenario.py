@@ -9,7 +9,7 @@
                      resources and signed by the "Vendor Test CA"; ffmpeg.dll re-signed by the
                      vendor (identical except signature); d3dcompiler_47.dll untouched;
                      resources/app.asar (the app's own code and its npm dependencies, which
-                     ``verifier.demo.npm_deps`` writes and serves from a local registry);
+                     ``verifier._scenarios.npm_deps`` writes and serves from a local registry);
                      default_app.asar removed
       compromised/   clean, except ffmpeg.dll has a loader added (then vendor-signed),
                      d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) inside its
@@ -32,9 +32,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier.demo import osslsign, pewriter
-from verifier.demo.payload import PaddingResult, inject_signature_padding, make_payload
-from verifier.demo.pki import PkiPaths, upstream_pki, vendor_pki
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios.payload import PaddingResult, inject_signature_padding, make_payload
+from verifier._scenarios.pki import PkiPaths, upstream_pki, vendor_pki
 
 ELECTRON_VERSION = "30.0.0"
 PRODUCT = "3CXDesktopApp"
@@ -121,7 +121,7 @@ def _default_app() -> dict[str, bytes]:
 
 
 def _vendor_app(*, patched: bool = False) -> dict[str, bytes]:
-    from verifier.demo.npm_deps import app_files
+    from verifier._scenarios.npm_deps import app_files
 
     return {
         **app_files(patched=patched),

@@ -21,8 +21,8 @@ import plistlib
 import shutil
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho as mo
-from verifier.demo import macho as w
 
 FRAMEWORK = "Electron Framework.framework"
 FW_VERSION = f"Contents/Frameworks/{FRAMEWORK}/Versions/A"
