@@ -328,35 +328,32 @@ def _relative_to(policy_file: str, path: str | None) -> str | None:
     return str(Path(policy_file).parent / path)
 
 
-def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
-    d: dict[str, Any] = doc.data
-    allow = d.get("allow", {})
-    resources_only = _globs(doc, ("allow", "resources_only"), allow.get("resources_only"))
-    missing = _globs(doc, ("allow", "missing"), allow.get("missing"))
-    changed = _globs(doc, ("allow", "changed"), allow.get("changed"))
-    own = _globs(doc, ("own",), d.get("own"))
-    vendor = _matcher(doc, ("vendor",), d["vendor"]) if "vendor" in d else None
-
+def _components(doc: _Doc, d: Mapping[str, Any]) -> list[ComponentSpec]:
+    """``components``: sources, each with the Sigstore identity that must have signed it."""
     components = []
     for i, c in enumerate(d.get("components", [])):
         ss = c.get("sigstore")
-        ident = None
-        if ss is not None:
-            sp: JsonPath = ("components", i, "sigstore")
-            if ("identity" in ss) == ("identity_regex" in ss):
-                raise doc.error(sp, "give exactly one of 'identity' or 'identity_regex'")
-            if ("issuer" in ss) == ("issuer_regex" in ss):
-                raise doc.error(sp, "give exactly one of 'issuer' or 'issuer_regex'")
-            ident = SigstoreIdentity(
-                identity=ss.get("identity"),
-                identity_regex=_regex(doc, (*sp, "identity_regex"), ss.get("identity_regex")),
-                issuer=ss.get("issuer"),
-                issuer_regex=_regex(doc, (*sp, "issuer_regex"), ss.get("issuer_regex")),
-                bundle=_relative_to(doc.file, ss.get("bundle")),
-                instance=ss.get("instance", "production"),
-            )
+        ident = None if ss is None else _sigstore(doc, ("components", i, "sigstore"), ss)
         components.append(ComponentSpec(c["name"], c["source"], ident))
+    return components
 
+
+def _sigstore(doc: _Doc, sp: JsonPath, ss: Mapping[str, Any]) -> SigstoreIdentity:
+    if ("identity" in ss) == ("identity_regex" in ss):
+        raise doc.error(sp, "give exactly one of 'identity' or 'identity_regex'")
+    if ("issuer" in ss) == ("issuer_regex" in ss):
+        raise doc.error(sp, "give exactly one of 'issuer' or 'issuer_regex'")
+    return SigstoreIdentity(
+        identity=ss.get("identity"),
+        identity_regex=_regex(doc, (*sp, "identity_regex"), ss.get("identity_regex")),
+        issuer=ss.get("issuer"),
+        issuer_regex=_regex(doc, (*sp, "issuer_regex"), ss.get("issuer_regex")),
+        bundle=_relative_to(doc.file, ss.get("bundle")),
+        instance=ss.get("instance", "production"),
+    )
+
+
+def _signer_rules(doc: _Doc, d: Mapping[str, Any]) -> list[SignerRule]:
     rules = []
     for i, r in enumerate(d.get("signers", [])):
         rp: JsonPath = ("signers", i)
@@ -372,8 +369,11 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 reason=r.get("reason", ""),
             )
         )
+    return rules
 
-    offset = len(base.waivers) if base else 0
+
+def _waivers(doc: _Doc, d: Mapping[str, Any], offset: int) -> list[WaiverRule]:
+    """``waivers``, numbered after the ``offset`` waivers of the policy this one extends."""
     waivers = []
     for i, w in enumerate(d.get("waivers", [])):
         wp: JsonPath = ("waivers", i)
@@ -399,9 +399,11 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 where=doc.where(wp),
             )
         )
+    return waivers
 
-    npm_d = d.get("npm_dependencies", {})
-    npm_skip = tuple(str(x) for x in npm_d.get("skip", ()))
+
+def _npm_pins(doc: _Doc, npm_d: Mapping[str, Any]) -> list[NpmPin]:
+    """``npm_dependencies.pin``: name, version and a strong integrity hash, each checked."""
     pins = []
     for i, pin in enumerate(npm_d.get("pin", ())):
         pp: JsonPath = ("npm_dependencies", "pin", i)
@@ -416,7 +418,40 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 "base64 of the right length",
             )
         pins.append(NpmPin(pin["name"], pin["version"], pin["integrity"]))
+    return pins
 
+
+def _check_vendor_rules(doc: _Doc, d: Mapping[str, Any], pol: Policy) -> None:
+    """``unsigned-or-vendor-signed`` needs a vendor identity, in the rule or the policy."""
+    for i, r in enumerate(d.get("signers", [])):
+        if (
+            r["require"] == SignerRequirement.UNSIGNED_OR_VENDOR_SIGNED.value
+            and pol.vendor is None
+            and not any(k in r for k in ("subject", "issuer", "thumbprint", "team_id"))
+        ):
+            raise doc.error(
+                ("signers", i, "require"),
+                "unsigned-or-vendor-signed needs the vendor's identity: add subject/issuer/"
+                "thumbprint/team_id to this rule or a top-level 'vendor'",
+            )
+
+
+def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
+    """This document's settings added to (or replacing) those of the policy it extends."""
+    d: dict[str, Any] = doc.data
+    allow = d.get("allow", {})
+    # checked in document order: the first fault found is the one reported
+    resources_only = _globs(doc, ("allow", "resources_only"), allow.get("resources_only"))
+    missing = _globs(doc, ("allow", "missing"), allow.get("missing"))
+    changed = _globs(doc, ("allow", "changed"), allow.get("changed"))
+    own = _globs(doc, ("own",), d.get("own"))
+    vendor = _matcher(doc, ("vendor",), d["vendor"]) if "vendor" in d else None
+    components = _components(doc, d)
+    rules = _signer_rules(doc, d)
+    waivers = _waivers(doc, d, len(base.waivers) if base else 0)
+    npm_d = d.get("npm_dependencies", {})
+    npm_skip = tuple(str(x) for x in npm_d.get("skip", ()))
+    pins = _npm_pins(doc, npm_d)
     severity = {k: Severity(v) for k, v in d.get("severity", {}).items()}
     fail_on = Severity(d["fail_on"]) if "fail_on" in d else None
     name = d.get("name") or Path(doc.file).stem
@@ -442,17 +477,7 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
         source_path=doc.file,
         sha256=sha256,
     )
-    for i, r in enumerate(d.get("signers", [])):
-        if (
-            r["require"] == SignerRequirement.UNSIGNED_OR_VENDOR_SIGNED.value
-            and pol.vendor is None
-            and not any(k in r for k in ("subject", "issuer", "thumbprint", "team_id"))
-        ):
-            raise doc.error(
-                ("signers", i, "require"),
-                "unsigned-or-vendor-signed needs the vendor's identity: add subject/issuer/"
-                "thumbprint/team_id to this rule or a top-level 'vendor'",
-            )
+    _check_vendor_rules(doc, d, pol)
     return pol
 
 
