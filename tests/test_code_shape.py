@@ -27,14 +27,6 @@ ALLOWED = {
     # to be split once the hostile-input work on the renderers (escaping in report/) has landed
     "verifier/report/sarif.py::render_sarif",
     "verifier/report/html.py::_evidence",
-    # split by this refactor, one commit at a time (this block empties)
-    "verifier/binary/explain.py::explain_units",
-    "verifier/binary/explain.py::_disassembly",
-    "verifier/demo/run.py::run_demo",
-    "verifier/_scenarios/scenario.py::build_scenario",
-    "verifier/_scenarios/macho.py::sign",
-    "verifier/binary/disasm.py::side_by_side",
-    "verifier/_scenarios/pewriter.py::_optional",
 }
 
 
