@@ -33,7 +33,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from verifier import __version__
 from verifier.binary.analyze import AnalysisContext
-from verifier.errors import MalformedInputError, ReferenceUnavailableError
+from verifier.errors import MalformedInputError, ReferenceUnavailableError, SchemaError
+from verifier.jsonread import Fields
 from verifier.model import Anomaly
 from verifier.npmdeps.tarball import Published, TarDigests, read_tarball
 from verifier.upstream import npm
@@ -230,13 +231,14 @@ class Fetcher:
                 return Obtained(name, version, str(status), reason=str(rec.get("reason", "")))
             return None
         try:
-            sha = str(rec["tarball_sha256"])
-            digests = TarDigests.from_dict(rec["digests"])
-            proof = tuple(str(p) for p in rec["proof"])
-            sources = tuple(str(s) for s in rec["sources"])
-            integrity = str(rec["integrity"])
-            url = str(rec["tarball_url"])
-        except (KeyError, TypeError, ValueError):
+            f = Fields(rec)
+            sha = f.text("tarball_sha256")
+            digests = TarDigests.from_dict(rec.get("digests"), "digests")
+            proof = f.str_list("proof")
+            sources = f.str_list("sources")
+            integrity = f.text("integrity")
+            url = f.text("tarball_url")
+        except SchemaError:
             self.cache.drop_proof(key)
             return None
         if status != "ok" or not is_sha256(sha) or digests.sha256 != sha:
@@ -248,7 +250,7 @@ class Fetcher:
         if isinstance(doc, dict):
             try:
                 pub = Published.from_doc(doc, label)
-            except (KeyError, TypeError, ValueError, MalformedInputError):
+            except MalformedInputError:
                 pub = None
         note = f"published inventory from the cache ({self.cache.root})"
         if pub is None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from verifier.binary.analyze import AnalysisContext
-from verifier.errors import ArtifactError, UsageError
+from verifier.errors import ArtifactError, SchemaError, UsageError
+from verifier.hashing import sha256_file
 from verifier.inventory import build_reference
 from verifier.model import Component, Reference
 
@@ -30,8 +32,6 @@ def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext)
         raise UsageError(f"upstream reference cannot be read: {exc.message}", where=source) from exc
     digests = {}
     if os.path.isfile(location):
-        from verifier.hashing import sha256_file
-
         digests[os.path.basename(location)] = sha256_file(location)
     comp = Component(comp.name, None, source, digests=digests, proof=comp.proof)
     return Reference(comp, ref.files, ref.problems, ref.anomalies)
@@ -53,18 +53,19 @@ def _load_refs_document(source: str, location: str) -> Reference:
     Statuses are the same as against the release itself; byte counts of differing sections
     are not available (``differing_bytes: null``).
     """
-    import json
-
-    from verifier.errors import MalformedInputError
-
     if os.path.getsize(location) > _REFS_CAP:
         raise UsageError("reference inventory larger than 256 MiB", where=source)
     try:
         with open(location, encoding="utf-8") as fh:
             doc = json.load(fh)
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from None
+    try:
         ref = Reference.from_dict(doc)
-    except (ValueError, KeyError, TypeError, MalformedInputError) as exc:
-        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from exc
+    except SchemaError as exc:
+        raise UsageError(
+            f"not a valid biv.refs/v1 document: {exc.diagnostics()}", where=source
+        ) from exc
     proof = (*ref.component.proof, f"reference inventory {os.path.basename(location)}")
     comp = Component(
         ref.component.name,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
+from verifier.upstream import sources
+from verifier.upstream.options import FetchOptions
 from verifier.upstream.path import resolve_path
 from verifier.upstream.sigstore import check_source, identity_for_source
 from verifier.upstream.source_options import split_options
@@ -38,7 +40,7 @@ def resolve(
     shipped: Inventory,
     workdir: str,
     ctx: AnalysisContext,
-    fetch_options: object | None = None,
+    fetch_options: FetchOptions | None = None,
     sigstore_declared: SigstoreIdentity | None = None,
 ) -> list[Reference]:
     """Resolve one SOURCE; raises ReferenceUnavailableError (exit 3) for unobtainable remotes."""
@@ -62,15 +64,13 @@ def resolve(
             "npm:NAME@VER or url:URL#sha256=HEX)",
             where=source,
         )
-    from verifier.upstream import sources
-
     spec = sources.parse_source(source)
     ident = _identity(spec.options, sigstore_declared)
     if ident is None:
         return sources.resolve_remote(spec, shipped, fetch_options, workdir, ctx)
     # the bundle covers the source's primary archive: prove it before analysing anything
     try:
-        archives = sources.fetch_source(spec, shipped, fetch_options)  # type: ignore[arg-type]
+        archives = sources.fetch_source(spec, shipped, fetch_options)
     except ReferenceMismatchError:
         archives = []
     proof = ()

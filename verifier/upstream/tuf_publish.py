@@ -40,7 +40,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from verifier.errors import UsageError
+from verifier.errors import SchemaError, UsageError
 from verifier.model import Reference
 from verifier.upstream.cache import is_sha256
 
@@ -408,21 +408,21 @@ def _load_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read: {exc.strerror}", where=str(path)) from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"not JSON: {exc}", where=str(path)) from exc
 
 
 def load_reference_file(path: str | Path) -> Reference:
     """A ``biv.refs/v1`` document (``Reference.to_dict()``) from a file."""
-    from verifier.errors import MalformedInputError
-
     d = _load_json(path)
     if not isinstance(d, dict):
         raise UsageError("not a biv.refs/v1 object", where=str(path))
     try:
         return Reference.from_dict(d)
-    except (MalformedInputError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=str(path)) from exc
+    except SchemaError as exc:
+        raise UsageError(
+            f"not a valid biv.refs/v1 document: {exc.diagnostics()}", where=str(path)
+        ) from exc
 
 
 def load_known_bad_file(path: str | Path) -> list[KnownBad]:
