@@ -14,14 +14,27 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from verifier import __version__
+from verifier.attest.intoto import verify_layout
+from verifier.binary import diff, explain, macho
 from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.compare import CompareOptions, compare, unexplained_code
+from verifier.compare import (
+    CompareOptions,
+    aggregate_slices,
+    compare,
+    compare_pair,
+    unexplained_code,
+)
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
-from verifier.errors import ReferenceUnavailableError, UsageError
+from verifier.errors import (
+    ArtifactError,
+    ReferenceMismatchError,
+    ReferenceUnavailableError,
+    UsageError,
+)
 from verifier.inventory import build as build_inventory
 from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import (
@@ -30,6 +43,7 @@ from verifier.model import (
     Blob,
     Component,
     FileEntry,
+    FileFormat,
     FileResult,
     Inventory,
     Reference,
@@ -39,16 +53,19 @@ from verifier.model import (
     Verdict,
 )
 from verifier.npmdeps import is_deps_source
+from verifier.npmdeps.stage import NpmSettings, NpmStage, Pin
+from verifier.npmdeps.stage import run as run_npm_stage
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
+from verifier.policy.load import load_policy as load_policy_file
 from verifier.policy.model import Policy
+from verifier.signing.msi import msi_signature_facts
+from verifier.signing.trust import TrustConfig
 from verifier.unpack import unpack
 from verifier.unpack.single import single_binary
+from verifier.upstream import electron, target
+from verifier.upstream.options import FetchOptions
 from verifier.upstream.resolve import is_path_source, resolve
-
-if TYPE_CHECKING:
-    from verifier.npmdeps.stage import NpmStage
-    from verifier.upstream.options import FetchOptions
-    from verifier.upstream.tuf_client import RefsBundle
+from verifier.upstream.tuf_client import RefsBundle, RefsVerificationError, load_refs
 
 DEFAULT_SOURCE = "electron:auto"
 Progress = Callable[[str, int, int], None]
@@ -81,8 +98,6 @@ class VerifyRequest:
 
 
 def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
-    from verifier.signing.trust import TrustConfig
-
     for pem in trust_stores:
         if not os.path.isfile(pem):
             raise UsageError(f"trust store not found: {pem}", where="--trust-store")
@@ -92,9 +107,7 @@ def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> Analysis
 def load_policy(path: str | None) -> Policy:
     if path is None:
         return Policy.default()
-    from verifier.policy.load import load_policy as _load
-
-    return _load(path)
+    return load_policy_file(path)
 
 
 def verify(req: VerifyRequest) -> Report:
@@ -112,8 +125,6 @@ def verify(req: VerifyRequest) -> Report:
 
 def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: str) -> Report:
     if not os.path.exists(req.artifact):
-        from verifier.errors import ArtifactError
-
         raise ArtifactError("artifact not found", where=req.artifact)
     single = single_binary(req.artifact)
     if single is not None:
@@ -126,8 +137,6 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     unavailable: list[str] = []
     extra: list[Anomaly] = []
     if req.layout:
-        from verifier.attest.intoto import verify_layout
-
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
     sources = _sources(req, policy)
@@ -285,8 +294,6 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if head[:2] == b"MZ":
         sha, facts = analyze(blob, name, ctx)
     elif head == _CFB_MAGIC:
-        from verifier.signing.msi import msi_signature_facts
-
         sig, anomalies = msi_signature_facts(artifact, ctx.trust, ctx.at)
         facts = BinaryFacts(signature=sig, anomalies=anomalies)
         sha = sha256
@@ -303,8 +310,6 @@ def _load_refs_bundle(
         return None
     if req.refs_root is None:
         raise UsageError("--refs needs --refs-root (the repository's trusted root.json)")
-    from verifier.upstream.tuf_client import RefsVerificationError, load_refs
-
     try:
         return load_refs(req.refs_url, req.refs_root, req.cache_dir, offline=req.offline)
     except RefsVerificationError as exc:
@@ -322,8 +327,6 @@ def _load_refs_bundle(
 
 def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
     """The references of a TUF bundle that describe the Electron release the app was built on."""
-    from verifier.upstream import electron, target
-
     version = electron.detect_version(inv)
     choice = target.choose(inv)
     targets = {t for option in choice.options for t in option}
@@ -355,19 +358,15 @@ def _npm_stage(
     workdir: str,
 ) -> NpmStage:
     """deps:npm: the app's npm dependencies against their registry's tarballs."""
-    from verifier.npmdeps import stage
-
-    pins = tuple(stage.Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
-    settings = stage.NpmSettings(skip=policy.npm_skip, pins=pins)
+    pins = tuple(Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
+    settings = NpmSettings(skip=policy.npm_skip, pins=pins)
     opts = _fetch_opts(req)
-    return stage.run(
+    return run_npm_stage(
         results, settings, opts, workdir, ctx, _stage(req.progress, "npm dependencies")
     )
 
 
 def _fetch_opts(req: VerifyRequest) -> FetchOptions:
-    from verifier.upstream.options import FetchOptions
-
     return FetchOptions(
         cache_dir=req.cache_dir,
         offline=req.offline,
@@ -399,8 +398,6 @@ def inspect(
 ) -> dict[str, Any]:
     """Format and signature facts of one file, as a JSON-able dict."""
     if not os.path.isfile(path):
-        from verifier.errors import ArtifactError
-
         raise ArtifactError("not a readable file", where=path)
     ctx = make_context(trust_stores, at)
     sha, facts = analyze(Blob.of_file(path), os.path.basename(path), ctx)
@@ -434,11 +431,6 @@ def inspect_against(
 ) -> dict[str, Any]:
     """One shipped file against its upstream file: status and the full explanation of what
     changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
-    from verifier.binary import diff, explain, macho
-    from verifier.compare import aggregate_slices, compare_pair
-    from verifier.errors import ArtifactError
-    from verifier.model import FileEntry, FileFormat, Status
-
     ctx = make_context(trust_stores, at)
     entries = []
     for p in (path, upstream):
@@ -498,18 +490,12 @@ def build_reference_documents(
         refs = resolve(source, empty, work, ctx, _fetch_opts(req))
         bad = [a for r in refs for a in r.problems if a.rule == "reference-mismatch"]
         if bad:
-            from verifier.errors import ReferenceMismatchError
-
             raise ReferenceMismatchError(bad[0].message, where=source)
         return [_labelled(r).to_dict() for r in refs]
 
 
 def _labelled(ref: Reference) -> Reference:
     """Name the Electron version and target of a local release from its own binaries."""
-    from dataclasses import replace
-
-    from verifier.upstream import electron
-
     c = ref.component
     if c.version is not None:
         return ref
@@ -519,4 +505,6 @@ def _labelled(ref: Reference) -> Reference:
     if version is None or len(targets) != 1:
         return ref
     platform, arch = targets[0]
-    return replace(ref, component=replace(c, version=version, platform=platform, arch=arch))
+    return dataclasses.replace(
+        ref, component=dataclasses.replace(c, version=version, platform=platform, arch=arch)
+    )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from verifier import __version__
+from verifier import __version__, inventory
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import MalformedInputError, ReferenceUnavailableError, SchemaError
 from verifier.jsonread import Fields
@@ -138,8 +138,6 @@ class Fetcher:
     """Obtains dependencies concurrently: one HTTP client per thread, one shared cache."""
 
     def __init__(self, opts: FetchOptions, workdir: str, ctx: AnalysisContext | None) -> None:
-        from verifier import inventory
-
         self.opts = opts
         self.reg = registries(opts)
         self.cache = Cache(opts.resolved_cache_dir())

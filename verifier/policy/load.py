@@ -12,15 +12,15 @@ dates kept as strings (validated by the schema, then parsed).
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from verifier.errors import PolicyError
@@ -43,6 +43,9 @@ from verifier.upstream import npm
 MAX_POLICY_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_EXTENDS = 8
+
+if TYPE_CHECKING:
+    import jsonschema
 
 JsonPath = tuple[str | int, ...]
 
@@ -270,13 +273,18 @@ def _schema_error(doc: _Doc, err: jsonschema.ValidationError) -> PolicyError:
     return doc.error(path, err.message)
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(POLICY_SCHEMA)
+@functools.cache
+def _validator() -> Any:
+    """The policy schema's validator; jsonschema is loaded only when a policy file is read."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(POLICY_SCHEMA)
 
 
 def _validate(doc: _Doc) -> None:
     if not isinstance(doc.data, dict):
         raise doc.error((), f"a policy must be a mapping of keys, got {_type_of(doc.data)}")
-    errors = list(_VALIDATOR.iter_errors(doc.data))
+    errors = list(_validator().iter_errors(doc.data))
     if errors:
         first = min(errors, key=lambda e: (doc.line(tuple(e.absolute_path)), -len(e.path)))
         raise _schema_error(doc, first)

@@ -24,25 +24,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
-from tuf.api.metadata import (  # type: ignore[attr-defined]
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
-from tuf.api.serialization.json import JSONSerializer
 
 from verifier.errors import SchemaError, UsageError
 from verifier.model import Reference
 from verifier.upstream.cache import is_sha256
+from verifier.upstream.indicators import THREECX_KNOWN_BAD as THREECX_KNOWN_BAD
+from verifier.upstream.indicators import KnownBad as KnownBad
+from verifier.upstream.indicators import RevokedCert as RevokedCert
+from verifier.upstream.indicators import parse_time as parse_time
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+    from tuf.api.metadata import (  # type: ignore[attr-defined]
+        Metadata,
+        Root,
+        Snapshot,
+        TargetFile,
+        Targets,
+        Timestamp,
+    )
+
+# python-tuf and securesystemslib are loaded where they are used (publishing, key files):
+# the distrust lists and the references' layout names here cost nothing to import
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 INDEX = "index.json"
@@ -56,94 +63,13 @@ DEFAULT_EXPIRY = {
 }
 
 
-@dataclass(frozen=True)
-class KnownBad:
-    sha256: str
-    name: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"sha256": self.sha256, "name": self.name, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class RevokedCert:
-    """A code-signing certificate distrusted for signatures made after ``distrust_after``."""
-
-    sha256: str  # thumbprint: sha256 of the certificate's DER
-    distrust_after: str  # ISO 8601 UTC, e.g. "2023-03-01T00:00:00Z"
-    subject: str = ""
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "sha256": self.sha256,
-            "distrust_after": self.distrust_after,
-            "subject": self.subject,
-            "reason": self.reason,
-        }
-
-    @property
-    def distrust_datetime(self) -> datetime:
-        return parse_time(self.distrust_after)
-
-
-def parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-_3CX = "3CX supply-chain attack (March 2023), public indicator"
-THREECX_KNOWN_BAD: tuple[KnownBad, ...] = (
-    KnownBad(
-        "7986bbaee8940da11ce089383521ab420c443ab7b15ed42aed91fd31ce833896", "ffmpeg.dll", _3CX
-    ),
-    KnownBad(
-        "c485674ee63ec8d4e8fde9800788175a8b02d3f9416d0e763360fff7f8eb4e02", "ffmpeg.dll", _3CX
-    ),
-    KnownBad(
-        "11be1803e2e307b647a8a7e02d128335c448ff741bf06bf52b332e0bbf423b03",
-        "d3dcompiler_47.dll",
-        _3CX,
-    ),
-    KnownBad(
-        "a64fa9f1c76457ecc58402142a8728ce34ccba378c17318b3340083eeb7acc67",
-        "libffmpeg.dylib",
-        _3CX,
-    ),
-    KnownBad(
-        "fee4f9dabc094df24d83ec1a8c4e4ff573e5d9973caa676f58086c99561382d7",
-        "libffmpeg.dylib",
-        _3CX,
-    ),
-    KnownBad(
-        "dde03348075512796241389dfea5560c20a3d2a2eac95c894e7bbed5e85a0acc",
-        "3CXDesktopApp.exe",
-        _3CX,
-    ),
-    KnownBad(
-        "fad482ded2e25ce9e1dd3d3ecc3227af714bdfbbde04347dbc1b21d6a3670405",
-        "3CXDesktopApp.exe",
-        _3CX,
-    ),
-    KnownBad(
-        "aa124a4b4df12b34e74ee7f6c683b2ebec4ce9a8edcf9be345823b4fdcf5d868",
-        "3CXDesktopApp.msi",
-        _3CX,
-    ),
-    KnownBad(
-        "59e1edf4d82fae4978e97512b0331b7eb21dd4b838b850ba46794d9c7a2c0983",
-        "3CXDesktopApp.msi",
-        _3CX,
-    ),
-)
-
-
 # --- keys ---------------------------------------------------------------------------------
 
 
 def generate_key(path: str | Path) -> str:
     """Write a new Ed25519 private key (PKCS#8 PEM, unencrypted, mode 0600); returns its keyid."""
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -159,6 +85,8 @@ def generate_key(path: str | Path) -> str:
 
 def load_signer(path: str | Path, password: bytes | None = None) -> CryptoSigner:
     """A signer from a PEM private key file (Ed25519 recommended; RSA/ECDSA also work)."""
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -222,6 +150,8 @@ def publish(
     now: datetime | None = None,
 ) -> PublishResult:
     """Create or update the TUF repository in ``repo_dir``."""
+    from tuf.api.metadata import MetaFile, Snapshot, Targets, Timestamp  # type: ignore[attr-defined]
+
     _check_inputs(references, known_bad, revoked)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     exp = {**DEFAULT_EXPIRY, **(expires or {})}
@@ -333,6 +263,8 @@ def _root(
 ) -> tuple[Metadata[Root], dict[str, int]]:
     """The root metadata (created once, kept while the keys match) and the current versions
     of the other roles (0 in a new repository)."""
+    from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+
     meta_dir = root_path.parent
     if root_path.exists():
         root_md = Metadata[Root].from_bytes(root_path.read_bytes())
@@ -359,6 +291,8 @@ def _root(
 
 def _write_target(tgt_dir: Path, name: str, data: bytes) -> TargetFile:
     """Write one target under its plain and its consistent-snapshot (digest-prefixed) name."""
+    from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
+
     tf = TargetFile.from_data(name, data, ["sha256"])
     sub, _, base = name.rpartition("/")
     d = tgt_dir / sub if sub else tgt_dir
@@ -370,6 +304,8 @@ def _write_target(tgt_dir: Path, name: str, data: bytes) -> TargetFile:
 
 
 def _signed(role: Targets | Snapshot | Timestamp, signer: CryptoSigner) -> Metadata[Any]:
+    from tuf.api.metadata import Metadata
+
     md: Metadata[Any] = Metadata(role)
     md.sign(signer)
     return md
@@ -389,6 +325,8 @@ def _current_version(meta_dir: Path, role: str) -> int:
 
 
 def _write(path: Path, md: Metadata[Any]) -> None:
+    from tuf.api.serialization.json import JSONSerializer
+
     _atomic(path, md.to_bytes(JSONSerializer(compact=False)))
 
 
