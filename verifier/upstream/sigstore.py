@@ -17,7 +17,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cryptography import x509
 
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.hashing import sha256_file
@@ -49,10 +50,8 @@ def _der_utf8(value: bytes) -> str | None:
         return None
 
 
-def cert_identities(cert: Any) -> tuple[set[str], str | None]:
+def cert_identities(cert: x509.Certificate) -> tuple[set[str], str | None]:
     """(SAN identities, OIDC issuer) of a Fulcio certificate."""
-    from cryptography import x509
-
     sans: set[str] = set()
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -107,7 +106,7 @@ class IdentityPolicy:
         iss = self.issuer if self.issuer is not None else f"/{self.issuer_regex}/"
         return f"identity {ident} issued by {iss}"
 
-    def verify(self, cert: Any) -> None:
+    def verify(self, cert: x509.Certificate) -> None:
         from sigstore.errors import VerificationError
 
         sans, issuer = cert_identities(cert)
