@@ -1,18 +1,21 @@
-"""``make bench``: biv's throughput against sha256sum and openssl over the same bytes.
+"""``make bench``: biv against ``openssl dgst -sha256`` and ``sha256sum`` over the same bytes.
 
-(a) Tree: 10,000 files / ~1 GiB (``BIV_BENCH_SCALE`` scales both; default 1.0), mostly data
-    files of varied size plus PE files from the demo's PE writer (some osslsigncode-signed).
-    Times ``biv verify TREE --against path:TREE`` (a child process: wall time and peak RSS),
-    the inventory pass alone (one read of the tree: the per-byte cost of verification), and
-    ``sha256sum`` / ``openssl dgst -sha256`` over the same files with the same parallelism as
-    biv's analysis pool (``xargs -P``).
-(b) One signed PE of >= 50 MiB (PE writer, big ``.data``, osslsigncode-signed): Authenticode
-    verification with ``biv inspect`` vs ``sha256sum`` and ``openssl dgst -sha256``.
+``BENCH`` selects what runs (comma-separated; default ``all``):
 
-Every timing is the best of ``BIV_BENCH_REPEAT`` runs (default 2) with a warm page cache
-(a warm-up read precedes them), so the ratios compare CPU work, not the disk. Prints a table
-and writes JSON to ``benchmarks/results/``. ``BIV_BENCH_DIR=DIR`` keeps (and reuses) the
-generated data there.
+* ``realtree``: real public packages (PyPI, npm), pinned by sha256: cold and warm ``biv
+  verify`` against hashing both trees, peak RSS, the worst file (``bench_realtree.py``).
+* ``startup``: ``biv --version``, ``--help`` and the library import.
+* ``scale``: a synthetic tree of 100,000 files / 1 GB (peak RSS) and a zip of 200,000 tiny
+  members against ``unzip -p | openssl dgst -sha256`` (``bench_scale.py``).
+* ``synthetic``: (a) a generated tree of 10,000 files / ~1 GiB (``BIV_BENCH_SCALE`` scales
+  it) with PE files from the demo's PE writer, (b) one signed PE of >= 50 MiB: ``biv inspect``
+  against ``osslsigncode verify``.
+
+Every figure is the median of ``BIV_BENCH_REPEAT`` runs (default 3) with a warm page cache;
+every ratio is against a baseline measured in the same run. The machine (CPU, cores, load
+average) and the input sizes are printed with the tables; JSON goes to
+``benchmarks/results/``. ``BIV_BENCH_DIR=DIR`` keeps (and reuses) the data there;
+``BIV_BENCH_PYTHON=PY`` measures the biv installed for another interpreter (before/after).
 """
 
 from __future__ import annotations
@@ -20,177 +23,49 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+for _p in (ROOT, HERE):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from bench_common import (  # noqa: E402
+    MIB,
+    Run,
+    Timing,
+    best_of,
+    biv_cmd,
+    biv_env,
+    biv_python,
+    env_float,
+    fmt,
+    hash_tree_cmd,
+    load_average,
+    machine,
+    ratio,
+    repeat_count,
+    run_child,
+    shell_quote,
+    warm,
+    workers,
+)
+
+__all__ = ["best_of", "hash_tree_cmd", "make_tree", "run_child", "shell_quote"]
 
 GIB = 1 << 30
-MIB = 1 << 20
 FULL_FILES = 10_000
 FULL_BYTES = 1 * GIB
 BIG_PE_BYTES = 56 * MIB
-XARGS_BATCH = 64
-
-
-# --- environment ---------------------------------------------------------------------------
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-def workers() -> int:
-    """The parallelism of biv's analysis pool (what the baselines get too)."""
-    try:
-        from verifier.inventory import _workers
-
-        return int(_workers())
-    except Exception:
-        return max(2, min(8, os.cpu_count() or 2))
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    tools: dict[str, str | None] = {}
-    for tool, args in (
-        ("sha256sum", ["--version"]),
-        ("openssl", ["version"]),
-        ("osslsigncode", ["--version"]),
-    ):
-        try:
-            out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=10)
-            tools[tool] = (out.stdout or out.stderr).splitlines()[0].strip()
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            tools[tool] = None
-    return {
-        "nproc": int(nproc) if nproc.isdigit() else os.cpu_count(),
-        "cpu": cpu,
-        "sha_ni": "sha_ni" in flags,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "tools": tools,
-    }
-
-
-# --- running and timing --------------------------------------------------------------------
-
-
-@dataclass
-class Timing:
-    name: str
-    seconds: float | None
-    bytes: int
-    peak_rss_kib: int | None = None
-    returncode: int | None = None
-    note: str = ""
-    runs: list[float] = field(default_factory=list)
-
-    @property
-    def mib_s(self) -> float | None:
-        if not self.seconds:
-            return None
-        return self.bytes / MIB / self.seconds
-
-
-# A fresh small interpreter forks and execs the measured command, then reports the peak
-# RSS of that command alone. (Linux folds the pre-exec address space's high-water mark into
-# the exec'd process's ru_maxrss, so measuring a direct child of this large process would
-# report at least this process's own peak.)
-_LAUNCHER = (
-    "import os,sys,time\n"
-    "t=time.perf_counter()\n"
-    "pid=os.fork()\n"
-    "if pid==0:\n"
-    "    os.execvp(sys.argv[1], sys.argv[1:])\n"
-    "_,st,ru=os.wait4(pid,0)\n"
-    "sys.stderr.write('\\n@@RSS %d %.6f\\n' % (ru.ru_maxrss, time.perf_counter()-t))\n"
-    "sys.exit(os.waitstatus_to_exitcode(st))\n"
-)
-
-
-def run_child(argv: Sequence[str], *, shell: bool = False) -> tuple[float, int | None, int, str]:
-    """(wall seconds, peak RSS KiB of the command, return code, stderr tail)."""
-    cmd = ["/bin/sh", "-c", argv[0]] if shell else list(argv)
-    t = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-S", "-c", _LAUNCHER, *cmd],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    elapsed = time.perf_counter() - t
-    err = p.stderr.decode(errors="replace")
-    rss: int | None = None
-    lines = err.rstrip().splitlines()
-    if lines and lines[-1].startswith("@@RSS "):
-        _tag, kib, secs = lines[-1].split()
-        rss, elapsed = int(kib), float(secs)  # the command alone, without the launcher
-        err = "\n".join(lines[:-1])
-    # a Python child may time its own work (excluding interpreter start-up and imports)
-    for line in err.splitlines():
-        if line.startswith("@@T "):
-            elapsed = float(line.split()[1])
-    return elapsed, rss, p.returncode, err[-400:]
-
-
-def best_of(
-    name: str, nbytes: int, repeat: int, fn: Callable[[], tuple[float, int | None, int, str]]
-) -> Timing:
-    runs: list[float] = []
-    rss: int | None = None
-    rc = 0
-    note = ""
-    for _ in range(repeat):
-        sec, r, rc, err = fn()
-        runs.append(sec)
-        if r is not None:
-            rss = max(rss or 0, r)
-        if rc not in (0, 1):
-            note = err.strip().splitlines()[-1] if err.strip() else f"exit {rc}"
-            break
-    ok = rc in (0, 1)
-    return Timing(name, min(runs) if ok else None, nbytes, rss, rc, note, runs)
-
-
-def shell_quote(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
-
-
-def hash_tree_cmd(tool: str, tree: str, parallel: int) -> str:
-    cmd = "sha256sum" if tool == "sha256sum" else "openssl dgst -sha256"
-    return (
-        f"find {shell_quote(tree)} -type f -print0 | "
-        f"xargs -0 -P {parallel} -n {XARGS_BATCH} {cmd} > /dev/null"
-    )
-
-
-def biv_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "verifier", *args]
+MODES = ("startup", "realtree", "scale", "synthetic")
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -290,19 +165,10 @@ def make_big_pe(path: Path, size: int) -> tuple[Path, str]:
     return path, paths.root_cert
 
 
-def warm(paths: Sequence[str]) -> None:
-    for p in paths:
-        subprocess.run(
-            f"find {shell_quote(p)} -type f -print0 | xargs -0 cat > /dev/null",
-            shell=True,
-            check=False,
-        )
-
-
 # --- in-process fallbacks ------------------------------------------------------------------
 
 
-def inventory_pass(tree: str) -> tuple[float, int | None, int, str]:
+def inventory_pass(tree: str) -> Run:
     """One read of the tree through biv's analysis (inventory), in a child interpreter,
     timed inside the child (imports and interpreter start-up excluded)."""
     code = (
@@ -313,10 +179,10 @@ def inventory_pass(tree: str) -> tuple[float, int | None, int, str]:
         "    inv=inventory_of(sys.argv[1], make_context((), None), w)\n"
         "print('@@T', time.perf_counter()-t, len(inv.entries), file=sys.stderr)\n"
     )
-    return run_child([sys.executable, "-c", code, tree])
+    return run_child([biv_python(), "-c", code, tree], env=biv_env())
 
 
-def inspect_library(path: str, trust: str) -> tuple[float, int | None, int, str]:
+def inspect_library(path: str, trust: str) -> Run:
     """``verifier.api.inspect`` (Authenticode verification) timed inside a child interpreter."""
     code = (
         "import sys,time\n"
@@ -325,10 +191,10 @@ def inspect_library(path: str, trust: str) -> tuple[float, int | None, int, str]
         "d=inspect(sys.argv[1], (sys.argv[2],))\n"
         "print('@@T', time.perf_counter()-t, d['signature']['valid'], file=sys.stderr)\n"
     )
-    return run_child([sys.executable, "-c", code, path, trust])
+    return run_child([biv_python(), "-c", code, path, trust], env=biv_env())
 
 
-def hashing_pass(tree: str, parallel: int) -> tuple[float, int | None, int, str]:
+def hashing_pass(tree: str, parallel: int) -> Run:
     """Fallback while the pipeline is incomplete: verifier.hashing over every file."""
     code = (
         "import os,sys\n"
@@ -337,20 +203,10 @@ def hashing_pass(tree: str, parallel: int) -> tuple[float, int | None, int, str]
         "fs=[os.path.join(d,n) for d,_,ns in os.walk(sys.argv[1]) for n in ns]\n"
         "with ThreadPoolExecutor(int(sys.argv[2])) as p: list(p.map(sha256_file, fs))\n"
     )
-    return run_child([sys.executable, "-c", code, tree, str(parallel)])
+    return run_child([biv_python(), "-c", code, tree, str(parallel)], env=biv_env())
 
 
 # --- report --------------------------------------------------------------------------------
-
-
-def ratio(a: Timing, b: Timing) -> float | None:
-    if a.seconds is None or b.seconds is None or b.seconds == 0:
-        return None
-    return a.seconds / b.seconds
-
-
-def fmt(x: float | None, spec: str = ".2f") -> str:
-    return "-" if x is None else format(x, spec)
 
 
 def table(title: str, rows: list[Timing], base: Timing, floor: Timing) -> list[str]:
@@ -370,190 +226,236 @@ def table(title: str, rows: list[Timing], base: Timing, floor: Timing) -> list[s
     return out
 
 
+def synthetic(base_dir: Path, repeat: int, par: int) -> tuple[list[str], dict[str, Any]]:
+    """(a) the generated tree and (b) the big signed PE."""
+    scale = env_float("BIV_BENCH_SCALE", 1.0)
+    lines: list[str] = []
+    result: dict[str, Any] = {"scale": scale}
+    env = biv_env()
+    # ---- (a) the tree
+    n_files = max(20, int(FULL_FILES * scale))
+    t0 = time.perf_counter()
+    tree = base_dir / "tree"
+    files, nbytes = make_tree(tree, n_files, int(FULL_BYTES * scale))
+    gen = time.perf_counter() - t0
+    print(f"generated {files} files, {nbytes / MIB:.0f} MiB in {gen:.1f}s under {tree}")
+    warm([str(tree)])
+    t = str(tree)
+    sha = best_of(
+        f"sha256sum (xargs -P {par})",
+        nbytes,
+        repeat,
+        lambda: run_child([hash_tree_cmd("sha256sum", t, par)], shell=True),
+    )
+    sha1 = best_of(
+        "sha256sum (xargs -P 1)",
+        nbytes,
+        repeat,
+        lambda: run_child([hash_tree_cmd("sha256sum", t, 1)], shell=True),
+    )
+    ossl = best_of(
+        f"openssl dgst -sha256 (xargs -P {par})",
+        nbytes,
+        repeat,
+        lambda: run_child([hash_tree_cmd("openssl", t, par)], shell=True),
+    )
+    inv = best_of(
+        "biv inventory pass (read once, no start-up)", nbytes, repeat, lambda: inventory_pass(t)
+    )
+    ver = best_of(
+        "biv verify TREE --against path:TREE (reads 2x)",
+        nbytes,
+        repeat,
+        lambda: run_child(
+            biv_cmd("verify", t, "--against", f"path:{t}", "--format", "json"), env=env
+        ),
+    )
+    refs_dir = base_dir / "refs"
+    subprocess.run(
+        biv_cmd("refs", "build", f"path:{t}", "-o", str(refs_dir)),
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+    (refs_doc,) = sorted(refs_dir.glob("*.json"))[:1]
+    ver1 = best_of(
+        "biv verify TREE --against path:refs.json (reads 1x)",
+        nbytes,
+        repeat,
+        lambda: run_child(
+            biv_cmd("verify", t, "--against", f"path:{refs_doc}", "--format", "json"), env=env
+        ),
+    )
+    rows = [sha, sha1, ossl, inv, ver1, ver]
+    if inv.seconds is None and ver.seconds is None:
+        rows.append(
+            best_of(
+                "verifier.hashing sha256 only (fallback)",
+                nbytes,
+                repeat,
+                lambda: hashing_pass(t, par),
+            )
+        )
+    lines += table(
+        f"(a) tree: {files} files, {nbytes / MIB:.0f} MiB, parallelism {par}",
+        rows,
+        sha,
+        ossl,
+    )
+    if ver1.seconds is not None and sha.seconds:
+        r = ver1.seconds / sha.seconds
+        lines.append(
+            f"  biv verify against a reference inventory = {r:.2f}x sha256sum over the "
+            f"same bytes (target <= 1.5x: {'met' if r <= 1.5 else 'NOT met'})"
+        )
+    if ver.seconds is not None and sha.seconds:
+        r = ver.seconds / (2 * sha.seconds)
+        lines.append(
+            f"  biv verify against path:TREE reads artifact + reference (2 x tree): "
+            f"{r:.2f}x sha256sum over those same bytes"
+        )
+    result["tree"] = {
+        "files": files,
+        "bytes": nbytes,
+        "generate_seconds": gen,
+        "timings": [t_.__dict__ for t_ in rows],
+        "ratios": {r.name: {"sha256sum": ratio(r, sha), "openssl": ratio(r, ossl)} for r in rows},
+    }
+
+    # ---- (b) one big signed PE
+    big_size = max(int(BIG_PE_BYTES * min(1.0, max(scale, 0.05))), 2 * MIB)
+    if scale >= 1.0:
+        big_size = BIG_PE_BYTES
+    if shutil.which("osslsigncode"):
+        big, trust = make_big_pe(base_dir / "big-signed.dll", big_size)
+        bsize = big.stat().st_size
+        warm([str(big)])
+        b = str(big)
+        bsha = best_of("sha256sum", bsize, repeat, lambda: run_child(["sha256sum", b]))
+        bossl = best_of(
+            "openssl dgst -sha256",
+            bsize,
+            repeat,
+            lambda: run_child(["openssl", "dgst", "-sha256", b]),
+        )
+        bins = best_of(
+            "biv inspect (Authenticode verify, CLI)",
+            bsize,
+            repeat,
+            lambda: run_child(biv_cmd("inspect", b, "--format", "json", "--trust-store", trust)),
+        )
+        blib = best_of(
+            "biv inspect (library call, no start-up)",
+            bsize,
+            repeat,
+            lambda: inspect_library(b, trust),
+        )
+        boss = best_of(
+            "osslsigncode verify",
+            bsize,
+            repeat,
+            lambda: run_child(
+                [
+                    "osslsigncode",
+                    "verify",
+                    "-CAfile",
+                    trust,
+                    "-ignore-cdp",
+                    "-ignore-crl",
+                    "-in",
+                    b,
+                ]
+            ),
+        )
+        brows = [bsha, bossl, bins, blib, boss]
+        lines.append("")
+        lines += table(
+            f"(b) signed PE: {bsize / MIB:.0f} MiB (biv CLI includes interpreter start-up)",
+            brows,
+            bsha,
+            bossl,
+        )
+        result["signed_pe"] = {
+            "bytes": bsize,
+            "timings": [t_.__dict__ for t_ in brows],
+            "ratios": {
+                r.name: {"sha256sum": ratio(r, bsha), "openssl": ratio(r, bossl)} for r in brows
+            },
+        }
+    else:
+        lines.append("(b) skipped: osslsigncode is not installed")
+    return lines, result
+
+
 def main() -> int:
-    scale = _env_float("BIV_BENCH_SCALE", 1.0)
-    repeat = max(1, int(_env_float("BIV_BENCH_REPEAT", 2)))
+    modes = [m.strip() for m in os.environ.get("BENCH", "all").split(",") if m.strip()]
+    if "all" in modes:
+        modes = list(MODES)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        print(f"unknown BENCH mode(s) {', '.join(unknown)}: choose from all, {', '.join(MODES)}")
+        return 2
+    repeat = repeat_count()
     par = workers()
     mach = machine()
     keep = os.environ.get("BIV_BENCH_DIR")
     base_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="biv-bench-"))
     base_dir.mkdir(parents=True, exist_ok=True)
+    header = [
+        f"machine: {mach['cpu']}, nproc {mach['nproc']}, sha_ni {mach['sha_ni']}, "
+        f"python {mach['python']}, {mach['tools'].get('openssl')}; load average at start "
+        f"{mach['load_average_at_start']}",
+        f"median of {repeat} run(s), warm page cache; baselines use xargs -P {par} "
+        "(biv's analysis thread pool size)",
+        "",
+    ]
+    print("\n".join(header), flush=True)
     lines: list[str] = []
     result: dict[str, Any] = {
-        "schema": "biv.bench/v1",
+        "schema": "biv.bench/v2",
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": mach,
         "parallelism": par,
         "repeat": repeat,
-        "scale": scale,
+        "modes": modes,
+        "biv_python": os.environ.get("BIV_BENCH_PYTHON"),
     }
     try:
-        # ---- (a) the tree
-        n_files = max(20, int(FULL_FILES * scale))
-        t0 = time.perf_counter()
-        tree = base_dir / "tree"
-        files, nbytes = make_tree(tree, n_files, int(FULL_BYTES * scale))
-        gen = time.perf_counter() - t0
-        print(f"generated {files} files, {nbytes / MIB:.0f} MiB in {gen:.1f}s under {tree}")
-        warm([str(tree)])
-        t = str(tree)
-        sha = best_of(
-            f"sha256sum (xargs -P {par})",
-            nbytes,
-            repeat,
-            lambda: run_child([hash_tree_cmd("sha256sum", t, par)], shell=True),
-        )
-        sha1 = best_of(
-            "sha256sum (xargs -P 1)",
-            nbytes,
-            repeat,
-            lambda: run_child([hash_tree_cmd("sha256sum", t, 1)], shell=True),
-        )
-        ossl = best_of(
-            f"openssl dgst -sha256 (xargs -P {par})",
-            nbytes,
-            repeat,
-            lambda: run_child([hash_tree_cmd("openssl", t, par)], shell=True),
-        )
-        inv = best_of(
-            "biv inventory pass (read once, no start-up)", nbytes, repeat, lambda: inventory_pass(t)
-        )
-        ver = best_of(
-            "biv verify TREE --against path:TREE (reads 2x)",
-            nbytes,
-            repeat,
-            lambda: run_child(biv_cmd("verify", t, "--against", f"path:{t}", "--format", "json")),
-        )
-        refs_dir = base_dir / "refs"
-        subprocess.run(
-            biv_cmd("refs", "build", f"path:{t}", "-o", str(refs_dir)),
-            check=True,
-            capture_output=True,
-        )
-        (refs_doc,) = sorted(refs_dir.glob("*.json"))[:1]
-        ver1 = best_of(
-            "biv verify TREE --against path:refs.json (reads 1x)",
-            nbytes,
-            repeat,
-            lambda: run_child(
-                biv_cmd("verify", t, "--against", f"path:{refs_doc}", "--format", "json")
-            ),
-        )
-        rows = [sha, sha1, ossl, inv, ver1, ver]
-        if inv.seconds is None and ver.seconds is None:
-            rows.append(
-                best_of(
-                    "verifier.hashing sha256 only (fallback)",
-                    nbytes,
-                    repeat,
-                    lambda: hashing_pass(t, par),
-                )
-            )
-        lines += table(
-            f"(a) tree: {files} files, {nbytes / MIB:.0f} MiB, parallelism {par}",
-            rows,
-            sha,
-            ossl,
-        )
-        if ver1.seconds is not None and sha.seconds:
-            r = ver1.seconds / sha.seconds
-            lines.append(
-                f"  biv verify against a reference inventory = {r:.2f}x sha256sum over the "
-                f"same bytes (target <= 1.5x: {'met' if r <= 1.5 else 'NOT met'})"
-            )
-        if ver.seconds is not None and sha.seconds:
-            r = ver.seconds / (2 * sha.seconds)
-            lines.append(
-                f"  biv verify against path:TREE reads artifact + reference (2 x tree): "
-                f"{r:.2f}x sha256sum over those same bytes"
-            )
-        result["tree"] = {
-            "files": files,
-            "bytes": nbytes,
-            "generate_seconds": gen,
-            "timings": [t_.__dict__ for t_ in rows],
-            "ratios": {
-                r.name: {"sha256sum": ratio(r, sha), "openssl": ratio(r, ossl)} for r in rows
-            },
-        }
+        for mode in modes:
+            if mode == "startup" and "realtree" in modes:
+                continue  # the real-tree run measures start-up itself
+            if mode == "startup":
+                import bench_realtree
 
-        # ---- (b) one big signed PE
-        big_size = max(int(BIG_PE_BYTES * min(1.0, max(scale, 0.05))), 2 * MIB)
-        if scale >= 1.0:
-            big_size = BIG_PE_BYTES
-        if shutil.which("osslsigncode"):
-            big, trust = make_big_pe(base_dir / "big-signed.dll", big_size)
-            bsize = big.stat().st_size
-            warm([str(big)])
-            b = str(big)
-            bsha = best_of("sha256sum", bsize, repeat, lambda: run_child(["sha256sum", b]))
-            bossl = best_of(
-                "openssl dgst -sha256",
-                bsize,
-                repeat,
-                lambda: run_child(["openssl", "dgst", "-sha256", b]),
-            )
-            bins = best_of(
-                "biv inspect (Authenticode verify, CLI)",
-                bsize,
-                repeat,
-                lambda: run_child(
-                    biv_cmd("inspect", b, "--format", "json", "--trust-store", trust)
-                ),
-            )
-            blib = best_of(
-                "biv inspect (library call, no start-up)",
-                bsize,
-                repeat,
-                lambda: inspect_library(b, trust),
-            )
-            boss = best_of(
-                "osslsigncode verify",
-                bsize,
-                repeat,
-                lambda: run_child(
-                    [
-                        "osslsigncode",
-                        "verify",
-                        "-CAfile",
-                        trust,
-                        "-ignore-cdp",
-                        "-ignore-crl",
-                        "-in",
-                        b,
-                    ]
-                ),
-            )
-            brows = [bsha, bossl, bins, blib, boss]
-            lines.append("")
-            lines += table(
-                f"(b) signed PE: {bsize / MIB:.0f} MiB (biv CLI includes interpreter start-up)",
-                brows,
-                bsha,
-                bossl,
-            )
-            result["signed_pe"] = {
-                "bytes": bsize,
-                "timings": [t_.__dict__ for t_ in brows],
-                "ratios": {
-                    r.name: {"sha256sum": ratio(r, bsha), "openssl": ratio(r, bossl)} for r in brows
-                },
-            }
-        else:
-            lines.append("(b) skipped: osslsigncode is not installed")
+                st = bench_realtree.startup(repeat)
+                lines.append(
+                    "start-up (median): "
+                    + ", ".join(f"{t.name} {fmt(t.seconds, '.3f')} s" for t in st.values())
+                )
+                result["startup"] = {k: t.__dict__ for k, t in st.items()}
+            elif mode == "realtree":
+                import bench_realtree
+
+                ls, r = bench_realtree.run(base_dir / "realtree", repeat, par)
+                lines += ["== real trees ==", *ls]
+                result["realtree"] = r
+            elif mode == "scale":
+                import bench_scale
+
+                ls, r = bench_scale.run(base_dir / "scale", repeat, par)
+                lines += ["== scale ==", *ls, ""]
+                result["scale"] = r
+            elif mode == "synthetic":
+                ls, r = synthetic(base_dir / "synthetic", repeat, par)
+                lines += ["== synthetic ==", *ls, ""]
+                result["synthetic"] = r
     finally:
         if not keep:
             shutil.rmtree(base_dir, ignore_errors=True)
-
-    header = [
-        "",
-        f"machine: {mach['cpu']}, nproc {mach['nproc']}, sha_ni {mach['sha_ni']}, "
-        f"python {mach['python']}",
-        f"best of {repeat} run(s), warm page cache; baselines use xargs -P {par} "
-        "(biv's analysis thread pool size)",
-        "",
-    ]
-    print("\n".join(header + lines))
+    footer = [f"load average at the end {load_average()}"]
+    print("\n".join(["", *header, *lines, *footer]))
+    result["load_average_at_end"] = load_average()
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

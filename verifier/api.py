@@ -14,11 +14,12 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier import __version__
+from verifier.analysis_cache import AnalysisCache
+from verifier.analysis_cache import default_cache_dir as default_analysis_cache_dir
 from verifier.attest.intoto import verify_layout
-from verifier.binary import diff, explain, macho
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.compare import (
     CompareOptions,
@@ -36,6 +37,7 @@ from verifier.errors import (
     UsageError,
 )
 from verifier.inventory import build as build_inventory
+from verifier.inventory import complete as complete_inventories
 from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import (
     Anomaly,
@@ -53,19 +55,20 @@ from verifier.model import (
     Verdict,
 )
 from verifier.npmdeps import is_deps_source
-from verifier.npmdeps.stage import NpmSettings, NpmStage, Pin
-from verifier.npmdeps.stage import run as run_npm_stage
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
-from verifier.policy.load import load_policy as load_policy_file
 from verifier.policy.model import Policy
-from verifier.signing.msi import msi_signature_facts
-from verifier.signing.trust import TrustConfig
 from verifier.unpack import unpack
 from verifier.unpack.single import single_binary
-from verifier.upstream import electron, target
-from verifier.upstream.options import FetchOptions
 from verifier.upstream.resolve import is_path_source, resolve
-from verifier.upstream.tuf_client import RefsBundle, RefsVerificationError, load_refs
+
+# Start-up (README "Performance"): ``import verifier.api`` loads no cryptography, requests,
+# PyYAML, TUF or disassembler. The stages that need them are imported by the function that
+# runs them (trust stores, policy files, MSI signatures, TUF references, fetched sources,
+# npm dependencies, the divergence explainer); the annotations name them for the type checker.
+if TYPE_CHECKING:
+    from verifier.npmdeps.stage import NpmStage
+    from verifier.upstream.options import FetchOptions
+    from verifier.upstream.tuf_client import RefsBundle
 
 DEFAULT_SOURCE = "electron:auto"
 Progress = Callable[[str, int, int], None]
@@ -95,25 +98,55 @@ class VerifyRequest:
     # environment for fetched sources (ELECTRON_MIRROR, npm_config_registry,
     # BIV_NPM_PUBLIC_REGISTRY); None: os.environ
     env: Mapping[str, str] | None = None
+    analysis_cache: bool = True  # per-file facts by content under the cache directory
 
 
-def make_context(trust_stores: tuple[str, ...], at: datetime | None) -> AnalysisContext:
+def make_context(
+    trust_stores: tuple[str, ...],
+    at: datetime | None,
+    *,
+    cache_dir: str | None = None,
+    analysis_cache: bool = False,
+    level: str = "full",
+) -> AnalysisContext:
+    """The analysis context: trust roots, judging time, and (``analysis_cache``) the
+    content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
+    ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
+    from verifier.signing.trust import TrustConfig  # cryptography
+
     for pem in trust_stores:
         if not os.path.isfile(pem):
             raise UsageError(f"trust store not found: {pem}", where="--trust-store")
-    return AnalysisContext(trust=TrustConfig(extra_pem=tuple(trust_stores), at=at), at=at)
+    cache = AnalysisCache()
+    if analysis_cache:
+        cache = AnalysisCache.open(cache_dir or default_analysis_cache_dir())
+    trust = TrustConfig(extra_pem=tuple(trust_stores), at=at)
+    return AnalysisContext(trust=trust, at=at, cache=cache, level=level)
 
 
 def load_policy(path: str | None) -> Policy:
     if path is None:
         return Policy.default()
+    from verifier.policy.load import load_policy as load_policy_file  # PyYAML
+
     return load_policy_file(path)
 
 
 def verify(req: VerifyRequest) -> Report:
     """Verify one artifact; raises BivError subclasses for exit-2 conditions only."""
     policy = load_policy(req.policy)
-    ctx = make_context(req.trust_stores, req.at)
+    # files are analysed without comparison digests first; ``complete`` adds them to the
+    # files that are not identical to their counterpart once both sides are known. (npm
+    # dependencies are compared later, against tarballs ``complete`` does not see: with
+    # deps:npm every file is analysed in full.)
+    lazy = not any(is_deps_source(s) for s in _sources(req, policy))
+    ctx = make_context(
+        req.trust_stores,
+        req.at,
+        cache_dir=req.cache_dir,
+        analysis_cache=req.analysis_cache,
+        level="core" if lazy else "full",
+    )
     workdir = req.workdir or tempfile.mkdtemp(prefix="biv-")
     os.makedirs(workdir, exist_ok=True)
     try:
@@ -142,6 +175,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     sources = _sources(req, policy)
     upstreams = tuple(s for s in sources if not is_deps_source(s))
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
+    inv, refs = complete_inventories(inv, refs, ctx)
 
     comparison = compare(
         inv,
@@ -294,6 +328,8 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if head[:2] == b"MZ":
         sha, facts = analyze(blob, name, ctx)
     elif head == _CFB_MAGIC:
+        from verifier.signing.msi import msi_signature_facts  # cryptography
+
         sig, anomalies = msi_signature_facts(artifact, ctx.trust, ctx.at)
         facts = BinaryFacts(signature=sig, anomalies=anomalies)
         sha = sha256
@@ -310,6 +346,8 @@ def _load_refs_bundle(
         return None
     if req.refs_root is None:
         raise UsageError("--refs needs --refs-root (the repository's trusted root.json)")
+    from verifier.upstream.tuf_client import RefsVerificationError, load_refs  # cryptography
+
     try:
         return load_refs(req.refs_url, req.refs_root, req.cache_dir, offline=req.offline)
     except RefsVerificationError as exc:
@@ -327,6 +365,8 @@ def _load_refs_bundle(
 
 def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
     """The references of a TUF bundle that describe the Electron release the app was built on."""
+    from verifier.upstream import electron, target  # requests
+
     version = electron.detect_version(inv)
     choice = target.choose(inv)
     targets = {t for option in choice.options for t in option}
@@ -358,6 +398,9 @@ def _npm_stage(
     workdir: str,
 ) -> NpmStage:
     """deps:npm: the app's npm dependencies against their registry's tarballs."""
+    from verifier.npmdeps.stage import NpmSettings, Pin  # requests
+    from verifier.npmdeps.stage import run as run_npm_stage
+
     pins = tuple(Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
     settings = NpmSettings(skip=policy.npm_skip, pins=pins)
     opts = _fetch_opts(req)
@@ -367,6 +410,8 @@ def _npm_stage(
 
 
 def _fetch_opts(req: VerifyRequest) -> FetchOptions:
+    from verifier.upstream.options import FetchOptions  # requests
+
     return FetchOptions(
         cache_dir=req.cache_dir,
         offline=req.offline,
@@ -431,6 +476,8 @@ def inspect_against(
 ) -> dict[str, Any]:
     """One shipped file against its upstream file: status and the full explanation of what
     changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
+    from verifier.binary import diff, explain, macho  # the explainer: capstone, cryptography
+
     ctx = make_context(trust_stores, at)
     entries = []
     for p in (path, upstream):
@@ -483,7 +530,7 @@ def build_reference_documents(
     A remote source must name its target (``electron:28.1.0,platform=win32,arch=x64``):
     there is no artifact to detect it from.
     """
-    ctx = make_context((), None)
+    ctx = make_context((), None, cache_dir=cache_dir, analysis_cache=True)
     empty = Inventory(source, "0" * 64, 0, ())
     req = VerifyRequest(artifact="", cache_dir=cache_dir, offline=offline)
     with tempfile.TemporaryDirectory(prefix="biv-refs-") as work:
@@ -496,6 +543,8 @@ def build_reference_documents(
 
 def _labelled(ref: Reference) -> Reference:
     """Name the Electron version and target of a local release from its own binaries."""
+    from verifier.upstream import electron  # requests
+
     c = ref.component
     if c.version is not None:
         return ref

@@ -3,33 +3,36 @@
 Exit codes (docs/contract.md): 0 pass, 1 verification failed, 2 usage error / malformed policy /
 unreadable artifact, 3 inconclusive. Every failure prints one line; no tracebacks
 (``-v`` adds the traceback of an internal error for a bug report).
+
+Start-up: ``biv --version`` and ``--help`` import nothing but argparse and this package's
+light modules. The library (``verifier.api`` and everything behind it) is imported by the
+command that needs it, inside its ``_cmd_*`` function: that is the one lazy seam.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
-import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from verifier import __version__
 from verifier.attest import cli as attest_cli
 from verifier.errors import BivError, UsageError
-from verifier.model import Report, Severity
-from verifier.progress import make_progress
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from verifier.baseline import BaselineAnnotations
+    from verifier.model import Report, Severity
 
 FORMATS = ("text", "json", "sarif", "html")
 
 
 def _severity(text: str) -> Severity:
+    from verifier.model import Severity
+
     try:
         return Severity(text.lower())
     except ValueError:
@@ -39,6 +42,8 @@ def _severity(text: str) -> Severity:
 
 
 def _time(text: str) -> datetime:
+    from datetime import UTC, datetime
+
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -89,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--at", type=_time, metavar="TIME", help="verify as of this time (ISO 8601)")
     v.add_argument("--offline", action="store_true", help="use only the cache")
     v.add_argument("--cache-dir", metavar="DIR")
+    v.add_argument(
+        "--no-analysis-cache",
+        action="store_true",
+        help="analyse every file afresh; neither read nor write the analysis cache",
+    )
     v.add_argument("--mirror", metavar="URL", help="Electron release mirror")
     v.add_argument(
         "--main-exe", metavar="PATH", help="shipped path of the renamed Electron main executable"
@@ -175,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, never a pass
         print(f"biv: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if verbose:
+            import traceback
+
             traceback.print_exc()
         return 2
 
@@ -197,7 +209,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from verifier import api
+    from verifier.progress import make_progress
 
     attest_cli.check_verify_options(args)
     req = api.VerifyRequest(
@@ -218,6 +233,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         layout=args.layout,
         layout_keys=tuple(args.layout_key or ()),
         links=args.links,
+        analysis_cache=not args.no_analysis_cache,
     )
     previous = None
     if args.baseline:
@@ -324,6 +340,8 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
     from verifier import api
 
     if args.against:
@@ -346,6 +364,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_refs(args: argparse.Namespace) -> int:
+    import json
+
     from verifier.upstream import tuf_publish
 
     if args.refs_command == "build":

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from verifier.model import Anomaly, FileEntry, FileResult
-from verifier.upstream.indicators import THREECX_KNOWN_BAD, KnownBad, RevokedCert, parse_time
+from verifier.upstream.distrust_lists import THREECX_KNOWN_BAD, KnownBad, RevokedCert, parse_time
 
 BUILTIN_KNOWN_BAD: Mapping[str, KnownBad] = {k.sha256: k for k in THREECX_KNOWN_BAD}
 

@@ -83,13 +83,41 @@ def _pieces(
         yield a, b, zero
 
 
+def _signature(v: View) -> tuple[object, ...] | None:
+    """What makes two plain views compute the same digest (None: not a plain View)."""
+    if type(v) is not View:
+        return None
+    return (v.algorithm, v.start, v.end, tuple(v.skip), tuple(v.mask))
+
+
 def digest_views(
     path: str, views: Sequence[View], offset: int = 0, size: int | None = None
 ) -> None:
     """Stream ``size`` bytes of ``path`` from ``offset`` once, feeding every view.
 
-    View offsets are relative to ``offset`` (the start of the blob).
+    View offsets are relative to ``offset`` (the start of the blob). Views that compute the
+    same digest (a PE's normalised digest and its SHA-256 Authenticode digest when no
+    alignment padding sets them apart) are fed once; the others get a copy of the result.
+    Views are fed in the order given, each chunk in place (no copy).
     """
+    first: dict[tuple[object, ...], View] = {}
+    fed: list[View] = []
+    twins: list[tuple[View, View]] = []
+    for v in views:
+        sig = _signature(v)
+        if sig is None:
+            fed.append(v)
+        elif sig in first:
+            twins.append((v, first[sig]))
+        else:
+            first[sig] = v
+            fed.append(v)
+    _stream(path, fed, offset, size)
+    for v, src in twins:
+        v._h = src._h.copy()  # type: ignore[attr-defined]
+
+
+def _stream(path: str, views: Sequence[View], offset: int, size: int | None) -> None:
     buf = bytearray(CHUNK)
     mv = memoryview(buf)
     pos = 0

@@ -10,7 +10,9 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
+from verifier.analysis_cache import AnalysisCache
 from verifier.binary.analyze import AnalysisContext, analyze, sniff
 from verifier.model import (
     Anomaly,
@@ -26,8 +28,10 @@ from verifier.unpack import Member, Unpacked, unpack
 Progress = Callable[[int, int], None]
 
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
-ANALYSIS_VERSION = "3"  # 2: one chain engine, signature-slack, region digests; 3: reference
-# inventories carry anomalies (inheritance)
+# (The per-file analysis cache is keyed by the source of the analysis modules as well.)
+# 2: one chain engine, signature-slack, region digests; 3: reference inventories carry
+# anomalies (inheritance); 4: complete digests for cached inventories (lazy analysis)
+ANALYSIS_VERSION = "4"
 
 
 def _workers() -> int:
@@ -37,28 +41,55 @@ def _workers() -> int:
 def analyze_members(
     members: Sequence[Member], ctx: AnalysisContext, progress: Progress | None = None
 ) -> tuple[tuple[FileEntry, ...], tuple[Anomaly, ...]]:
-    """Analyse members in parallel; results keep the members' order."""
+    """Analyse members in parallel; results keep the members' order.
 
-    def one(m: Member) -> FileEntry:
-        return _entry(m, *_facts_once(m, ctx))
-
-    # plain data files are settled inline; only binaries go to the thread pool
+    Each content is analysed once: members with the same sha256 and name share one analysis,
+    and ``ctx.cache`` (an ``AnalysisCache``) gives facts known from the other tree, an
+    earlier run or an earlier release without reading the file again.
+    """
+    cache = ctx.cache if isinstance(ctx.cache, AnalysisCache) else None
     total = len(members)
     done: dict[int, FileEntry] = {}
-    todo: list[tuple[int, Member]] = []
+    groups: dict[tuple[str, str], list[int]] = {}
+    loose: list[int] = []  # no sha256 from unpack (read in place): analysed one by one
     for i, m in enumerate(members):
-        plain = _known_plain(m)
-        if plain is None:
-            todo.append((i, m))
-        else:
+        plain = _known_plain(m)  # data files are settled inline, from what unpack read
+        if plain is not None:
             done[i] = _entry(m, *plain)
+        elif m.sha256 is None:
+            loose.append(i)
+        else:
+            groups.setdefault((m.sha256, _name(m)), []).append(i)
+    todo: list[tuple[list[int], tuple[str, str] | None]] = []
+    for key, idx in groups.items():
+        facts = cache.get(key[0], key[1], ctx) if cache is not None else None
+        if facts is None:
+            todo.append((idx, key))
+        else:
+            for i in idx:
+                done[i] = _entry(members[i], key[0], facts)
+    todo += [([i], None) for i in loose]
     if progress is not None:
         progress(len(done), total)
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for i, entry in zip((i for i, _ in todo), pool.map(one, (m for _, m in todo)), strict=True):
-            done[i] = entry
-            if progress is not None:
-                progress(len(done), total)
+
+    def one(job: tuple[list[int], tuple[str, str] | None]) -> tuple[str, BinaryFacts]:
+        idx, key = job
+        m = members[idx[0]]
+        if cache is None or key is None:
+            return analyze(m.blob, _name(m), ctx, m.sha256)
+        t0 = cache.judging_window(ctx)
+        sha, facts = analyze(m.blob, key[1], ctx, key[0])
+        if sha == key[0]:
+            cache.put(sha, key[1], facts, m.blob, _level_of(facts, ctx), t0)
+        return sha, facts
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            for (idx, _key), (sha, facts) in zip(todo, pool.map(one, todo), strict=True):
+                for i in idx:
+                    done[i] = _entry(members[i], sha, facts)
+                if progress is not None:
+                    progress(len(done), total)
     entries = [done[i] for i in range(total)]
     problems: list[Anomaly] = []
     for e in entries:
@@ -70,16 +101,90 @@ def analyze_members(
     return tuple(entries), tuple(problems)
 
 
+def _name(m: Member) -> str:
+    return m.path.rsplit("/", 1)[-1]
+
+
+# the formats whose "core" analysis leaves digests out (Mach-O is always analysed in full)
+_LAZY = (FileFormat.PE, FileFormat.ELF)
+
+
+def _level_of(facts: BinaryFacts, ctx: AnalysisContext) -> AnalysisContext:
+    """``ctx``, or ``ctx`` at level "full" when the facts are complete whatever was asked."""
+    return ctx if facts.format in _LAZY else replace(ctx, level="full")
+
+
+def complete(
+    inventory: Inventory, refs: Sequence[Reference], ctx: AnalysisContext
+) -> tuple[Inventory, list[Reference]]:
+    """Add the comparison digests to the files analysed at level "core" that may need them.
+
+    A file needs no section or normalised digests when every file of the other side that
+    bears its name (the shipped tree against all references, and back) has its sha256: it
+    can only be paired with an identical file (by path, by name or by content). Every other
+    file (renamed, changed, new, or sharing its name with a different file) is analysed in
+    full, so the comparison sees exactly what it would see had everything been analysed in
+    full.
+    """
+    cache = ctx.cache if isinstance(ctx.cache, AnalysisCache) else None
+    if ctx.level != "core" or cache is None:
+        return inventory, list(refs)
+    partial = cache.partial()
+    if not partial:
+        return inventory, list(refs)
+    ref_files = [f for r in refs for f in r.files]
+    ours, theirs = _shas_by_name(inventory.entries), _shas_by_name(ref_files)
+    todo: dict[tuple[str, str], FileEntry] = {}
+    for entries, other in ((inventory.entries, theirs), (ref_files, ours)):
+        for e in entries:
+            key = (e.sha256, _basename(e.path))
+            if (
+                key in partial
+                and e.format in _LAZY
+                and e.blob is not None
+                and other.get(key[1]) != {e.sha256}
+            ):
+                todo.setdefault(key, e)
+    if not todo:
+        return inventory, list(refs)
+    full = replace(ctx, level="full")
+
+    def one(item: tuple[tuple[str, str], FileEntry]) -> BinaryFacts:
+        (sha, name), e = item
+        facts = cache.get(sha, name, full)
+        if facts is not None:
+            return facts
+        assert e.blob is not None
+        t0 = cache.judging_window(full)
+        got, facts = analyze(e.blob, name, full, sha)
+        if got == sha:
+            cache.put(sha, name, facts, e.blob, full, t0)
+        return facts
+
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        done = dict(zip(todo, pool.map(one, todo.items()), strict=True))
+
+    def upgrade(e: FileEntry) -> FileEntry:
+        facts = done.get((e.sha256, _basename(e.path)))
+        return e if facts is None else replace(e, facts=facts)
+
+    inventory = replace(inventory, entries=tuple(upgrade(e) for e in inventory.entries))
+    return inventory, [replace(r, files=tuple(upgrade(f) for f in r.files)) for r in refs]
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _shas_by_name(entries: Sequence[FileEntry]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for e in entries:
+        out.setdefault(_basename(e.path), set()).add(e.sha256)
+    return out
+
+
 _PLAIN = (FileFormat.DATA, FileFormat.ASAR)
 _PAGE = 4096
-
-
-def _facts_once(m: Member, ctx: AnalysisContext) -> tuple[str, BinaryFacts]:
-    """Each byte read once: a data file that unpack already hashed is not read again."""
-    plain = _known_plain(m)
-    if plain is not None:
-        return plain
-    return analyze(m.blob, m.path.rsplit("/", 1)[-1], ctx)
 
 
 def _entry(m: Member, sha: str, facts: BinaryFacts) -> FileEntry:
@@ -129,6 +234,17 @@ def strip_single_top_dir(entries: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
 
 def _with_path(e: FileEntry, path: str) -> FileEntry:
     return FileEntry(path, e.location, e.container, e.size, e.sha256, e.facts, e.blob)
+
+
+def build_reference_full(
+    component: Component,
+    archive_path: str,
+    workdir: str,
+    ctx: AnalysisContext,
+    progress: Progress | None = None,
+) -> Reference:
+    """``build_reference`` with every digest: for inventories that are kept (cached)."""
+    return build_reference(component, archive_path, workdir, replace(ctx, level="full"), progress)
 
 
 def build_reference(

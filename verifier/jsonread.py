@@ -9,8 +9,10 @@ key gives the value the writer writes for "nothing" (``None``, ``()``, ``{}``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Mapping
+from collections.abc import Set as AbstractSet
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -19,6 +21,19 @@ from verifier.errors import SchemaError
 E = TypeVar("E", bound=Enum)
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_MISSING = object()  # a key that is absent (None is JSON's null)
+
+
+@functools.cache
+def _members(kind: type[Enum]) -> dict[str, Enum]:
+    """An enumeration's members by their (string) values."""
+    return {str(m.value): m for m in kind}
+
+
+def _lower(v: str) -> str:
+    """``v`` in lower case: the same string object when it already is (digests shared by
+    several fields of a document stay one string in memory)."""
+    return v if v.islower() or v.isdigit() else v.lower()
 
 
 def is_hex64(v: str) -> bool:
@@ -47,11 +62,30 @@ def describe(v: object) -> str:
 class Fields:
     """One JSON object, read key by key (``where``: its path in the document)."""
 
-    def __init__(self, value: object, where: str = "") -> None:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise SchemaError(f"expected an object, got {describe(value)}", where=where or None)
+    __slots__ = ("_at", "_d")
+
+    def __init__(
+        self,
+        value: object,
+        where: str = "",
+        *,
+        _at: tuple[Fields, str, int | None] | None = None,
+    ) -> None:
+        # where it sits: a path, or (parent, key, index) turned into one only for a message
+        self._at: str | tuple[Fields, str, int | None] = where if _at is None else _at
+        if not isinstance(value, dict):  # JSON object keys are always strings
+            raise SchemaError(
+                f"expected an object, got {describe(value)}", where=self.where or None
+            )
         self._d: dict[str, Any] = value
-        self.where = where
+
+    @property
+    def where(self) -> str:
+        at = self._at
+        if isinstance(at, str):
+            return at
+        parent, key, index = at
+        return parent.path(key) if index is None else f"{parent.path(key)}[{index}]"
 
     def path(self, key: str | int) -> str:
         if isinstance(key, int):
@@ -64,8 +98,34 @@ class Fields:
     def __contains__(self, key: str) -> bool:
         return key in self._d
 
-    def known(self, keys: Collection[str]) -> None:
+    def is_empty(
+        self,
+        nulls: Collection[str],
+        lists: Collection[str],
+        values: Mapping[str, object] | None = None,
+    ) -> bool:
+        """Whether the object holds nothing: only the keys named, ``nulls`` null, ``lists``
+        empty lists, ``values`` exactly those values (absent keys count as empty)."""
+        values = values or {}
+        for k, v in self._d.items():
+            if k in nulls:
+                if v is not None:
+                    return False
+            elif k in lists:
+                if v != [] or not isinstance(v, list):
+                    return False
+            elif k in values:
+                want = values[k]
+                if v is not want and (type(v) is not type(want) or v != want):
+                    return False
+            else:
+                return False
+        return True
+
+    def known(self, keys: AbstractSet[str]) -> None:
         """Reject any key not in ``keys``: what biv does not understand is never ignored."""
+        if self._d.keys() <= keys:
+            return
         unknown = sorted(k for k in self._d if k not in keys)
         if unknown:
             raise self.error(unknown[0], "unknown key (not part of this document's schema)")
@@ -75,15 +135,22 @@ class Fields:
     def _get(self, key: str, required: bool) -> Any:
         if key not in self._d:
             if required:
-                raise SchemaError(f"missing required key {key!r}", where=self.where or None)
+                raise self.missing(key)
             return None
         return self._d[key]
 
+    def missing(self, key: str) -> SchemaError:
+        return SchemaError(f"missing required key {key!r}", where=self.where or None)
+
+    # (the getters are on the path of every file of a reference inventory: kept lean)
+
     def text(self, key: str) -> str:
-        v = self._get(key, True)
-        if not isinstance(v, str):
-            raise self.error(key, f"expected a string, got {describe(v)}")
-        return v
+        v = self._d.get(key, _MISSING)
+        if type(v) is str:
+            return v
+        if v is _MISSING:
+            raise self.missing(key)
+        raise self.error(key, f"expected a string, got {describe(v)}")
 
     def opt_text(self, key: str) -> str | None:
         v = self._get(key, False)
@@ -94,10 +161,12 @@ class Fields:
         return v
 
     def number(self, key: str) -> int:
-        v = self._get(key, True)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise self.error(key, f"expected a non-negative integer, got {describe(v)}")
-        return v
+        v = self._d.get(key, _MISSING)
+        if type(v) is int and v >= 0:
+            return v
+        if v is _MISSING:
+            raise self.missing(key)
+        raise self.error(key, f"expected a non-negative integer, got {describe(v)}")
 
     def opt_number(self, key: str) -> int | None:
         if self._get(key, False) is None:
@@ -122,33 +191,33 @@ class Fields:
 
     def enum(self, key: str, kind: type[E]) -> E:
         v = self._get(key, True)
-        for member in kind:
-            if member.value == v:
-                return member
+        members = _members(kind)
+        if isinstance(v, str) and v in members:
+            return members[v]  # type: ignore[return-value]
         choices = ", ".join(str(m.value) for m in kind)
         raise self.error(key, f"expected one of {choices}; got {describe(v)}")
 
     def sha256(self, key: str) -> str:
         """A sha256 as 64 hex digits (kept in lower case)."""
         v = self.text(key)
-        if not _HEX64.fullmatch(v):
+        if _HEX64.fullmatch(v) is None:
             raise self.error(key, f"expected a sha256 (64 hex digits), got {describe(v)}")
-        return v.lower()
+        return _lower(v)
 
     def opt_sha256(self, key: str) -> str | None:
-        if self._get(key, False) is None:
+        if self._d.get(key) is None:
             return None
         return self.sha256(key)
 
     # --- collections ---------------------------------------------------------------------
 
     def _list(self, key: str) -> list[Any]:
-        v = self._get(key, False)
-        if v is None and key not in self._d:
+        v = self._d.get(key, _MISSING)
+        if type(v) is list:
+            return v
+        if v is _MISSING:
             return []
-        if not isinstance(v, list):
-            raise self.error(key, f"expected a list, got {describe(v)}")
-        return v
+        raise self.error(key, f"expected a list, got {describe(v)}")
 
     def str_list(self, key: str) -> tuple[str, ...]:
         items = self._list(key)
@@ -167,7 +236,7 @@ class Fields:
                     f"expected a sha256 (64 hex digits), got {describe(x)}",
                     where=f"{self.path(key)}[{i}]",
                 )
-        return tuple(x.lower() for x in out)
+        return tuple(_lower(x) for x in out)
 
     def int_list(self, key: str) -> tuple[int, ...]:
         items = self._list(key)
@@ -194,29 +263,29 @@ class Fields:
     def objects(self, key: str) -> list[Fields]:
         """A list of objects (missing: empty)."""
         items = self._list(key)
-        return [Fields(x, f"{self.path(key)}[{i}]") for i, x in enumerate(items)]
+        return [Fields(x, _at=(self, key, i)) for i, x in enumerate(items)]
 
     def obj(self, key: str) -> Fields:
-        return Fields(self._get(key, True), self.path(key))
+        return Fields(self._get(key, True), _at=(self, key, None))
 
     def opt_obj(self, key: str) -> Fields | None:
         v = self._get(key, False)
-        return None if v is None else Fields(v, self.path(key))
+        return None if v is None else Fields(v, _at=(self, key, None))
 
     def str_map(self, key: str) -> dict[str, str]:
         """An object of strings (missing: empty)."""
         v = self._get(key, False)
-        if v is None and key not in self._d:
+        if (v is None and key not in self._d) or v == {}:
             return {}
-        f = Fields(v, self.path(key))
+        f = Fields(v, _at=(self, key, None))
         return {k: f.text(k) for k in f._d}
 
     def sha256_map(self, key: str) -> dict[str, str]:
         """An object whose values are sha256s (missing: empty)."""
         v = self._get(key, False)
-        if v is None and key not in self._d:
+        if (v is None and key not in self._d) or v == {}:
             return {}
-        f = Fields(v, self.path(key))
+        f = Fields(v, _at=(self, key, None))
         return {k: f.sha256(k) for k in f._d}
 
     def json_object(self, key: str) -> Mapping[str, Any] | None:
@@ -224,4 +293,4 @@ class Fields:
         v = self._get(key, False)
         if v is None:
             return None
-        return dict(Fields(v, self.path(key))._d)
+        return dict(Fields(v, _at=(self, key, None))._d)

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from verifier.binary.analyze import AnalysisContext
 from verifier.model import Anomaly, FileResult, Inventory
-from verifier.signing.bundle import check_bundle
 
 _PLIST = "Contents/Info.plist"
 # containers that cannot represent symbolic links (a wheel's installer writes none, and the
@@ -29,6 +28,8 @@ def holds_links(container: Sequence[str]) -> bool:
 def bundle_seal_anomalies(
     inv: Inventory, results: Sequence[FileResult], ctx: AnalysisContext | None = None
 ) -> list[Anomaly]:
+    from verifier.signing.bundle import check_bundle  # cryptography: bundles only
+
     by_path = {e.path: e for e in inv.entries}
     rel_of_location = {r.shipped.location: r.path for r in results if r.shipped is not None}
     out: list[Anomaly] = []

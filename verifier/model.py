@@ -82,7 +82,7 @@ class Verdict(StrEnum):
 # --- bytes ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Blob:
     """A byte range of a file on disk: a whole file, or a member stored in place (asar)."""
 
@@ -119,7 +119,7 @@ class Blob:
 # --- signatures ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signer:
     subject: str
     issuer: str
@@ -142,7 +142,7 @@ class Signer:
 
     @classmethod
     def _read(cls, f: Fields) -> Signer:
-        f.known(("subject", "issuer", "serial", "sha256", "team_id"))
+        f.known(_SIGNER_KEYS)
         return cls(
             subject=f.text("subject"),
             issuer=f.text("issuer"),
@@ -152,7 +152,7 @@ class Signer:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Anomaly:
     """A problem a parser or signature check found in one file; policy turns it into a Finding."""
 
@@ -196,10 +196,10 @@ class Anomaly:
         )
 
 
-_ANOMALY_KEYS = ("rule", "arch", "region_sha256", "message")
+_ANOMALY_KEYS = frozenset(("rule", "arch", "region_sha256", "message"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignatureFacts:
     kind: SignatureKind = SignatureKind.NONE
     signed: bool = False
@@ -242,19 +242,7 @@ class SignatureFacts:
 
     @classmethod
     def _read(cls, f: Fields) -> SignatureFacts:
-        f.known(
-            (
-                "kind",
-                "signed",
-                "valid",
-                "signers",
-                "anomalies",
-                "container_sha256",
-                "primary_container_sha256",
-                "nested_signers",
-                "nested_sha256",
-            )
-        )
+        f.known(_SIGNATURE_FACTS_KEYS)
         return cls(
             kind=f.enum("kind", SignatureKind) if "kind" in f else SignatureKind.NONE,
             signed=f.flag("signed", False),
@@ -274,7 +262,7 @@ UNSIGNED = SignatureFacts()
 # --- binary facts --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SectionDigest:
     """A PE section or a Mach-O section/segment, hashed by content (not file offset)."""
 
@@ -300,7 +288,7 @@ class SectionDigest:
 
     @classmethod
     def _read(cls, f: Fields) -> SectionDigest:
-        f.known(("name", "size", "sha256", "executable", "masked_sha256"))
+        f.known(_SECTION_DIGEST_KEYS)
         return cls(
             name=f.text("name"),
             size=f.number("size"),
@@ -310,7 +298,7 @@ class SectionDigest:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuseWire:
     """Electron's fuse wire: sentinel, version byte, length byte, then one byte per fuse."""
 
@@ -327,11 +315,11 @@ class FuseWire:
 
     @classmethod
     def _read(cls, f: Fields) -> FuseWire:
-        f.known(("offset", "version", "values"))
+        f.known(_FUSE_WIRE_KEYS)
         return cls(f.number("offset"), f.number("version"), f.text("values"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CodeShape:
     """What a person triaging a divergent binary wants compared (per PE file or slice)."""
 
@@ -356,15 +344,7 @@ class CodeShape:
 
     @classmethod
     def _read(cls, f: Fields) -> CodeShape:
-        f.known(
-            (
-                "entry_point",
-                "imports_sha256",
-                "exports_sha256",
-                "tls_callbacks",
-                "executable_sections",
-            )
-        )
+        f.known(_CODE_SHAPE_KEYS)
         return cls(
             entry_point=f.opt_number("entry_point"),
             imports_sha256=f.opt_sha256("imports_sha256"),
@@ -374,7 +354,7 @@ class CodeShape:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceFacts:
     """One architecture of a Mach-O file (a thin file has exactly one slice)."""
 
@@ -407,19 +387,7 @@ class SliceFacts:
 
     @classmethod
     def _read(cls, f: Fields) -> SliceFacts:
-        f.known(
-            (
-                "arch",
-                "offset",
-                "size",
-                "sha256",
-                "normalized_sha256",
-                "sections",
-                "fuses",
-                "shape",
-                "signature",
-            )
-        )
+        f.known(_SLICE_FACTS_KEYS)
         fuses, shape, signature = f.opt_obj("fuses"), f.opt_obj("shape"), f.opt_obj("signature")
         return cls(
             arch=f.text("arch"),
@@ -429,12 +397,12 @@ class SliceFacts:
             normalized_sha256=f.sha256("normalized_sha256"),
             sections=tuple(SectionDigest._read(s) for s in f.objects("sections")),
             fuses=FuseWire._read(fuses) if fuses is not None else None,
-            shape=CodeShape._read(shape) if shape is not None else CodeShape(),
-            signature=SignatureFacts._read(signature) if signature is not None else UNSIGNED,
+            shape=_shape(shape),
+            signature=_signature(signature),
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BinaryFacts:
     """What ``binary.analyze`` learns about one file in one pass."""
 
@@ -493,34 +461,104 @@ class BinaryFacts:
             sections=tuple(SectionDigest._read(s) for s in f.objects("sections")),
             overlay_sha256=f.opt_sha256("overlay_sha256"),
             fuses=FuseWire._read(fuses) if fuses is not None else None,
-            shape=CodeShape._read(shape) if shape is not None else CodeShape(),
+            shape=_shape(shape),
             slices=tuple(SliceFacts._read(s) for s in f.objects("slices")),
-            signature=SignatureFacts._read(signature) if signature is not None else UNSIGNED,
+            signature=_signature(signature),
             anomalies=tuple(anomalies),
             markers=f.str_map("markers"),
         )
 
 
-_FACTS_KEYS = (
-    "format",
-    "archs",
-    "normalized_sha256",
-    "header_sha256",
-    "sections",
-    "overlay_sha256",
-    "fuses",
-    "shape",
-    "slices",
-    "signature",
-    "markers",
-    "anomalies",
+_FACTS_KEYS = frozenset(
+    (
+        "format",
+        "archs",
+        "normalized_sha256",
+        "header_sha256",
+        "sections",
+        "overlay_sha256",
+        "fuses",
+        "shape",
+        "slices",
+        "signature",
+        "markers",
+        "anomalies",
+    )
 )
+
+# Reference inventories hold thousands of data files: their empty shape and signature are
+# the shared defaults rather than new objects (equal either way), recognised before the
+# strict reading (an empty one holds only nulls and empty lists, nothing to check further).
+_NO_SHAPE = CodeShape()
+_SHAPE_NULLS = ("entry_point", "imports_sha256", "exports_sha256")
+_SHAPE_LISTS = ("tls_callbacks", "executable_sections")
+_SIG_NULLS = ("valid", "container_sha256", "primary_container_sha256")
+_SIG_LISTS = ("signers", "anomalies", "nested_signers", "nested_sha256")
+
+
+def _shape(f: Fields | None) -> CodeShape:
+    if f is None or f.is_empty(_SHAPE_NULLS, _SHAPE_LISTS):
+        return _NO_SHAPE
+    return CodeShape._read(f)
+
+
+def _signature(f: Fields | None) -> SignatureFacts:
+    if f is None or f.is_empty(_SIG_NULLS, _SIG_LISTS, {"kind": "none", "signed": False}):
+        return UNSIGNED
+    return SignatureFacts._read(f)
+
+
+# the keys each reader accepts: exactly what the matching writer writes
+_SIGNER_KEYS = frozenset(("subject", "issuer", "serial", "sha256", "team_id"))
+_SIGNATURE_FACTS_KEYS = frozenset(
+    (
+        "kind",
+        "signed",
+        "valid",
+        "signers",
+        "anomalies",
+        "container_sha256",
+        "primary_container_sha256",
+        "nested_signers",
+        "nested_sha256",
+    )
+)
+_SECTION_DIGEST_KEYS = frozenset(("name", "size", "sha256", "executable", "masked_sha256"))
+_FUSE_WIRE_KEYS = frozenset(("offset", "version", "values"))
+_CODE_SHAPE_KEYS = frozenset(
+    (
+        "entry_point",
+        "imports_sha256",
+        "exports_sha256",
+        "tls_callbacks",
+        "executable_sections",
+    )
+)
+_SLICE_FACTS_KEYS = frozenset(
+    (
+        "arch",
+        "offset",
+        "size",
+        "sha256",
+        "normalized_sha256",
+        "sections",
+        "fuses",
+        "shape",
+        "signature",
+    )
+)
+_FILE_ENTRY_KEYS = _FACTS_KEYS | {"path", "size", "sha256"}
+_COMPONENT_KEYS = frozenset(
+    ("name", "version", "source", "platform", "arch", "digests", "proof", "target", "npm")
+)
+_REFS_KEYS = frozenset(("schema", "component", "files", "anomalies"))
+_REF_ANOMALY_KEYS = _ANOMALY_KEYS | {"path", "bundle"}
 
 
 # --- inventory -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of a shipped artifact or of a reference."""
 
@@ -548,7 +586,7 @@ class FileEntry:
     @classmethod
     def read(cls, f: Fields, location_prefix: str = "") -> FileEntry:
         """One file of a reference inventory (what ``to_ref_dict`` writes)."""
-        f.known(("path", "size", "sha256", *_FACTS_KEYS))
+        f.known(_FILE_ENTRY_KEYS)
         path = f.text("path")
         return cls(
             path=path,
@@ -615,9 +653,7 @@ class Component:
 
     @classmethod
     def _read(cls, f: Fields) -> Component:
-        f.known(
-            ("name", "version", "source", "platform", "arch", "digests", "proof", "target", "npm")
-        )
+        f.known(_COMPONENT_KEYS)
         return cls(
             name=f.text("name"),
             version=f.opt_text("version"),
@@ -684,11 +720,11 @@ class Reference:
         schema = f.opt_text("schema")
         if schema != REFS_SCHEMA:
             raise SchemaError(f"not a {REFS_SCHEMA} document (schema={schema!r})", where="schema")
-        f.known(("schema", "component", "files", "anomalies"))
+        f.known(_REFS_KEYS)
         comp = Component._read(f.obj("component"))
         anomalies = []
         for a in f.objects("anomalies"):
-            a.known((*_ANOMALY_KEYS, "path", "bundle"))
+            a.known(_REF_ANOMALY_KEYS)
             evidence = {"path": a.opt_text("path") or "", "bundle": a.opt_text("bundle") or ""}
             anomalies.append(replace(Anomaly._read(a), evidence=evidence))
         if "files" not in f:
@@ -700,7 +736,7 @@ class Reference:
 # --- comparison ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceResult:
     arch: str
     status: Status
@@ -719,7 +755,7 @@ class SliceResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """The comparison of one path: shipped entry, matching reference file, status."""
 
@@ -781,7 +817,7 @@ class Waiver:
         return {"reason": self.reason, "expires": self.expires, "sha256": self.sha256}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
     severity: Severity

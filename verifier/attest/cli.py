@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from verifier.errors import UsageError
-from verifier.model import Anomaly, Report
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # kept out of the CLI's start-up
     from verifier.attest.vsa import InputAttestation
+    from verifier.model import Anomaly, Report
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 

@@ -13,7 +13,7 @@ import hashlib
 import importlib
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,12 @@ class AnalysisContext:
     trust: object | None = None  # signing.trust.TrustConfig
     at: datetime | None = None
     verify_signatures: bool = True
+    # verifier.analysis_cache.AnalysisCache: facts by content (inventory uses it)
+    cache: object | None = field(default=None, compare=False)
+    # "full": every digest. "core": everything but the digests only a comparison with a
+    # *different* file needs (PE/ELF section digests; a PE's normalised digest unless the
+    # Authenticode digest gives it for free); ``inventory.complete`` adds them where needed.
+    level: str = "full"
 
 
 def sniff(head: bytes, size: int) -> FileFormat:
@@ -85,14 +91,20 @@ def _looks_like_macho(head: bytes) -> bool:
     return False
 
 
-def analyze(blob: Blob, name: str, ctx: AnalysisContext | None = None) -> tuple[str, BinaryFacts]:
-    """``(sha256, facts)`` of ``blob`` (``name`` is for messages), every digest in one pass."""
+def analyze(
+    blob: Blob, name: str, ctx: AnalysisContext | None = None, sha256: str | None = None
+) -> tuple[str, BinaryFacts]:
+    """``(sha256, facts)`` of ``blob`` (``name`` is for messages), every digest in one pass.
+
+    ``sha256``: the blob's digest when the caller already has it (unpack hashed the file):
+    it is not computed again.
+    """
     ctx = ctx or AnalysisContext()
     head = blob.read(0, SNIFF)
     fmt = sniff(head, blob.size)
     handler = _HANDLERS.get(fmt, _analyze_plain)
     try:
-        return handler(blob, name, ctx, head, fmt)
+        return handler(blob, name, ctx, head, fmt, sha256)
     except MalformedInputError as exc:
         return _malformed(blob, name, fmt, exc)
     except _PARSER_SLIPS as exc:
@@ -112,10 +124,15 @@ def _malformed(
 
 
 def _analyze_plain(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     """ASAR and data: the plain sha256 only (ASAR members are inventoried by unpack)."""
-    sha = sha256_file(blob.path, blob.offset, blob.size)
+    sha = known or sha256_file(blob.path, blob.offset, blob.size)
     return sha, BinaryFacts(format=fmt, normalized_sha256=sha)
 
 
@@ -140,10 +157,29 @@ class _PEViews:
     scan: FuseScanner
     sections: list[tuple[pe.PESection, FuseMaskedView]]
     authenticode: dict[str, View]
+    normalized_skipped: bool = False
 
-    def all(self) -> list[View]:
-        views = [self.sha, self.normalized, self.header, self.overlay, self.checksum, self.scan]
-        return views + [v for _, v in self.sections] + list(self.authenticode.values())
+    def all(self, with_sha: bool = True, core: bool = False) -> list[View]:
+        """Every view; ``with_sha=False`` leaves out the plain sha256 (already known);
+        ``core`` leaves out the sections, and the normalised digest unless a SHA-256
+        Authenticode view computes the same digest (then it costs nothing)."""
+        views = [self.header, self.overlay, self.checksum, self.scan]
+        if not core or self.normalized_is_free():
+            views.insert(0, self.normalized)
+        else:
+            self.normalized_skipped = True
+        if with_sha:
+            views.insert(0, self.sha)
+        sections = [] if core else [v for _, v in self.sections]
+        return views + sections + list(self.authenticode.values())
+
+    def normalized_is_free(self) -> bool:
+        n = self.normalized
+        return any(
+            (a.algorithm, a.start, a.end, tuple(a.skip), tuple(a.mask))
+            == (n.algorithm, n.start, n.end, tuple(n.skip), tuple(n.mask))
+            for a in self.authenticode.values()
+        )
 
 
 def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset()) -> _PEViews:
@@ -154,15 +190,21 @@ def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset(
         for alg in sorted(algorithms)
         if alg in hashlib.algorithms_available
     }
+    scan = FuseScanner()
     return _PEViews(
         sha=View("sha256"),
         normalized=View("normalized", skip=pe.normalized_skip(info, pad)),
         header=View("header", end=info.size_of_headers, mask=pe.rcedit_mask(info)),
         overlay=View("overlay", start=info.last_section_end, skip=overlay_skip),
         checksum=pe.PEChecksum(info.checksum_offset, info.file_size),
-        scan=FuseScanner(),
+        scan=scan,  # fed before the sections, which take its wires
         sections=[
-            (s, FuseMaskedView(f"section-{s.index}", start=s.raw_pointer, end=s.raw_span.end))
+            (
+                s,
+                FuseMaskedView(
+                    f"section-{s.index}", start=s.raw_pointer, end=s.raw_span.end, scanner=scan
+                ),
+            )
             for s in info.sections
         ],
         authenticode=auth,
@@ -178,7 +220,12 @@ def _authenticode_module() -> ModuleType | None:
 
 
 def _analyze_pe(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     info = pe.parse_pe(head, blob.size)
     anomalies: list[Anomaly] = []
@@ -196,9 +243,12 @@ def _analyze_pe(
         )
     algorithms = frozenset(table.digest_algorithms) if table is not None else frozenset()
     v = pe_views(info, pe.read_alignment_pad(blob, info), algorithms)
+    core = ctx.level == "core"
     table_end = info.cert_offset + info.cert_size
     after = View("after-table", start=table_end) if 0 < table_end < info.file_size else None
-    _stream(blob, [*v.all(), *((after,) if after is not None else ())])
+    _stream(blob, [*v.all(with_sha=known is None, core=core), *((after,) if after else ())])
+    if core:
+        v.sections = []
     checksum_ok = info.checksum in (0, v.checksum.value)
     if table is not None and auth is not None:
         digests = {alg: view.hexdigest() for alg, view in v.authenticode.items()}
@@ -216,7 +266,7 @@ def _analyze_pe(
         sig = _basic_signature(table_bytes)
         if not checksum_ok:
             anomalies.append(_checksum_anomaly(info, v.checksum.value))
-    return v.sha.hexdigest(), _pe_facts(info, v, shape, sig, anomalies)
+    return known or v.sha.hexdigest(), _pe_facts(info, v, shape, sig, anomalies)
 
 
 def _basic_signature(table_bytes: bytes | None) -> SignatureFacts:
@@ -297,7 +347,7 @@ def _pe_facts(
     return BinaryFacts(
         format=FileFormat.PE,
         archs=(info.arch,),
-        normalized_sha256=v.normalized.hexdigest(),
+        normalized_sha256=None if v.normalized_skipped else v.normalized.hexdigest(),
         header_sha256=v.header.hexdigest(),
         sections=sections,
         overlay_sha256=v.overlay.hexdigest(),
@@ -319,17 +369,24 @@ def _with_rules(sig: SignatureFacts, rules: tuple[str, ...]) -> SignatureFacts:
 
 
 def _analyze_elf(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     info = elf.read_elf_info(blob)
     sha, scan = View("sha256"), FuseScanner()
     secs = [
-        (s, FuseMaskedView(f"elf-{i}", start=s.offset, end=s.offset + s.size))
+        (s, FuseMaskedView(f"elf-{i}", start=s.offset, end=s.offset + s.size, scanner=scan))
         for i, s in enumerate(info.sections)
         if s.size and s.name
     ]
-    _stream(blob, [sha, scan, *(v for _, v in secs)])
-    digest = sha.hexdigest()
+    if ctx.level == "core":
+        secs = []  # section digests only matter against a different file
+    _stream(blob, [*(() if known else (sha,)), scan, *(v for _, v in secs)])
+    digest = known or sha.hexdigest()
     facts = BinaryFacts(
         format=FileFormat.ELF,
         archs=(info.arch,),
@@ -370,7 +427,12 @@ def _macho_module() -> ModuleType | None:
 
 
 def _analyze_macho(
-    blob: Blob, name: str, ctx: AnalysisContext, head: bytes, fmt: FileFormat
+    blob: Blob,
+    name: str,
+    ctx: AnalysisContext,
+    head: bytes,
+    fmt: FileFormat,
+    known: str | None = None,
 ) -> tuple[str, BinaryFacts]:
     mod = _macho_module()
     if mod is None:
@@ -411,7 +473,9 @@ def analyze_macho_basic(blob: Blob, head: bytes) -> tuple[str, BinaryFacts]:
     return sha.hexdigest(), facts
 
 
-_Handler = Callable[[Blob, str, AnalysisContext, bytes, FileFormat], tuple[str, BinaryFacts]]
+_Handler = Callable[
+    [Blob, str, AnalysisContext, bytes, FileFormat, str | None], tuple[str, BinaryFacts]
+]
 
 _HANDLERS: dict[FileFormat, _Handler] = {
     FileFormat.PE: _analyze_pe,

@@ -11,12 +11,17 @@ mistaken for tampering: :func:`pe_resources_only` recognises it from the digests
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from verifier.binary import explain, pe
+from verifier.binary import pe
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span
 from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat, SectionDigest
+
+if TYPE_CHECKING:
+    from verifier.binary import explain
+# ``explain`` (disassembler, Mach-O parser, cryptography) is imported where it is used, so
+# that ``import verifier.api`` does not pay for it.
 
 CHUNK = 1 << 20
 RSRC = ".rsrc"
@@ -98,24 +103,30 @@ def describe_pe_divergence(shipped: FileEntry, ref: FileEntry) -> dict[str, Any]
     fuses = fuse_evidence(sf, rf)
     if fuses is not None:
         ev["fuses"] = fuses
+    from verifier.binary import explain
+
     ev.update(ex.evidence if ex else explain.unavailable(explain.UNAVAILABLE_NO_BYTES))
     return ev
 
 
 def _explain(
-    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
+    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits | None = None
 ) -> explain.UnitExplanation | None:
     """The explanation of a divergent PE or ELF pair (None without both files' bytes)."""
     if shipped.blob is None or ref.blob is None or shipped.format != ref.format:
         return None
-    return explain.explain_blobs(shipped.blob, ref.blob, shipped.format, limits)
+    from verifier.binary import explain
+
+    return explain.explain_blobs(shipped.blob, ref.blob, shipped.format, limits or explain.DEFAULT)
 
 
 def describe_elf_divergence(
-    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits = explain.DEFAULT
+    shipped: FileEntry, ref: FileEntry, limits: explain.ExplainLimits | None = None
 ) -> dict[str, Any]:
     """Explanation keys for a divergent PE or ELF file (docs/contract.md "Explaining a
     divergence")."""
+    from verifier.binary import explain
+
     ex = _explain(shipped, ref, limits)
     return ex.evidence if ex else explain.unavailable(explain.UNAVAILABLE_NO_BYTES)
 
@@ -127,16 +138,18 @@ def describe_macho_divergence(
     shipped: FileEntry,
     refs: Sequence[FileEntry],
     evidence: Mapping[str, Any],
-    limits: explain.ExplainLimits = explain.DEFAULT,
+    limits: explain.ExplainLimits | None = None,
 ) -> dict[str, Any]:
     """Explanation keys for a divergent Mach-O, per slice (docs/contract.md).
 
     Each divergent slice's entry in ``evidence["slices"]`` gains its own explanation keys; the
     top level carries the first divergent slice's, like ``arch`` and ``sections``.
     """
+    from verifier.binary import explain
+
     if shipped.blob is None:
         return explain.unavailable("the shipped file's bytes are not at hand")
-    units = explain.explain_macho(shipped, refs, limits)
+    units = explain.explain_macho(shipped, refs, limits or explain.DEFAULT)
     by_arch = {u.arch: u for u in units}
     out: dict[str, Any] = {}
     slices = []

@@ -47,17 +47,23 @@ def find_fuse_wire(data: bytes, base: int = 0) -> FuseWire | None:
 
 @dataclass
 class FuseScanner(View):
-    """A View that hashes nothing: it finds the fuse wire and the ``Electron/X.Y.Z`` marker.
+    """A View that hashes nothing: it finds fuse wires and the ``Electron/X.Y.Z`` marker.
 
-    Each chunk is searched together with the last ``MAX_WIRE`` bytes of the previous one, so
-    a wire or marker split across chunks is found.
+    Each chunk is searched once, as one copy (``bytes.find`` needs a bytes object); a wire or
+    marker that straddles two chunks is found in the seam: the last ``MAX_WIRE`` bytes of
+    the previous chunk joined with the first ``MAX_WIRE`` of this one. ``wires`` lists every
+    wire's sentinel offset and fuse bytes as soon as its header is complete, so views fed
+    after this one in the same pass can mask the fuse bytes of the chunk they are given.
     """
 
     name: str = "fuse-scan"
+    markers: bool = True  # also look for the Electron/X.Y.Z marker
     fuses: FuseWire | None = None
     electron_version: str | None = None
+    wires: list[tuple[int, Span]] = field(default_factory=list)
     _tail: bytes = field(default=b"", init=False, repr=False)
     _tail_pos: int = field(default=0, init=False, repr=False)
+    _seen: set[int] = field(default_factory=set, init=False, repr=False)
 
     def feed(self, pos: int, chunk: memoryview) -> None:
         lo = max(pos, self.start)
@@ -66,17 +72,36 @@ class FuseScanner(View):
             return
         piece = bytes(chunk[lo - pos : hi - pos])
         if self._tail and self._tail_pos + len(self._tail) == lo:
-            data, base = self._tail + piece, self._tail_pos
+            seam = self._tail + piece[:MAX_WIRE]
+            self._search(seam, self._tail_pos, len(self._tail))
+            tail = self._tail + piece if len(piece) < MAX_WIRE else piece
         else:
-            data, base = piece, lo
-        if self.fuses is None and SENTINEL[:8] in data:
-            self.fuses = find_fuse_wire(data, base)
-        if self.electron_version is None and MARKER in data:
-            m = _MARKER_RE.search(data)
-            if m and m.end() < len(data):  # not cut at the chunk end
-                self.electron_version = m.group(1).decode("ascii")
-        keep = min(len(data), MAX_WIRE)
-        self._tail, self._tail_pos = data[-keep:], base + len(data) - keep
+            tail = piece
+        self._search(piece, lo, len(piece))
+        self._tail = tail[-MAX_WIRE:]
+        self._tail_pos = hi - len(self._tail)
+
+    def _search(self, data: bytes, base: int, starts_before: int) -> None:
+        """Wires and markers in ``data`` (file offset ``base``) starting before that index."""
+        i = data.find(SENTINEL)
+        while 0 <= i < starts_before:
+            if i + HEADER <= len(data):
+                n = data[i + HEADER - 1]
+                if base + i not in self._seen:
+                    self._seen.add(base + i)
+                    self.wires.append((base + i, Span(base + i + HEADER, n)))
+                if self.fuses is None and i + HEADER + n <= len(data):
+                    raw = data[i + HEADER : i + HEADER + n]
+                    version = data[i + len(SENTINEL)]
+                    self.fuses = FuseWire(base + i + HEADER, version, decode_values(raw))
+            i = data.find(SENTINEL, i + 1)
+        if self.markers and self.electron_version is None and MARKER in data:
+            for m in _MARKER_RE.finditer(data):
+                if m.start() >= starts_before:
+                    break
+                if m.end() < len(data):  # not cut at the end of what was seen
+                    self.electron_version = m.group(1).decode("ascii")
+                    break
 
     def hexdigest(self) -> str:
         return ""
@@ -86,75 +111,62 @@ class FuseScanner(View):
 class FuseMaskedView(View):
     """A digest of ``[start, end)``, plus the same digest with any fuse bytes zeroed.
 
-    The fuse location is only known once the wire has been seen, so this view holds back the
-    last ``MAX_WIRE`` bytes it was given until it knows they are not fuse bytes. The masked
-    digest costs nothing until a wire is found: it starts as a copy of the plain hash state.
+    Fuse wires come from ``scanner``, a ``FuseScanner`` fed the same chunks *before* this
+    view (a wire counts when its sentinel and header lie inside the range); without one the
+    view scans its own range. Chunks are hashed in place; the masked digest costs nothing
+    until a wire's fuse bytes reach the range: it starts as a copy of the plain hash state.
     """
 
     name: str = "fuse-masked"
-    fuse_spans: list[Span] = field(default_factory=list)
+    scanner: FuseScanner | None = field(default=None, repr=False)
+    _own: FuseScanner | None = field(default=None, init=False, repr=False)
     _plain: Any = field(default=None, init=False, repr=False)
     _masked: Any = field(default=None, init=False, repr=False)
-    _pending: bytes = field(default=b"", init=False, repr=False)
-    _pending_pos: int = field(default=0, init=False, repr=False)
-    _done: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._plain = hashlib.new(self.algorithm)
+        if self.scanner is None:
+            self._own = FuseScanner(start=self.start, end=self.end, markers=False)
 
     def feed(self, pos: int, chunk: memoryview) -> None:
         lo = max(pos, self.start)
         hi = pos + len(chunk) if self.end is None else min(pos + len(chunk), self.end)
         if lo >= hi:
             return
-        if not self._pending:
-            self._pending_pos = lo
-        data = self._pending + bytes(chunk[lo - pos : hi - pos])
-        self._find(data, self._pending_pos)
-        cut = max(0, len(data) - MAX_WIRE)
-        self._emit(data[:cut], self._pending_pos)
-        self._pending, self._pending_pos = data[cut:], self._pending_pos + cut
-
-    def _find(self, data: bytes, base: int) -> None:
-        i = data.find(SENTINEL)
-        while i >= 0:
-            if i + HEADER <= len(data):
-                span = Span(base + i + HEADER, data[i + HEADER - 1])
-                if span.length and span not in self.fuse_spans:
-                    self.fuse_spans.append(span)
-            i = data.find(SENTINEL, i + 1)
-
-    def _emit(self, data: bytes, base: int) -> None:
-        if not data:
-            return
-        hit = [s for s in self.fuse_spans if s.end > base and s.offset < base + len(data)]
+        if self._own is not None:
+            self._own.feed(pos, chunk)
+        scanner = self._own or self.scanner
+        assert scanner is not None
+        end = self.end
+        hit = [
+            s
+            for at, s in scanner.wires
+            if at >= self.start
+            and (end is None or at + HEADER <= end)
+            and s.length
+            and s.end > lo
+            and s.offset < hi
+        ]
+        piece = chunk[lo - pos : hi - pos]
         if hit and self._masked is None:
-            self._masked = self._plain.copy()  # the state before ``data``
-        self._plain.update(data)
+            self._masked = self._plain.copy()  # the state before this piece
+        self._plain.update(piece)
         if self._masked is None:
             return
         if not hit:
-            self._masked.update(data)
+            self._masked.update(piece)
             return
-        buf = bytearray(data)
+        buf = bytearray(piece)
         for s in hit:
-            a, b = max(s.offset, base), min(s.end, base + len(data))
-            buf[a - base : b - base] = bytes(b - a)
+            a, b = max(s.offset, lo), min(s.end, hi)
+            buf[a - lo : b - lo] = bytes(b - a)
         self._masked.update(buf)
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._find(self._pending, self._pending_pos)
-            self._emit(self._pending, self._pending_pos)
-            self._pending, self._done = b"", True
 
     def hexdigest(self) -> str:
         """The plain digest of the range."""
-        self._finish()
         return str(self._plain.hexdigest())
 
     def masked_hexdigest(self) -> str:
         """The digest with fuse bytes zeroed (the plain digest when there were none)."""
-        self._finish()
         return str((self._masked or self._plain).hexdigest())

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TypeVar
 
+from verifier.binary import wordsum
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.hashing import Span, View
 from verifier.model import Blob
@@ -356,10 +357,10 @@ class PEChecksum(View):
     def _add(self, pos: int, piece: memoryview) -> None:
         if not len(piece):
             return
-        v = int.from_bytes(piece, "little")
-        if v:
-            self._nonzero = True
-            self._total = (self._total + (v % 0xFFFF) * (256 if pos & 1 else 1)) % 0xFFFF
+        if not self._nonzero:  # ones' complement: a nonzero sum never folds to 0
+            self._nonzero = bytes(piece).count(0) != len(piece)
+        part = wordsum.mod_ffff(piece)
+        self._total = (self._total + part * (256 if pos & 1 else 1)) % 0xFFFF
 
     @property
     def value(self) -> int:
@@ -502,14 +503,49 @@ def parse_exports(r: _Reader) -> list[tuple[int, str, int]]:
         raise LimitExceededError(f"export table with {nfunc} functions / {nnames} names")
     names: dict[int, str] = {}
     if nnames:
-        name_ptrs = r.rva(names_rva, 4 * nnames)
-        ords = r.rva(ords_rva, 2 * nnames)
+        ptrs = struct.unpack_from(f"<{nnames}I", r.rva(names_rva, 4 * nnames))
+        ords = struct.unpack_from(f"<{nnames}H", r.rva(ords_rva, 2 * nnames))
+        strings = _names_at(r, ptrs)
         for i in range(nnames):
-            names[_u16(ords, 2 * i)] = r.cstr(_u32(name_ptrs, 4 * i))
-    addrs = r.rva(funcs, 4 * nfunc) if nfunc else b""
-    return sorted(
-        (base + i, names.get(i, ""), _u32(addrs, 4 * i)) for i in range(nfunc) if _u32(addrs, 4 * i)
+            names[ords[i]] = strings[i]
+    addrs = struct.unpack_from(f"<{nfunc}I", r.rva(funcs, 4 * nfunc)) if nfunc else ()
+    return sorted((base + i, names.get(i, ""), a) for i, a in enumerate(addrs) if a)
+
+
+_NAMES_SPAN = 64 << 20
+
+
+def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
+    """``r.cstr(rva)`` for every rva, reading once when they all lie in one section."""
+    lo, hi = min(rvas), max(rvas)
+    info = r.info
+    home = next(
+        (
+            s
+            for s in info.sections
+            if s.virtual_address <= hi and lo < s.virtual_address + max(s.virtual_size, s.raw_size)
+        ),
+        None,
     )
+    fast = (
+        home is not None
+        and lo >= info.size_of_headers
+        and home.virtual_address <= lo
+        and hi < home.virtual_address + max(home.virtual_size, home.raw_size)
+        and hi - home.virtual_address < home.raw_size
+        and hi - lo <= _NAMES_SPAN
+    )
+    if not fast:
+        return [r.cstr(v) for v in rvas]
+    assert home is not None
+    start = info.rva_to_offset(lo, 1)
+    data = r.at(start, min(hi - lo + MAX_NAME, info.file_size - start))
+    out = []
+    for v in rvas:
+        i = v - lo
+        end = data.find(b"\0", i, i + min(MAX_NAME, info.file_size - start - i))
+        out.append(data[i:end].decode("latin-1") if end >= 0 else r.cstr(v))
+    return out
 
 
 def parse_tls_callbacks(r: _Reader) -> tuple[int, ...]:

@@ -37,6 +37,21 @@ CHUNK = 1 << 16
 CODE_SUFFIXES = (".node", ".dll", ".exe", ".dylib", ".so")
 DOC_SCHEMA = "biv.npm-published/v2"
 _FORMATS = {f.value: f for f in FileFormat}
+_DIGEST_KEYS = frozenset(("sha1", "sha256", "sha384", "sha512", "size"))
+_DOC_KEYS = frozenset(
+    (
+        "schema",
+        "data",
+        "files",
+        "manifest",
+        "has_binding_gyp",
+        "gyp_targets",
+        "module_name",
+        "module_path",
+        "alt_sha256",
+        "notes",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,7 @@ class TarDigests:
     def from_dict(cls, d: object, where: str = "") -> TarDigests:
         """Raises ``SchemaError`` on anything but what ``to_dict`` writes."""
         f = Fields(d, where)
-        f.known(("sha1", "sha256", "sha384", "sha512", "size"))
+        f.known(_DIGEST_KEYS)
         return cls(
             _hex(f, "sha1", 40),
             f.sha256("sha256"),
@@ -143,20 +158,7 @@ class Published:
         f = Fields(d)
         if f.opt_text("schema") != DOC_SCHEMA:
             raise SchemaError("not a published-package document", where="schema")
-        f.known(
-            (
-                "schema",
-                "data",
-                "files",
-                "manifest",
-                "has_binding_gyp",
-                "gyp_targets",
-                "module_name",
-                "module_path",
-                "alt_sha256",
-                "notes",
-            )
-        )
+        f.known(_DOC_KEYS)
         files: dict[str, FileEntry] = {}
         prefix = f"{label}!/"
         for i, row in enumerate(f.rows("data", 4)):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from typing import Any
 
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import ArtifactError, SchemaError, UsageError
 from verifier.hashing import sha256_file
 from verifier.inventory import build_reference
-from verifier.model import Component, Reference
+from verifier.jsonread import Fields
+from verifier.model import Component, FileEntry, Reference
 
 
 def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext) -> Reference:
@@ -47,6 +50,23 @@ def _is_refs_document(location: str) -> bool:
     return head.startswith(b"{")
 
 
+class _FilesHook:
+    """``json.load``'s object hook: each ``files`` item (it has a path, a size and a sha256)
+    becomes a FileEntry as soon as it is parsed, read strictly; the parsed document of
+    100,000 files would otherwise hold ten times the memory of the entries."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, d: dict[str, Any]) -> object:
+        if not ("path" in d and "sha256" in d and "size" in d):
+            return d
+        if d.get("normalized_sha256") == d["sha256"]:
+            d["normalized_sha256"] = d["sha256"]  # one string for both (data files)
+        self.count += 1
+        return FileEntry.read(Fields(d, f"files[{self.count - 1}]"))
+
+
 def _load_refs_document(source: str, location: str) -> Reference:
     """A ``biv.refs/v1`` inventory (``biv refs build``): digests only, no upstream bytes.
 
@@ -57,11 +77,10 @@ def _load_refs_document(source: str, location: str) -> Reference:
         raise UsageError("reference inventory larger than 256 MiB", where=source)
     try:
         with open(location, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            doc = json.load(fh, object_hook=_FilesHook())
+        ref = _reference(doc)
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
         raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from None
-    try:
-        ref = Reference.from_dict(doc)
     except SchemaError as exc:
         raise UsageError(
             f"not a valid biv.refs/v1 document: {exc.diagnostics()}", where=source
@@ -77,3 +96,16 @@ def _load_refs_document(source: str, location: str) -> Reference:
         proof,
     )
     return Reference(comp, ref.files, ref.problems, ref.anomalies)
+
+
+def _reference(doc: object) -> Reference:
+    """The Reference of a document whose ``files`` the hook has read already."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        return Reference.from_dict(doc)  # raises: no object, or no list of files
+    files = doc["files"]
+    for i, item in enumerate(files):
+        if not isinstance(item, FileEntry):  # not recognised as a file: say what is wrong
+            FileEntry.read(Fields(item, f"files[{i}]"))
+            raise SchemaError("not a file entry", where=f"files[{i}]")
+    ref = Reference.from_dict({**doc, "files": []})
+    return dataclasses.replace(ref, files=tuple(files))

@@ -11,15 +11,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
-from verifier.upstream import sources
-from verifier.upstream.options import FetchOptions
 from verifier.upstream.path import resolve_path
 from verifier.upstream.sigstore import check_source, identity_for_source
 from verifier.upstream.source_options import split_options
+
+if TYPE_CHECKING:
+    from verifier.upstream.options import FetchOptions
 
 REMOTE_SCHEMES = ("electron:", "pypi:", "npm:", "url:")
 
@@ -64,6 +66,9 @@ def resolve(
             "npm:NAME@VER or url:URL#sha256=HEX)",
             where=source,
         )
+    # fetched sources need requests: imported only when a source is fetched (start-up)
+    from verifier.upstream import sources
+
     spec = sources.parse_source(source)
     ident = _identity(spec.options, sigstore_declared)
     if ident is None:

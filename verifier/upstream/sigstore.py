@@ -17,12 +17,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.hashing import sha256_file
 from verifier.model import Anomaly, SigstoreIdentity
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 MAX_BUNDLE_BYTES = 4 << 20
 _OID_SAN_OTHERNAME = "1.3.6.1.4.1.57264.1.7"
@@ -52,6 +54,8 @@ def _der_utf8(value: bytes) -> str | None:
 
 def cert_identities(cert: x509.Certificate) -> tuple[set[str], str | None]:
     """(SAN identities, OIDC issuer) of a Fulcio certificate."""
+    from cryptography import x509
+
     sans: set[str] = set()
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -128,7 +128,8 @@ class Analyzer:
 
 def default_analyzer() -> Analyzer:
     version = f"{__version__}+{inventory.ANALYSIS_VERSION}"
-    return Analyzer(inventory.build_reference, version)
+    # the inventory is cached and compared against later builds: every digest, always
+    return Analyzer(inventory.build_reference_full, version)
 
 
 # --- plans: what to fetch, and how to prove it (network only on a cache miss) -------------

@@ -22,7 +22,7 @@ from verifier import __version__
 from verifier.errors import MalformedInputError, ReferenceUnavailableError, UsageError
 from verifier.model import Reference
 from verifier.upstream.cache import Cache, is_sha256
-from verifier.upstream.indicators import KnownBad, RevokedCert, parse_time
+from verifier.upstream.distrust_lists import KnownBad, RevokedCert, parse_time
 from verifier.upstream.options import default_cache_dir
 from verifier.upstream.tuf_publish import INDEX
 

@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from verifier.errors import SchemaError, UsageError
 from verifier.model import Reference
 from verifier.upstream.cache import is_sha256
-from verifier.upstream.indicators import THREECX_KNOWN_BAD as THREECX_KNOWN_BAD
-from verifier.upstream.indicators import KnownBad as KnownBad
-from verifier.upstream.indicators import RevokedCert as RevokedCert
-from verifier.upstream.indicators import parse_time as parse_time
+from verifier.upstream.distrust_lists import THREECX_KNOWN_BAD as THREECX_KNOWN_BAD
+from verifier.upstream.distrust_lists import KnownBad as KnownBad
+from verifier.upstream.distrust_lists import RevokedCert as RevokedCert
+from verifier.upstream.distrust_lists import parse_time as parse_time
 
 if TYPE_CHECKING:
     from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     )
 
 # python-tuf and securesystemslib are loaded where they are used (publishing, key files):
-# the distrust lists and the references' layout names here cost nothing to import
+# importing this module for its layout names costs nothing
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 INDEX = "index.json"

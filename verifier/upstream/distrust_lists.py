@@ -1,14 +1,16 @@
-"""Indicators of compromise biv ships and publishes: known-bad file digests, revoked
-code-signing certificates (``biv.known-bad/v1``, ``biv.revoked-certs/v1``).
+"""Known-bad digests and revoked signing certificates: the data, without TUF.
 
-Plain data, read by the distrust checks and written to (and read back from) the TUF
-repository of references (``tuf_publish``, ``tuf_client``).
+``verifier.distrust`` checks every verification against these, so this module stays light
+(no TUF or securesystemslib import); ``tuf_publish`` and ``tuf_client`` publish and fetch
+the same records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+__all__ = ["THREECX_KNOWN_BAD", "KnownBad", "RevokedCert", "parse_time"]
 
 
 @dataclass(frozen=True)
