@@ -23,6 +23,7 @@ from verifier.errors import SchemaError, UsageError
 from verifier.inventory import build_reference
 from verifier.model import BinaryFacts, Component, FileEntry, FileFormat, Reference
 from verifier.npmdeps.tarball import Published, TarDigests
+from verifier.upstream.path import _load_refs_document
 from verifier.upstream.tuf_publish import load_reference_file
 
 Doc = dict[str, Any]
@@ -227,6 +228,28 @@ def test_a_path_source_that_is_a_malformed_document_exits_2(
         line = r.stderr.strip()
         assert line.startswith(f"biv: error: path:{doc}: not a valid biv.refs/v1 document")
         assert expected[name] in line and "Traceback" not in r.stderr, line
+
+
+def test_a_path_source_reads_the_document_as_from_dict_does(mac_doc: Doc, tmp_path: Path) -> None:
+    """``path:REFS.json`` turns files into entries while it parses (memory): the same
+    Reference as ``from_dict``, the release's anomalies included."""
+    doc = copy.deepcopy(mac_doc)
+    doc["anomalies"] = [
+        {
+            "rule": "bundle-seal-broken",
+            "arch": None,
+            "region_sha256": None,
+            "message": "m",
+            "path": "Electron.app/Contents/MacOS/Electron",
+            "bundle": "Electron.app",
+        }
+    ]
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps(doc))
+    got = _load_refs_document(f"path:{path}", str(path))
+    want = Reference.from_dict(doc)
+    assert got.files == want.files and got.anomalies == want.anomalies
+    assert len(got.anomalies) == 1 and got.anomalies[0].evidence["bundle"] == "Electron.app"
 
 
 def test_refs_publish_input_names_the_key(win_doc: Doc, tmp_path: Path) -> None:
