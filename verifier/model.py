@@ -551,7 +551,8 @@ _FILE_ENTRY_KEYS = _FACTS_KEYS | {"path", "size", "sha256"}
 _COMPONENT_KEYS = frozenset(
     ("name", "version", "source", "platform", "arch", "digests", "proof", "target", "npm")
 )
-_REFS_KEYS = frozenset(("schema", "component", "files", "anomalies"))
+_REFS_KEYS = frozenset(("schema", "component", "files", "anomalies", "links"))
+_LINK_KEYS = frozenset(("path", "target"))
 _REF_ANOMALY_KEYS = _ANOMALY_KEYS | {"path", "bundle"}
 
 
@@ -600,6 +601,34 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A symbolic link of an artifact or a reference: compared like a file (DESIGN.md
+    "Archives as real extractors see them"), never followed.
+
+    ``target`` is normalised: '/'-separated, relative to the link's own directory
+    (an asar link, stored relative to the archive root, is rewritten to that form).
+    """
+
+    path: str
+    target: str
+    location: str = ""
+    container: tuple[str, ...] = ()
+
+    def to_dict(self) -> JSON:
+        return {"path": self.path, "target": self.target}
+
+    @classmethod
+    def from_dict(cls, d: object, location_prefix: str = "") -> Link:
+        return cls.read(Fields(d), location_prefix)
+
+    @classmethod
+    def read(cls, f: Fields, location_prefix: str = "") -> Link:
+        f.known(_LINK_KEYS)
+        path = f.text("path")
+        return cls(path, f.text("target"), f"{location_prefix}{path}")
+
+
+@dataclass(frozen=True)
 class Inventory:
     """Everything inside one artifact, plus what could not be read safely."""
 
@@ -608,6 +637,9 @@ class Inventory:
     size: int
     entries: tuple[FileEntry, ...]
     problems: tuple[Anomaly, ...] = ()  # malformed-input, one per hostile member
+    links: tuple[Link, ...] = ()  # symlinks (never followed), sorted by path
+    # reader names of the archive layers opened ('zip', 'msi', 'nsis', 'dmg'...)
+    formats: frozenset[str] = frozenset()
 
     def by_path(self) -> dict[str, FileEntry]:
         return {e.path: e for e in self.entries}
@@ -697,9 +729,10 @@ class Reference:
     # anomalies of the release beyond single files (macOS bundle seals), evidence["path"] and
     # evidence["bundle"] set: what a shipped bundle may inherit (never findings themselves)
     anomalies: tuple[Anomaly, ...] = ()
+    links: tuple[Link, ...] = ()  # the release's symlinks (an additive biv.refs/v1 key)
 
     def to_dict(self) -> JSON:
-        return {
+        d: JSON = {
             "schema": REFS_SCHEMA,
             "component": self.component.to_dict(),
             "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
@@ -712,6 +745,9 @@ class Reference:
                 for a in self.anomalies
             ],
         }
+        if self.links:
+            d["links"] = [k.to_dict() for k in sorted(self.links, key=lambda k: k.path)]
+        return d
 
     @classmethod
     def from_dict(cls, d: object) -> Reference:
@@ -730,7 +766,8 @@ class Reference:
         if "files" not in f:
             raise SchemaError("missing required key 'files'")
         files = tuple(FileEntry.read(x) for x in f.objects("files"))
-        return cls(comp, files, (), tuple(anomalies))
+        links = tuple(Link.read(k) for k in f.objects("links"))
+        return cls(comp, files, (), tuple(anomalies), links)
 
 
 # --- comparison ----------------------------------------------------------------------------

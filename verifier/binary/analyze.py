@@ -18,7 +18,10 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from verifier.binary import elf, pe
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import InvalidVersion
+
+from verifier.binary import cafebabe, elf, pe
 from verifier.binary.fuses import FuseMaskedView, FuseScanner
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span, View, digest_views, sha256_file
@@ -39,9 +42,19 @@ if TYPE_CHECKING:  # loaded with importlib below; named here so the import contr
     from verifier.signing import authenticode  # noqa: F401
 
 MAX_CERT_TABLE = 16 << 20
-MAX_FAT_ARCHS = 40  # Java class files have a major version >= 45 where nfat_arch sits
 SNIFF = pe.MAX_HEADERS
-_PARSER_SLIPS = (struct.error, IndexError, KeyError, ValueError, OverflowError, UnicodeError)
+# UnsupportedAlgorithm and InvalidVersion (cryptography, on certificates inside signatures)
+# derive from Exception only: fuzzing found both escaping (tests/fuzz/regressions/)
+_PARSER_SLIPS = (
+    struct.error,
+    IndexError,
+    KeyError,
+    ValueError,
+    OverflowError,
+    UnicodeError,
+    UnsupportedAlgorithm,
+    InvalidVersion,
+)
 
 
 @dataclass(frozen=True)
@@ -67,28 +80,21 @@ def sniff(head: bytes, size: int) -> FileFormat:
             return FileFormat.PE
     if elf.looks_like_elf(head):
         return FileFormat.ELF
-    if _looks_like_macho(head):
+    if _looks_like_macho(head, size):
         return FileFormat.MACHO
     if len(head) >= 24 and head[:4] == b"\x04\0\0\0" and head[16:24] == b'{"files"':
         return FileFormat.ASAR
     return FileFormat.DATA
 
 
-def _looks_like_macho(head: bytes) -> bool:
+def _looks_like_macho(head: bytes, size: int) -> bool:
+    """A thin Mach-O magic, or a fat one (tentatively: ``analyze`` reads the fat table to
+    tell a universal binary from a Java class, see ``cafebabe``)."""
     if len(head) < 8:
         return False
-    magic = head[:4]
-    if magic in (
-        b"\xfe\xed\xfa\xce",
-        b"\xfe\xed\xfa\xcf",
-        b"\xce\xfa\xed\xfe",
-        b"\xcf\xfa\xed\xfe",
-    ):
-        return True
-    if magic in (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf"):
-        nfat = int(struct.unpack_from(">I", head, 4)[0])
-        return 0 < nfat < MAX_FAT_ARCHS
-    return False
+    if head[:4] in cafebabe.FAT_MAGICS:
+        return cafebabe.classify_head(head, size) in (None, "macho")
+    return head[:4] in cafebabe.MACHO_MAGICS
 
 
 def analyze(
@@ -102,6 +108,9 @@ def analyze(
     ctx = ctx or AnalysisContext()
     head = blob.read(0, SNIFF)
     fmt = sniff(head, blob.size)
+    fat = fmt == FileFormat.MACHO and head[:4] in cafebabe.FAT_MAGICS
+    if fat and cafebabe.classify(blob.read, blob.size) != "macho":
+        fmt = FileFormat.DATA  # a Java class, or bytes no loader would run
     handler = _HANDLERS.get(fmt, _analyze_plain)
     try:
         return handler(blob, name, ctx, head, fmt, sha256)
