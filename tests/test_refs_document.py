@@ -121,6 +121,13 @@ CASES: dict[str, tuple[str, Callable[[Doc], str], str, str]] = {
         "expected an object",
     ),
     "other schema": ("win", _set(("schema",), "biv.refs/v2"), "schema", "not a biv.refs/v1"),
+    "unknown link kind": (
+        "win",
+        _set(("links",), [{"path": "a", "target": "b", "kind": "junction"}]),
+        "links[0].kind",
+        "symlink, hardlink",
+    ),
+    "link without target": ("win", _set(("links",), [{"path": "a"}]), "links[0]", "'target'"),
 }
 
 

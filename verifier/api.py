@@ -232,6 +232,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         inconclusive_reasons=tuple(unavailable),
         app_root=comparison.app_root,
         policy=policy.describe(),
+        notes=inv.notes,
     )
 
 

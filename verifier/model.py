@@ -552,7 +552,7 @@ _COMPONENT_KEYS = frozenset(
     ("name", "version", "source", "platform", "arch", "digests", "proof", "target", "npm")
 )
 _REFS_KEYS = frozenset(("schema", "component", "files", "anomalies", "links"))
-_LINK_KEYS = frozenset(("path", "target"))
+_LINK_KEYS = frozenset(("path", "target", "kind"))
 _REF_ANOMALY_KEYS = _ANOMALY_KEYS | {"path", "bundle"}
 
 
@@ -602,20 +602,27 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Link:
-    """A symbolic link of an artifact or a reference: compared like a file (DESIGN.md
-    "Archives as real extractors see them"), never followed.
+    """A link of an artifact or a reference: compared like a file (DESIGN.md "Archives as
+    real extractors see them"), never followed.
 
-    ``target`` is normalised: '/'-separated, relative to the link's own directory
-    (an asar link, stored relative to the archive root, is rewritten to that form).
+    ``kind``: "symlink", or "hardlink" (a tar's hard links: a name sharing another member's
+    file; that name is also a file of the tree). ``target`` is normalised: '/'-separated,
+    relative to the link's own directory (an asar link, stored relative to the archive
+    root, is rewritten to that form; a hard link names the first, in sorted order, of the
+    names that share its file).
     """
 
     path: str
     target: str
     location: str = ""
     container: tuple[str, ...] = ()
+    kind: str = "symlink"
 
     def to_dict(self) -> JSON:
-        return {"path": self.path, "target": self.target}
+        d: JSON = {"path": self.path, "target": self.target}
+        if self.kind != "symlink":
+            d["kind"] = self.kind
+        return d
 
     @classmethod
     def from_dict(cls, d: object, location_prefix: str = "") -> Link:
@@ -625,7 +632,32 @@ class Link:
     def read(cls, f: Fields, location_prefix: str = "") -> Link:
         f.known(_LINK_KEYS)
         path = f.text("path")
-        return cls(path, f.text("target"), f"{location_prefix}{path}")
+        kind = f.text("kind") if "kind" in f else "symlink"
+        if kind not in LINK_KINDS:
+            raise f.error("kind", f"expected one of {', '.join(LINK_KINDS)}; got {kind!r}")
+        return cls(path, f.text("target"), f"{location_prefix}{path}", (), kind)
+
+
+LINK_KINDS = ("symlink", "hardlink")
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the tree biv compared cannot show, met in this artifact (DESIGN.md: for
+    formats unpacked by external tools, what the tool cannot represent is named in the
+    report's notes). Informational: never a finding, never changes the verdict.
+
+    ``kind`` is a stable id (``dmg-symlinks-flattened``, ``deb-absolute-links``,
+    ``msi-binary-streams``, ``msi-no-files``, ``tool-links-dropped``); ``location`` is the
+    archive layer (``outer.zip!/inner.msi``); ``message`` is untrusted text (member names).
+    """
+
+    kind: str
+    location: str
+    message: str
+
+    def to_dict(self) -> JSON:
+        return {"kind": self.kind, "location": self.location, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -637,9 +669,10 @@ class Inventory:
     size: int
     entries: tuple[FileEntry, ...]
     problems: tuple[Anomaly, ...] = ()  # malformed-input, one per hostile member
-    links: tuple[Link, ...] = ()  # symlinks (never followed), sorted by path
+    links: tuple[Link, ...] = ()  # symlinks and hard links (never followed), sorted by path
     # reader names of the archive layers opened ('zip', 'msi', 'nsis', 'dmg'...)
     formats: frozenset[str] = frozenset()
+    notes: tuple[Note, ...] = ()  # what the external extractors cannot represent
 
     def by_path(self) -> dict[str, FileEntry]:
         return {e.path: e for e in self.entries}
@@ -729,7 +762,7 @@ class Reference:
     # anomalies of the release beyond single files (macOS bundle seals), evidence["path"] and
     # evidence["bundle"] set: what a shipped bundle may inherit (never findings themselves)
     anomalies: tuple[Anomaly, ...] = ()
-    links: tuple[Link, ...] = ()  # the release's symlinks (an additive biv.refs/v1 key)
+    links: tuple[Link, ...] = ()  # the release's links (an additive biv.refs/v1 key)
 
     def to_dict(self) -> JSON:
         d: JSON = {
@@ -897,9 +930,11 @@ class Report:
     inconclusive_reasons: tuple[str, ...] = ()
     app_root: str = ""
     policy: Mapping[str, Any] = field(default_factory=dict)  # {name, path, sha256}
+    notes: tuple[Note, ...] = ()  # what the unpacked tree cannot show (Note)
 
     def to_dict(self) -> JSON:
         return {
+            "notes": [n.to_dict() for n in self.notes],
             "schema": REPORT_SCHEMA,
             "tool": {"name": "biv", "version": self.tool_version},
             "generated_at": self.generated_at,
