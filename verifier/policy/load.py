@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from verifier.errors import PolicyError
+from verifier.inputs import read_regular
 from verifier.model import Severity, SigstoreIdentity
 from verifier.npmdeps.lockfile import parse_sri
 from verifier.policy.glob import GlobError, check_glob
@@ -168,8 +169,6 @@ def _check_events(text: str, path: str) -> None:
 
 
 def _parse(path: str) -> tuple[_Doc, bytes]:
-    from verifier.inputs import read_regular
-
     raw = read_regular(path, MAX_POLICY_BYTES, what="policy file", error=PolicyError)
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyError(f"policy file larger than {MAX_POLICY_BYTES} bytes", where=path)
