@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary.fuses import (
     SENTINEL,
     FuseMaskedView,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.selfsigned import make_signer, sign
 
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary.diff import (
     count_differing_bytes,
     describe_pe_divergence,

@@ -21,7 +21,7 @@ pewriter = pytest.importorskip("verifier.demo.pewriter")
 inventory = pytest.importorskip("verifier.inventory")
 compare_mod = pytest.importorskip("verifier.compare")
 
-from verifier.binary.analyze import AnalysisContext  # noqa: E402
+from verifier.analysis import AnalysisContext  # noqa: E402
 from verifier.model import FileEntry, Status  # noqa: E402
 from verifier.unpack import unpack  # noqa: E402
 from verifier.upstream import electron  # noqa: E402

@@ -271,10 +271,10 @@ def _macho_match(
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
 ) -> FileResult:
-    from verifier.binary import macho
+    from verifier.binary import macho_compare
 
     refs = [rf for _, rf in candidates if rf.format == FileFormat.MACHO]
-    slices, evidence = macho.compare_slices(entry, refs)
+    slices, evidence = macho_compare.compare_slices(entry, refs)
     ev: dict[str, Any] = {"expected_sha256": refs[0].sha256, "actual_sha256": entry.sha256}
     ev.update(evidence)
     if renamed_from:

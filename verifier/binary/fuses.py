@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from verifier.hashing import Span, View
 from verifier.model import FuseWire
@@ -106,6 +106,16 @@ class FuseScanner(View):
     def hexdigest(self) -> str:
         return ""
 
+    def found_markers(self) -> dict[str, str]:
+        """The markers found (``BinaryFacts.markers``): the Electron version, if any."""
+        return {"electron_version": self.electron_version} if self.electron_version else {}
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def copy(self) -> _Hash: ...
+    def hexdigest(self) -> str: ...
+
 
 @dataclass
 class FuseMaskedView(View):
@@ -120,8 +130,8 @@ class FuseMaskedView(View):
     name: str = "fuse-masked"
     scanner: FuseScanner | None = field(default=None, repr=False)
     _own: FuseScanner | None = field(default=None, init=False, repr=False)
-    _plain: Any = field(default=None, init=False, repr=False)
-    _masked: Any = field(default=None, init=False, repr=False)
+    _plain: _Hash = field(init=False, repr=False)
+    _masked: _Hash | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from verifier import __version__
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.errors import MalformedInputError, ReferenceUnavailableError
 from verifier.model import Anomaly
 from verifier.npmdeps.tarball import Published, TarDigests, read_tarball

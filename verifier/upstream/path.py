@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.errors import ArtifactError, UsageError
 from verifier.inventory import build_reference
 from verifier.model import Component, FileEntry, Reference

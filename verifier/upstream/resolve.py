@@ -12,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
 from verifier.upstream.path import resolve_path

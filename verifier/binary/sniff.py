@@ -1,0 +1,52 @@
+"""Which format a file announces in its first bytes (PE, ELF, Mach-O, ASAR, data).
+
+Why: every file of an inventory is sniffed to choose its analysis (``verifier.analysis``),
+and unpack sniffs lone binaries the same way. Sniffing reads only ``SNIFF`` bytes and never
+raises; a file that announces a format but does not parse is that format's parser's problem
+(a ``malformed-input`` anomaly), never a silent "data".
+"""
+
+from __future__ import annotations
+
+import struct
+
+from verifier.binary import elf, pe
+from verifier.model import FileFormat
+
+SNIFF = pe.MAX_HEADERS  # the first read of a file: a PE's headers fit in it
+MAX_FAT_ARCHS = 40  # Java class files have a major version >= 45 where nfat_arch sits
+MACHO_MAGICS = (
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+)
+FAT_MAGICS = (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf")
+
+
+def sniff(head: bytes, size: int) -> FileFormat:
+    """The format ``head`` (the first bytes of a ``size``-byte file) announces."""
+    if head[:2] == b"MZ" and len(head) >= 0x40:
+        lfanew = struct.unpack_from("<I", head, 0x3C)[0]
+        if pe.looks_like_pe(head) or lfanew + 4 > size:
+            return FileFormat.PE
+    if elf.looks_like_elf(head):
+        return FileFormat.ELF
+    if looks_like_macho(head):
+        return FileFormat.MACHO
+    if len(head) >= 24 and head[:4] == b"\x04\0\0\0" and head[16:24] == b'{"files"':
+        return FileFormat.ASAR
+    return FileFormat.DATA
+
+
+def looks_like_macho(head: bytes) -> bool:
+    """A thin Mach-O magic, or a fat one with a plausible slice count."""
+    if len(head) < 8:
+        return False
+    magic = head[:4]
+    if magic in MACHO_MAGICS:
+        return True
+    if magic in FAT_MAGICS:
+        nfat = int(struct.unpack_from(">I", head, 4)[0])
+        return 0 < nfat < MAX_FAT_ARCHS
+    return False
