@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SYSTEM_TOOLS := osslsigncode p7zip-full msitools wixl nsis genisoimage squashfs-tools rpm cpio chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench corpus install system-deps clean
+.PHONY: demo test lint bench corpus fuzz install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check verifier tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+
+# Coverage-guided fuzzing (atheris) of every parser of untrusted bytes, FUZZ_SECONDS per target
+# (default 60); FUZZ_TARGETS picks some. Crashes land in .fuzz/crashes/TARGET/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= pe macho macho_fat elf der authenticode codesign zip tar asar refs policy
+fuzz: install
+	$(BIN)/pip install -q -e '.[fuzz]'
+	@mkdir -p .fuzz; status=0; for t in $(FUZZ_TARGETS); do \
+	  $(BIN)/python tests/fuzz/run.py $$t --seconds $(FUZZ_SECONDS) | tee -a .fuzz/summary.jsonl || status=1; \
+	done; exit $$status
 
 bench: install
 	$(BIN)/python benchmarks/run.py

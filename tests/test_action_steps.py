@@ -309,8 +309,7 @@ def _probe(bindir: Path, tmp: Path) -> str | None:
 
 def test_verify_step_with_real_cli(tmp_path: Path, real_bin: Path) -> None:
     why = _biv_verify_works(real_bin, tmp_path)
-    if why is not None:
-        pytest.skip(f"biv verify not working yet (lead's CLI): {why}")
+    assert why is None, f"biv verify is broken (a product bug, not a skip): {why}"
     up, ship = tmp_path / "upstream", tmp_path / "shipped"
     for d in (up, ship):
         (d / "resources").mkdir(parents=True)
@@ -329,8 +328,7 @@ def test_verify_step_with_real_cli(tmp_path: Path, real_bin: Path) -> None:
 
 def test_verify_step_with_real_cli_fails_on_tampering(tmp_path: Path, real_bin: Path) -> None:
     why = _biv_verify_works(real_bin, tmp_path)
-    if why is not None:
-        pytest.skip(f"biv verify not working yet (lead's CLI): {why}")
+    assert why is None, f"biv verify is broken (a product bug, not a skip): {why}"
     up, ship = tmp_path / "upstream", tmp_path / "shipped"
     for d in (up, ship):
         (d / "resources").mkdir(parents=True)

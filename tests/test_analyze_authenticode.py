@@ -12,9 +12,8 @@ from verifier.analysis import AnalysisContext, analyze
 from verifier.binary import pe
 from verifier.demo import pewriter as w
 from verifier.model import Blob, SignatureKind
+from verifier.signing import trust as trust_mod
 
-trust_mod = pytest.importorskip("verifier.signing.trust")
-pytest.importorskip("verifier.signing.authenticode")
 pytestmark = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="needs osslsigncode")
 
 

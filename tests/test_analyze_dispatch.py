@@ -41,7 +41,8 @@ def _write(tmp: Path, data: bytes, name: str = "f") -> Blob:
         (b"", FileFormat.DATA),
         (b"hello world", FileFormat.DATA),
         (b"MZ" + bytes(100), FileFormat.DATA),  # DOS stub only: e_lfanew=0, no PE signature
-        (b"\xca\xfe\xba\xbe\x00\x00\x00\x34" + bytes(40), FileFormat.DATA),  # Java class 52
+        # CAFEBABE, 52 "slices" (past the cap) that do not parse, nor a Java class: data
+        (b"\xca\xfe\xba\xbe\x00\x00\x00\x48" + bytes(40), FileFormat.DATA),
         (_fat([0x01000007, 0x0100000C]), FileFormat.MACHO),
         (_thin(0x0100000C), FileFormat.MACHO),
         (_thin(7, b"\xfe\xed\xfa\xce"), FileFormat.MACHO),
@@ -60,7 +61,12 @@ def test_sniff_real_java_class() -> None:
     p = Path("/usr/share/gettext/javaversion.class")
     if not p.exists():
         pytest.skip("no Java class file on this system")
-    assert an.sniff(p.read_bytes()[:64], p.stat().st_size) == FileFormat.DATA
+    data = p.read_bytes()
+    assert an.sniff(data, len(data)) == FileFormat.DATA  # the whole file: a Java class
+    # from its first bytes alone it may be a universal binary: analyze reads the file
+    assert an.sniff(data[:64], len(data)) == FileFormat.MACHO
+    _, facts = analyze(Blob.of_file(p), p.name, AnalysisContext())
+    assert facts.format == FileFormat.DATA and facts.anomalies == ()
 
 
 def test_data_and_asar_get_sha256_only(tmp_path: Path) -> None:

@@ -150,8 +150,7 @@ def test_truncated_msi_is_malformed_not_a_crash(tmp_path: Path, app: Path) -> No
     assert cut < len(data)
     bad.write_bytes(data[:cut])
     assert MsiReader().sniff(data[:cut], str(bad))
-    with pytest.raises(ArtifactError):
-        unpack(str(bad), str(tmp_path / "w"))
+    _unreadable_top(bad, tmp_path)
     # nested inside a zip: a malformed-input problem, not an exception
     z = tmp_path / "outer.zip"
     with zipfile.ZipFile(z, "w") as zf:
@@ -287,8 +286,7 @@ def test_truncated_deb(app: Path, tmp_path: Path) -> None:
     deb = build_deb(app, tmp_path)
     bad = tmp_path / "bad.deb"
     bad.write_bytes(deb.read_bytes()[:200])
-    with pytest.raises(ArtifactError):
-        unpack(str(bad), str(tmp_path / "w"))
+    _unreadable_top(bad, tmp_path)
 
 
 def build_rpm(app: Path, tmp: Path) -> Path:
@@ -472,8 +470,7 @@ def test_corrupt_rpm(app: Path, tmp_path: Path) -> None:
     data = rpm.read_bytes()
     bad = tmp_path / "bad.rpm"
     bad.write_bytes(data[: len(data) * 2 // 3])
-    with pytest.raises(ArtifactError):
-        unpack(str(bad), str(tmp_path / "w"))
+    _unreadable_top(bad, tmp_path)
 
 
 def test_electron_builder_style_nsis_with_nested_7z(app: Path, tmp_path: Path) -> None:
@@ -589,3 +586,14 @@ def test_ole_reader_hostile_chains(app: Path, tmp_path: Path) -> None:
     with pytest.raises(MalformedInputError):
         CompoundFile(str(tmp_path / "far.msi"))
     assert not MsiReader().sniff(bytes(far[:HEAD_SIZE]), str(tmp_path / "far.msi"))
+
+
+def _unreadable_top(bad: Path, tmp_path: Path) -> None:
+    """A top-level installer that cannot be read: a malformed-input problem (DESIGN.md), an
+    ArtifactError only for an upstream release (``strict_top``)."""
+    u = unpack(str(bad), str(tmp_path / "w"))
+    assert u.members == ()
+    assert [a.rule for a in u.problems] == ["malformed-input"]
+    assert u.problems[0].evidence["location"] == bad.name
+    with pytest.raises(ArtifactError):
+        unpack(str(bad), str(tmp_path / "w2"), strict_top=True)

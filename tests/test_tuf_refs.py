@@ -282,15 +282,23 @@ def test_offline_uses_verified_cached_state(tmp_path: Path, keys: RoleKeys) -> N
 
 
 def test_freeze_attack_rejected_offline(tmp_path: Path, keys: RoleKeys) -> None:
-    """Cached metadata that has expired since is not used offline either."""
+    """Cached metadata that has expired since is not used offline either.
+
+    No clock race: the cache is filled from a valid repository, then its timestamp (and what
+    it lists) is replaced by metadata the same keys signed three days ago, which has expired.
+    """
+    from verifier.upstream.tuf_client import metadata_dir
+
     repo, cache = tmp_path / "repo", str(tmp_path / "cache")
-    root = _publish(repo, keys, expires={"timestamp": timedelta(seconds=2)})
+    root = _publish(repo, keys)
     with LocalServer(root=repo) as srv:
         url = srv.url
         load_refs(url, root, cache)
-    import time
-
-    time.sleep(2.2)
+    old = tmp_path / "old"
+    _publish(old, keys, now=datetime.now(UTC) - timedelta(days=3))
+    meta = metadata_dir(url if url.endswith("/") else url + "/", cache)
+    for role in ("timestamp", "snapshot", "targets"):
+        shutil.copyfile(old / "metadata" / f"{role}.json", meta / f"{role}.json")
     with pytest.raises(RefsVerificationError, match="Expired"):
         load_refs(url, root, cache, offline=True)
 

@@ -13,21 +13,19 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from support import asar
 from support.electron_release import ReleaseWorld, make_zip
 
-pewriter = pytest.importorskip("verifier.demo.pewriter")
-inventory = pytest.importorskip("verifier.inventory")
-compare_mod = pytest.importorskip("verifier.compare")
-
-from verifier.analysis import AnalysisContext  # noqa: E402
-from verifier.model import FileEntry, Status  # noqa: E402
-from verifier.unpack import unpack  # noqa: E402
-from verifier.upstream import electron  # noqa: E402
-from verifier.upstream.sources import default_analyzer, resolve_remote  # noqa: E402
-from verifier.upstream.tuf_client import load_refs  # noqa: E402
-from verifier.upstream.tuf_publish import RoleKeys, generate_key, publish  # noqa: E402
+from verifier import compare as compare_mod
+from verifier import inventory
+from verifier.analysis import AnalysisContext
+from verifier.demo import pewriter
+from verifier.model import FileEntry, Status
+from verifier.unpack import unpack
+from verifier.upstream import electron
+from verifier.upstream.sources import default_analyzer, resolve_remote
+from verifier.upstream.tuf_client import load_refs
+from verifier.upstream.tuf_publish import RoleKeys, generate_key, publish
 
 VERSION = "28.1.0"
 

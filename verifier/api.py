@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from verifier import __version__
+from verifier import __version__, lifecycle
 from verifier.analysis import AnalysisContext, analyze
+from verifier.archive_checks import link_anomalies, name_collision_anomalies
 from verifier.compare import CompareOptions, compare, unexplained_code
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
@@ -42,7 +42,7 @@ from verifier.model import (
 from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
-from verifier.unpack import unpack
+from verifier.unpack import Limits, unpack
 from verifier.unpack.single import single_binary
 from verifier.upstream.resolve import is_path_source, resolve
 
@@ -94,11 +94,11 @@ def make_context(
     content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
     ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
     from verifier.analysis_cache import AnalysisCache, default_cache_dir
+    from verifier.inputs import check_regular
     from verifier.signing.trust import TrustConfig
 
     for pem in trust_stores:
-        if not os.path.isfile(pem):
-            raise UsageError(f"trust store not found: {pem}", where="--trust-store")
+        check_regular(pem, what="trust store (--trust-store)")
     cache = AnalysisCache()
     if analysis_cache:
         cache = AnalysisCache.open(cache_dir or default_cache_dir())
@@ -129,13 +129,13 @@ def verify(req: VerifyRequest) -> Report:
         analysis_cache=req.analysis_cache,
         level="core" if lazy else "full",
     )
-    workdir = req.workdir or tempfile.mkdtemp(prefix="biv-")
+    workdir = req.workdir or lifecycle.make_workdir()
     os.makedirs(workdir, exist_ok=True)
     try:
         return _verify(req, policy, ctx, workdir)
     finally:
         if req.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+            lifecycle.remove_workdir(workdir)
 
 
 def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: str) -> Report:
@@ -190,6 +190,8 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     if misfit is not None:
         unavailable.append(misfit)
     extra.extend(_checks(comparison.results, inv, bundle, ctx))
+    extra.extend(name_collision_anomalies(inv))
+    extra.extend(link_anomalies(inv, refs, comparison.app_root, lambda p: classify_own(p, policy)))
     today = req.today or datetime.now(UTC).date()
     findings = evaluate(comparison.results, inv, refs, policy, today, extra=extra)
     fail_on = effective_fail_on(req.fail_on, policy)
@@ -309,6 +311,8 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if not os.path.isfile(artifact):
         return None
     blob = Blob.of_file(artifact)
+    if blob.size > Limits().max_artifact_bytes:
+        return None  # over the cap: not read (unpack reported it)
     head = blob.read(0, 8)
     name = os.path.basename(artifact)
     if head[:2] == b"MZ":
@@ -397,12 +401,25 @@ def _npm_stage(
 def _fetch_opts(req: VerifyRequest) -> FetchOptions:
     from verifier.upstream.options import FetchOptions
 
+    limits: dict[str, Any] = {}
+    for env, key, kind in (
+        ("BIV_DOWNLOAD_DEADLINE", "deadline", float),
+        ("BIV_DOWNLOAD_MIN_RATE", "min_rate", int),
+        ("BIV_DOWNLOAD_RATE_WINDOW", "rate_window", float),
+    ):
+        value = os.environ.get(env)
+        if value:
+            try:
+                limits[key] = kind(value)
+            except ValueError:
+                raise UsageError(f"{env}={value!r} is not a number") from None
     return FetchOptions(
         cache_dir=req.cache_dir,
         offline=req.offline,
         mirror=req.mirror,
         progress=req.progress is not None,
         env=req.env,
+        **limits,
     )
 
 

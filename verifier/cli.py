@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
+    if argv is None:  # the real command line (not a test calling main in-process)
+        from verifier import lifecycle
+
+        lifecycle.install_signal_handlers()
     try:
         args = build_parser().parse_args(args_list)
         if args.command is None:
@@ -177,18 +181,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(_dispatch(args))
     except BivError as exc:
-        print(f"biv: error: {exc.diagnostics()}", file=sys.stderr)
+        print(f"biv: error: {_safe(exc.diagnostics())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("biv: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line, never a pass
-        print(f"biv: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"biv: internal error: {type(exc).__name__}: {_safe(exc)}", file=sys.stderr)
         if verbose:
             import traceback
 
             traceback.print_exc()
         return 2
+
+
+def _safe(value: object) -> str:
+    """An error line may quote a member name: escaped like every untrusted string."""
+    from verifier.report.escape import text
+
+    return text(value)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -211,8 +222,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from verifier import api
+    from verifier import api, lifecycle
     from verifier.progress import make_progress
+
+    lifecycle.sweep()  # work directories of biv processes that were killed (SIGKILL)
 
     attest_cli.check_verify_options(args)
     req = api.VerifyRequest(
@@ -327,14 +340,21 @@ def render(
 
 
 def _emit(text: str, output: str | None) -> None:
+    """Write a report: valid UTF-8 whatever bytes a name held, and no ``F.tmp-PID`` left
+    behind on any error (nor on SIGINT/SIGTERM: the partial file is tracked)."""
+    from verifier import lifecycle
+    from verifier.report.escape import utf8
+
+    text = utf8(text)
     if output is None:
         sys.stdout.write(text)
         return
+    tmp = f"{output}.tmp-{os.getpid()}"
     try:
-        tmp = f"{output}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, output)
+        with lifecycle.partial_file(tmp):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, output)
     except OSError as exc:
         raise UsageError(f"cannot write report: {exc.strerror}", where=output) from exc
 
@@ -347,15 +367,23 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.against:
         pair = api.inspect_against(args.file, args.against, tuple(args.trust_store), args.at)
         if args.format == "json":
-            sys.stdout.write(json.dumps(pair, indent=2, sort_keys=True, default=str) + "\n")
+            from verifier.report.escape import json_safe
+
+            doc = json_safe(json.loads(json.dumps(pair, default=str)))
+            sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         else:
+            from verifier.report.escape import text as safe_line
             from verifier.report.explain_text import render_against
 
-            sys.stdout.write(render_against(pair))
+            lines = render_against(pair).split("\n")  # data only: every line escaped
+            sys.stdout.write("\n".join(safe_line(line) for line in lines))
         return 0
     info = api.inspect(args.file, tuple(args.trust_store), args.at)
     if args.format == "json":
-        sys.stdout.write(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+        from verifier.report.escape import json_safe
+
+        doc = json_safe(json.loads(json.dumps(info, default=str)))
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
         from verifier.report.inspect_text import render_inspect
 

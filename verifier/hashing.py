@@ -118,7 +118,8 @@ def digest_views(
 
 
 def _stream(path: str, views: Sequence[View], offset: int, size: int | None) -> None:
-    buf = bytearray(CHUNK)
+    # sized to the blob (small members are many): 1 MiB per tiny file fragments the heap
+    buf = bytearray(CHUNK if size is None else max(4096, min(CHUNK, size)))
     mv = memoryview(buf)
     pos = 0
     with open(path, "rb", buffering=0) as fh:

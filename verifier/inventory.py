@@ -22,6 +22,7 @@ from verifier.model import (
     FileEntry,
     FileFormat,
     Inventory,
+    Link,
     Reference,
 )
 from verifier.unpack import Member, Unpacked, unpack
@@ -31,8 +32,9 @@ Progress = Callable[[int, int], None]
 # Bump whenever analysis output (BinaryFacts) changes: it keys cached reference inventories.
 # (The per-file analysis cache is keyed by the source of the analysis modules as well.)
 # 2: one chain engine, signature-slack, region digests; 3: reference inventories carry
-# anomalies (inheritance); 4: complete digests for cached inventories (lazy analysis)
-ANALYSIS_VERSION = "4"
+# anomalies (inheritance); 4: complete digests for cached inventories (lazy analysis);
+# 5: reference inventories carry their symlinks
+ANALYSIS_VERSION = "5"
 
 
 def _workers() -> int:
@@ -216,6 +218,8 @@ def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = 
         size=unpacked.size,
         entries=entries,
         problems=tuple(unpacked.problems),
+        links=unpacked.links,
+        formats=unpacked.formats,
     )
 
 
@@ -261,15 +265,29 @@ def build_reference(
     from verifier.unpack.single import single_binary
 
     # a lone binary is a reference of one file (``--against path:node.exe``)
-    unpacked = single_binary(archive_path) or unpack(archive_path, sub)
+    unpacked = single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
     from verifier.macos_checks import bundle_seal_anomalies
 
     # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
     seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)
+    files = strip_single_top_dir(entries)
+    cut = _top_dir_cut(entries, files)
     return Reference(
         component=component,
-        files=strip_single_top_dir(entries),
+        files=files,
         problems=tuple(unpacked.problems) + problems,
         anomalies=tuple(seals),
+        links=tuple(
+            Link(k.path[cut:], k.target, k.location, k.container)
+            for k in unpacked.links
+            if len(k.path) > cut
+        ),
     )
+
+
+def _top_dir_cut(before: Sequence[FileEntry], after: Sequence[FileEntry]) -> int:
+    """How many characters ``strip_single_top_dir`` removed from each path (0 or dir + '/')."""
+    if not before or before[0].path == after[0].path:
+        return 0
+    return len(before[0].path) - len(after[0].path)

@@ -870,6 +870,29 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A symbolic link of an artifact or a reference: compared like a file (DESIGN.md
+    "Archives as real extractors see them"), never followed.
+
+    ``target`` is normalised: '/'-separated, relative to the link's own directory
+    (an asar link, stored relative to the archive root, is rewritten to that form).
+    """
+
+    path: str
+    target: str
+    location: str = ""
+    container: tuple[str, ...] = ()
+
+    def to_dict(self) -> JSON:
+        return {"path": self.path, "target": self.target}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], location_prefix: str = "") -> Link:
+        path = str(d["path"])
+        return cls(path, str(d["target"]), f"{location_prefix}{path}")
+
+
+@dataclass(frozen=True)
 class Inventory:
     """Everything inside one artifact, plus what could not be read safely."""
 
@@ -878,6 +901,9 @@ class Inventory:
     size: int
     entries: tuple[FileEntry, ...]
     problems: tuple[Anomaly, ...] = ()  # malformed-input, one per hostile member
+    links: tuple[Link, ...] = ()  # symlinks (never followed), sorted by path
+    # reader names of the archive layers opened ('zip', 'msi', 'nsis', 'dmg'...)
+    formats: frozenset[str] = frozenset()
 
     def by_path(self) -> dict[str, FileEntry]:
         return {e.path: e for e in self.entries}
@@ -959,9 +985,10 @@ class Reference:
     # anomalies of the release beyond single files (macOS bundle seals), evidence["path"] and
     # evidence["bundle"] set: what a shipped bundle may inherit (never findings themselves)
     anomalies: tuple[Anomaly, ...] = ()
+    links: tuple[Link, ...] = ()  # the release's symlinks (an additive biv.refs/v1 key)
 
     def to_dict(self) -> JSON:
-        return {
+        d: JSON = {
             "schema": "biv.refs/v1",
             "component": self.component.to_dict(),
             "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
@@ -974,6 +1001,9 @@ class Reference:
                 for a in self.anomalies
             ],
         }
+        if self.links:
+            d["links"] = [k.to_dict() for k in sorted(self.links, key=lambda k: k.path)]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Reference:
@@ -990,7 +1020,8 @@ class Reference:
             for a in d.get("anomalies", [])
         )
         files = tuple(FileEntry.from_ref_dict(f) for f in d.get("files", []))
-        return cls(comp, files, (), anomalies)
+        links = tuple(Link.from_dict(k) for k in d.get("links", []))
+        return cls(comp, files, (), anomalies, links)
 
 
 # --- comparison ----------------------------------------------------------------------------

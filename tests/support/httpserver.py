@@ -9,7 +9,9 @@
 
 Faults: ``stall`` sends headers then nothing (until the server stops or ``stall_seconds``),
 ``hang`` sends nothing at all, ``drop`` closes the connection without an answer,
-``truncate`` promises more bytes than it sends and closes, a number answers with that status.
+``truncate`` promises more bytes than it sends and closes, ``trickle`` sends one byte of the
+body per second (each read is fast, the download never ends), a number answers with that
+status.
 A fault can be limited to the first N requests (``times=N``) to test retries.
 """
 
@@ -164,6 +166,20 @@ class LocalServer:
             h.end_headers()
             h.wfile.flush()
             self._stop.wait(self.stall_seconds)
+            h.close_connection = True
+            return
+        if mode == "trickle":
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            for i in range(len(body)):
+                try:
+                    h.wfile.write(body[i : i + 1])
+                    h.wfile.flush()
+                except OSError:
+                    break
+                if self._stop.wait(1.0):
+                    break
             h.close_connection = True
             return
         if mode == "truncate":

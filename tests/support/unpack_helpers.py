@@ -68,3 +68,20 @@ def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
     box.unchanged()
     blobs_inside(u, box.work, box.art)
     return u
+
+
+def assert_unreadable_top(box: Box, art: Path, match: str) -> Unpacked:
+    """A top-level archive that cannot be read is one ``malformed-input`` problem (exit 1,
+    DESIGN.md), and an ``ArtifactError`` only for a caller that asks (``strict_top``)."""
+    import pytest
+
+    from verifier.errors import ArtifactError
+
+    u = run(box, art)
+    (a,) = [p for p in u.problems if match in p.message]
+    assert a.rule == "malformed-input"
+    assert a.evidence["location"] == art.name
+    with pytest.raises(ArtifactError, match=match) as exc:
+        unpack(str(art), str(box.work.parent / "strict"), strict_top=True)
+    assert "\n" not in exc.value.diagnostics()
+    return u

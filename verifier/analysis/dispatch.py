@@ -8,18 +8,34 @@ where parser faults become findings).
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable
 
 from verifier.analysis.context import AnalysisContext
 from verifier.analysis.macho import analyze_macho
 from verifier.analysis.pe import analyze_pe
+from verifier.binary import cafebabe
 from verifier.binary.elf_digests import analyze_elf
-from verifier.binary.sniff import SNIFF, sniff
+from verifier.binary.sniff import SNIFF, is_fat, sniff
 from verifier.errors import MalformedInputError
 from verifier.hashing import sha256_file
 from verifier.model import Anomaly, BinaryFacts, Blob, FileFormat
 
 _PARSER_SLIPS = (struct.error, IndexError, KeyError, ValueError, OverflowError, UnicodeError)
+
+
+def _crypto_slips() -> tuple[type[Exception], ...]:
+    """cryptography's errors on certificates inside signatures (UnsupportedAlgorithm,
+    InvalidVersion), which derive from Exception only: fuzzing found both escaping
+    (tests/fuzz/regressions/). cryptography is loaded where a signature is checked, so
+    before it is loaded none of them can have been raised."""
+    if "cryptography" not in sys.modules:
+        return ()
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.x509 import InvalidVersion
+
+    return (UnsupportedAlgorithm, InvalidVersion)
+
 
 _Handler = Callable[[Blob, str, AnalysisContext, bytes, str | None], tuple[str, BinaryFacts]]
 
@@ -60,6 +76,9 @@ def analyze(
     ctx = ctx or AnalysisContext()
     head = blob.read(0, SNIFF)
     fmt = sniff(head, blob.size)
+    fat = fmt == FileFormat.MACHO and is_fat(head)
+    if fat and cafebabe.classify(blob.read, blob.size) != "macho":
+        fmt = FileFormat.DATA  # a Java class, or bytes no loader would run
     handler = _HANDLERS.get(fmt)
     if handler is None:
         # ASAR and data: the plain sha256 only (ASAR members are inventoried by unpack)
@@ -69,7 +88,9 @@ def analyze(
         return handler(blob, name, ctx, head, sha256)
     except MalformedInputError as exc:
         return _malformed(blob, name, fmt, exc)
-    except _PARSER_SLIPS as exc:
+    except Exception as exc:
+        if not isinstance(exc, _PARSER_SLIPS + _crypto_slips()):
+            raise
         # A parser that let a low-level error through: still the input's fault as far as
         # the verdict goes, never a crash.
         err = MalformedInputError(f"{type(exc).__name__}: {exc}")

@@ -17,6 +17,7 @@ import itertools
 import struct
 from dataclasses import dataclass, field
 
+from verifier.binary import cafebabe
 from verifier.binary import fuses as fuses_mod
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span
@@ -47,7 +48,7 @@ CPU_TYPES = {
     18 | CPU_ARCH_ABI64: "ppc64",
 }
 
-MAX_FAT_ARCHS = 64
+MAX_FAT_ARCHS = cafebabe.MAX_FAT_ARCHS  # one cap, one place
 MAX_NCMDS = 4096
 MAX_SIZEOFCMDS = 16 << 20
 MAX_SECTIONS = 4096

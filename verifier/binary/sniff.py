@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import struct
 
-from verifier.binary import elf, pe
+from verifier.binary import cafebabe, elf, pe
 from verifier.model import FileFormat
 
 SNIFF = pe.MAX_HEADERS  # the first read of a file: a PE's headers fit in it
-MAX_FAT_ARCHS = 40  # Java class files have a major version >= 45 where nfat_arch sits
-MACHO_MAGICS = (
-    b"\xfe\xed\xfa\xce",
-    b"\xfe\xed\xfa\xcf",
-    b"\xce\xfa\xed\xfe",
-    b"\xcf\xfa\xed\xfe",
-)
-FAT_MAGICS = (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf")
 
 
 def sniff(head: bytes, size: int) -> FileFormat:
@@ -32,21 +24,24 @@ def sniff(head: bytes, size: int) -> FileFormat:
             return FileFormat.PE
     if elf.looks_like_elf(head):
         return FileFormat.ELF
-    if looks_like_macho(head):
+    if looks_like_macho(head, size):
         return FileFormat.MACHO
     if len(head) >= 24 and head[:4] == b"\x04\0\0\0" and head[16:24] == b'{"files"':
         return FileFormat.ASAR
     return FileFormat.DATA
 
 
-def looks_like_macho(head: bytes) -> bool:
-    """A thin Mach-O magic, or a fat one with a plausible slice count."""
+def looks_like_macho(head: bytes, size: int) -> bool:
+    """A thin Mach-O magic, or a fat one (tentatively: ``analyze`` reads the fat table to
+    tell a universal binary from a Java class, see ``cafebabe``)."""
     if len(head) < 8:
         return False
-    magic = head[:4]
-    if magic in MACHO_MAGICS:
-        return True
-    if magic in FAT_MAGICS:
-        nfat = int(struct.unpack_from(">I", head, 4)[0])
-        return 0 < nfat < MAX_FAT_ARCHS
-    return False
+    if head[:4] in cafebabe.FAT_MAGICS:
+        return cafebabe.classify_head(head, size) in (None, "macho")
+    return head[:4] in cafebabe.MACHO_MAGICS
+
+
+def is_fat(head: bytes) -> bool:
+    """Whether ``head`` starts with a fat (universal) Mach-O magic, which a Java class
+    shares: ``cafebabe.classify`` tells them apart from the whole file."""
+    return head[:4] in cafebabe.FAT_MAGICS

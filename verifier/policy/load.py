@@ -165,12 +165,9 @@ def _check_events(text: str, path: str) -> None:
 
 
 def _parse(path: str) -> tuple[_Doc, bytes]:
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_POLICY_BYTES + 1)
-    except OSError as e:
-        raise PolicyError(f"cannot read policy file: {e.strerror or e}", where=path) from None
+    from verifier.inputs import read_regular
+
+    raw = read_regular(path, MAX_POLICY_BYTES, what="policy file", error=PolicyError)
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyError(f"policy file larger than {MAX_POLICY_BYTES} bytes", where=path)
     try:

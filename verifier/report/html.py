@@ -23,6 +23,8 @@ from verifier.rules import rule
 _SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
 
 # control characters, bidi overrides/isolates, zero-width characters, BOM
+from verifier.report.escape import json_safe, utf8  # noqa: E402
+
 _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 )
@@ -77,7 +79,7 @@ details.identical summary{cursor:pointer;color:#374151;margin:6px 0}
 
 
 def _visible(s: str) -> str:
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+    return utf8(_INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", s))
 
 
 def esc(value: object) -> str:
@@ -301,7 +303,7 @@ def _plain(v: object) -> str:
     if isinstance(v, bytes | bytearray):
         return bytes(v).hex()
     try:
-        return json.dumps(v, sort_keys=True, default=str, ensure_ascii=False)
+        return json.dumps(json_safe(v), sort_keys=True, default=str, ensure_ascii=False)
     except (TypeError, ValueError):
         return str(v)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from verifier.report import escape
+
 # Authenticode and Mach-O details worth a line each, in this order
 _DETAIL_KEYS = (
     "digest_algorithm",
@@ -81,4 +83,5 @@ def render_inspect(info: Mapping[str, Any]) -> str:
         out.append(f"    {a['rule']}{arch}: {a['message']}")
         for r in a.get("evidence", {}).get("ranges", []) or []:
             out.append(f"      bytes {r.get('offset')}..+{r.get('length')}")
-    return "\n".join(out) + "\n"
+    # every line is data from the file (names, subjects, messages): escaped whole
+    return "\n".join(escape.text(line) for line in out) + "\n"

@@ -7,15 +7,39 @@ would force the pure-Python encoder, which costs seconds on a 10,000-file report
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from verifier.model import Report
+from verifier.model import Finding, Report
+from verifier.report.escape import has_raw_bytes, json_safe
 
 
 def _item(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    """One value as JSON; valid UTF-8 whatever bytes a name held (``escape.json_safe``)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if has_raw_bytes(text):
+        text = json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False)
+    return text
+
+
+class _Lazy(Sequence[Any]):
+    """A list whose items are made one at a time while they are written (a 200,000-file
+    report never holds every file's dict at once)."""
+
+    def __init__(self, items: Sequence[Any], make: Callable[[Any], Any]) -> None:
+        self.items = items
+        self.make = make
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.make(self.items[i])
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self.make(x) for x in self.items)
 
 
 def dumps_report(doc: Mapping[str, Any]) -> str:
@@ -24,17 +48,21 @@ def dumps_report(doc: Mapping[str, Any]) -> str:
     for i, key in enumerate(keys):
         value = doc[key]
         comma = "," if i < len(keys) - 1 else ""
-        if isinstance(value, list) and value:
+        if isinstance(value, list | _Lazy) and value:
             lines.append(f"  {_item(key)}: [")
             lines.extend(
                 f"    {_item(v)}{',' if j < len(value) - 1 else ''}" for j, v in enumerate(value)
             )
             lines.append(f"  ]{comma}")
         else:
+            value = list(value) if isinstance(value, _Lazy) else value
             lines.append(f"  {_item(key)}: {_item(value)}{comma}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
 def render_json(report: Report) -> str:
-    return dumps_report(report.to_dict())
+    doc = dataclasses.replace(report, files=(), findings=()).to_dict()
+    doc["files"] = _Lazy(sorted(report.files, key=lambda f: f.path), lambda f: f.to_dict())
+    doc["findings"] = _Lazy(sorted(report.findings, key=Finding.sort_key), lambda f: f.to_dict())
+    return dumps_report(doc)

@@ -16,6 +16,7 @@ from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key, fingerprint
 from verifier.model import JSON, Finding, Report
+from verifier.report.escape import json_safe
 from verifier.report.explain_text import short_summary, summary_lines
 from verifier.rules import RULES, SARIF_LEVEL, Rule, rule
 
@@ -203,4 +204,4 @@ def render_sarif(
             }
         ],
     }
-    return json.dumps(log, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(json_safe(log), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

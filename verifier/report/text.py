@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from verifier.model import Finding, Report, Severity, Status, Verdict
 from verifier.npmdeps.summary import NpmSummary, summarise
+from verifier.report.escape import text as e
 from verifier.report.explain_text import EXPLAIN_KEYS, summary_lines
 
 if TYPE_CHECKING:
@@ -45,22 +46,22 @@ def render_text(
 ) -> str:
     out: list[str] = []
     art = report.artifact
-    out.append(f"biv {report.tool_version}: {art.get('path')}")
-    out.append(f"  artifact  sha256 {art.get('sha256')}  ({art.get('size')} bytes)")
+    out.append(f"biv {report.tool_version}: {e(art.get('path'))}")
+    out.append(f"  artifact  sha256 {e(art.get('sha256'))}  ({e(art.get('size'))} bytes)")
     for c in report.components:
         if c.npm is not None:
             continue  # summarised below (there may be hundreds)
-        ver = f" {c.version}" if c.version else ""
-        plat = f" {c.platform}-{c.arch}" if c.platform else ""
-        out.append(f"  upstream  {c.name}{ver}{plat}  from {c.source}")
+        ver = f" {e(c.version)}" if c.version else ""
+        plat = f" {e(c.platform)}-{e(c.arch)}" if c.platform else ""
+        out.append(f"  upstream  {e(c.name)}{ver}{plat}  from {e(c.source)}")
         for step in c.proof:
-            out.append(f"            proven: {step}")
+            out.append(f"            proven: {e(step)}")
     npm = summarise(report)
     if npm is not None:
-        out.append(f"  npm deps  {npm.headline()}  (deps:npm)")
-    out.append(f"  app root  {report.app_root or '.'}")
+        out.append(f"  npm deps  {e(npm.headline())}  (deps:npm)")
+    out.append(f"  app root  {e(report.app_root or '.')}")
     if report.policy:
-        out.append(f"  policy    {report.policy.get('name')}")
+        out.append(f"  policy    {e(report.policy.get('name'))}")
     active = [f for f in report.findings if not f.suppressed]
     counts = Counter(f.severity for f in active)
     summary = ", ".join(f"{counts[s]} {s.value}" for s in Severity if counts[s])
@@ -68,11 +69,11 @@ def render_text(
     out.append("")
     out.append(f"{verdict}  ({summary or 'no findings'}; fail-on {report.fail_on.value})")
     for reason in report.inconclusive_reasons:
-        out.append(f"  inconclusive: {reason}")
+        out.append(f"  inconclusive: {e(reason)}")
     if baseline is not None:
         out.append("")
         out.append(
-            f"Since {baseline.baseline_path} (biv {baseline.baseline_version}): "
+            f"Since {e(baseline.baseline_path)} (biv {e(baseline.baseline_version)}): "
             f"{len(baseline.new_files)} new files, {len(baseline.newly_divergent)} newly "
             f"divergent, {len(baseline.new_signers)} with new signers, "
             f"{len(baseline.new_findings)} new findings, "
@@ -97,17 +98,18 @@ def render_text(
         width = max(len(r.status.value) for r in changed)
         for r in sorted(changed, key=lambda r: r.path):
             sig = r.shipped.facts.signature if r.shipped else None
-            signer = sig.signers[0].subject if sig and sig.signers else "unsigned"
+            signer = e(sig.signers[0].subject) if sig and sig.signers else "unsigned"
             extra = ""
             if r.slices:
-                extra = f"  [slices: {', '.join(f'{s.arch}={s.status.value}' for s in r.slices)}]"
+                arches = ", ".join(f"{e(s.arch)}={s.status.value}" for s in r.slices)
+                extra = f"  [slices: {arches}]"
             is_new = baseline is not None and baseline.is_new_file(r.path)
             new_mark = " [new]" if is_new else ""
-            out.append(f"  {r.status.value:<{width}}  {r.path}  ({signer}){extra}{new_mark}")
+            out.append(f"  {r.status.value:<{width}}  {e(r.path)}  ({signer}){extra}{new_mark}")
     if verbose:
         for r in sorted(report.files, key=lambda r: r.path):
             if r.status == Status.IDENTICAL:
-                out.append(f"  identical  {r.path}")
+                out.append(f"  identical  {e(r.path)}")
     return "\n".join(out) + "\n"
 
 
@@ -141,7 +143,7 @@ def _npm_lines(npm: NpmSummary, verbose: bool) -> list[str]:
     hidden = len(npm.lines) - len(shown)
     if hidden:
         out.append(f"  ({hidden} verified dependencies not listed; -v lists them)")
-    return out
+    return [e(line) for line in out]  # package names and paths come from the artifact
 
 
 _EVIDENCE_ORDER = (
@@ -165,21 +167,20 @@ def _sha_of(report: Report, path: str) -> str | None:
 def _finding_lines(f: Finding, color: bool, verbose: bool, new: bool = False) -> list[str]:
     sev = _paint(f"{f.severity.value.upper():<8}", f.severity, color)
     tag = (
-        "  (suppressed: " + (f.waiver.reason if f.waiver else "waived") + ")"
+        "  (suppressed: " + (e(f.waiver.reason) if f.waiver else "waived") + ")"
         if f.suppressed
         else ""
     )
     mark = " [new]" if new else ""
-    lines = [f"  {sev} {f.rule:<30} {f.location}{tag}{mark}", f"           {f.message}"]
+    lines = [f"  {sev} {e(f.rule):<30} {e(f.location)}{tag}{mark}", f"           {e(f.message)}"]
     ev: Mapping[str, Any] = f.evidence
     sections = ev.get("sections")
     if sections:
         parts = []
         for s in sections:
             n = s.get("differing_bytes")
-            parts.append(
-                f"{s.get('name')} ({n} bytes differ)" if n is not None else str(s.get("name"))
-            )
+            name = e(s.get("name"))
+            parts.append(f"{name} ({e(n)} bytes differ)" if n is not None else name)
         lines.append(f"           sections: {', '.join(parts)}")
     for key in (
         "entry_point_changed",
@@ -190,19 +191,20 @@ def _finding_lines(f: Finding, color: bool, verbose: bool, new: bool = False) ->
         if ev.get(key):
             lines.append(f"           {key.replace('_', ' ')}")
     if ev.get("executable_sections_changed"):
-        lines.append(f"           executable sections changed: {ev['executable_sections_changed']}")
+        changed = e(ev["executable_sections_changed"])
+        lines.append(f"           executable sections changed: {changed}")
     for r in ev.get("ranges", []) or []:
-        lines.append(f"           bytes {r.get('offset')}..+{r.get('length')}")
+        lines.append(f"           bytes {e(r.get('offset'))}..+{e(r.get('length'))}")
     for key in ("entropy", "first_bytes", "windows_default", "padding_check"):
         if key in ev:
-            lines.append(f"           {key}: {ev[key]}")
+            lines.append(f"           {key}: {e(ev[key])}")
     for key in _EVIDENCE_ORDER:
         if ev.get(key) is not None:
-            lines.append(f"           {key}: {ev[key]}")
-    lines += [f"           {x}" for x in summary_lines(ev)]
+            lines.append(f"           {key}: {e(ev[key])}")
+    lines += [f"           {e(x)}" for x in summary_lines(ev)]
     if verbose:
         shown = {"sections", "ranges", "entropy", "first_bytes", *_EVIDENCE_ORDER, *EXPLAIN_KEYS}
         for key, val in sorted(ev.items()):
             if key not in shown:
-                lines.append(f"           {key}: {val}")
+                lines.append(f"           {e(key)}: {e(val)}")
     return lines

@@ -44,12 +44,17 @@ __all__ = ["Limits", "Member", "Problem", "Unpacked", "directory_digest", "tree_
 
 
 def unpack(
-    path: str, workdir: str, limits: Limits | None = None, *, hash_files: bool = True
+    path: str,
+    workdir: str,
+    limits: Limits | None = None,
+    *,
+    hash_files: bool = True,
+    strict_top: bool = False,
 ) -> Unpacked:
     """See :func:`verifier.unpack.core.unpack`."""
     from verifier.unpack import core
 
-    return core.unpack(path, workdir, limits, hash_files=hash_files)
+    return core.unpack(path, workdir, limits, hash_files=hash_files, strict_top=strict_top)
 
 
 def tree_digest(pairs: list[tuple[str, str]]) -> str:

@@ -9,11 +9,14 @@ import os
 import resource
 import signal
 import sys
+import threading
+import time
 from typing import Any
 
 from verifier.errors import MalformedInputError
 from verifier.unpack import registry
 from verifier.unpack.limits import Limits
+from verifier.unpack.result import Extraction
 
 _MAX_REQUEST = 16 << 20
 
@@ -55,24 +58,42 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
     reader = registry.get(str(job["reader"]))
     try:
         if job.get("kind") == "entries" and isinstance(reader, registry.InPlaceReader):
-            entries, problems = reader.entries(str(job["src"]), limits)
+            entries, problems, links = reader.entries(str(job["src"]), limits)
             return {
                 "problems": [[p.member, p.message] for p in problems],
                 "entries": [[e.path, e.offset, e.size] for e in entries],
+                "links": [[k.member, k.target, k.from_root] for k in links],
             }
         if not isinstance(reader, registry.Extractor):
             return {"problems": [], "aborted": f"no reader named {job['reader']!r}"}
-        problems = reader.extract(str(job["src"]), str(job["dest"]), limits)
+        out = reader.extract(str(job["src"]), str(job["dest"]), limits)
     except MalformedInputError as e:
         return {"problems": [], "fatal": e.message}
     except MemoryError:
         return {"problems": [], "aborted": "extraction ran out of memory (cap reached)"}
     except RecursionError:
         return {"problems": [], "aborted": "extraction recursed too deeply"}
-    return {"problems": [[p.member, p.message] for p in problems]}
+    problems, links = (out.problems, out.links) if isinstance(out, Extraction) else (out, [])
+    answer: dict[str, Any] = {
+        "problems": [[p.member, p.message] for p in problems],
+        "links": [[k.member, k.target, k.from_root] for k in links],
+    }
+    if isinstance(out, Extraction) and out.files >= 0:
+        answer["written"] = [out.files, out.size]  # no need to walk what was written
+    return answer
+
+
+def _watch_parent(parent: int) -> None:
+    """If biv dies (even by SIGKILL), take this worker's whole group (its external tools
+    included) down with it. The group is the worker's own session: never biv's caller."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def main() -> int:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     req = json.loads(sys.stdin.read(_MAX_REQUEST))
     limits = Limits.from_dict(req["limits"])
     jobs = list(req["jobs"])
@@ -87,6 +108,8 @@ def main() -> int:
         sys.stdout.flush()
         if job.get("kind") == "entries":
             files, size = len(answer.get("entries", [])), 0
+        elif "written" in answer:
+            files, size = answer.pop("written")
         else:
             files, size = _written(str(job["dest"]))
         limits = limits.with_budget(

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from verifier.errors import MalformedInputError
-from verifier.unpack import paths, registry
+from verifier.unpack import registry
 from verifier.unpack.limits import Limits
 from verifier.unpack.registry import Entry
-from verifier.unpack.result import Problem
+from verifier.unpack.result import LinkRecord, Problem
 
 _MAGIC = b"\x04\x00\x00\x00"
 _MAX_OFFSET_DIGITS = 20
@@ -94,11 +94,13 @@ def _bad_name(name: str) -> bool:
     )
 
 
-def list_entries(path: str, limits: Limits) -> tuple[list[Entry], list[Problem]]:
-    """Every packed file of the asar at ``path``, bounds-checked against its size."""
+def list_entries(path: str, limits: Limits) -> tuple[list[Entry], list[Problem], list[LinkRecord]]:
+    """Every packed file of the asar at ``path``, bounds-checked against its size, and its
+    links (targets relative to the archive root, as @electron/asar stores them)."""
     data_start, root, dups = read_header(path, limits)
     data_size = Path(path).stat().st_size - data_start
     entries: list[Entry] = []
+    links: list[LinkRecord] = []
     problems = [Problem(k, f"duplicate key {k!r} in asar header") for k in dups]
     stack: list[tuple[str, dict[str, Any], int]] = [("", root["files"], 1)]
     while stack:
@@ -121,8 +123,13 @@ def list_entries(path: str, limits: Limits) -> tuple[list[Entry], list[Problem]]
                 continue
             if "link" in node:
                 link = node["link"]
-                if not isinstance(link, str) or paths.link_escapes(member, link):
-                    problems.append(Problem(member, f"asar link escapes the archive: {link!r}"))
+                if not isinstance(link, str):
+                    problems.append(Problem(member, f"asar link is not a string: {link!r}"))
+                elif len(entries) + len(links) >= limits.max_members:
+                    problems.append(Problem(member, f"more than {limits.max_members} asar members"))
+                    return entries, problems, links
+                else:
+                    links.append(LinkRecord(member, link, from_root=True))
                 continue
             if node.get("unpacked") is True:
                 continue
@@ -133,11 +140,11 @@ def list_entries(path: str, limits: Limits) -> tuple[list[Entry], list[Problem]]
             if off + size > data_size:
                 problems.append(Problem(member, f"asar entry data ({off}+{size}) past end of file"))
                 continue
-            if len(entries) >= limits.max_members:
+            if len(entries) + len(links) >= limits.max_members:
                 problems.append(Problem(member, f"more than {limits.max_members} asar members"))
-                return entries, problems
+                return entries, problems, links
             entries.append(Entry(member, data_start + off, size))
-    return entries, problems
+    return entries, problems, links
 
 
 class AsarReader:
@@ -148,7 +155,9 @@ class AsarReader:
             return False
         return head[16:17] == b"{" or filename.endswith(".asar")
 
-    def entries(self, src: str, limits: Limits) -> tuple[list[Entry], list[Problem]]:
+    def entries(
+        self, src: str, limits: Limits
+    ) -> tuple[list[Entry], list[Problem], list[LinkRecord]]:
         return list_entries(src, limits)
 
 

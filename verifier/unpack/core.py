@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,10 @@ from pathlib import Path
 from verifier import model
 from verifier.errors import ArtifactError, MalformedInputError
 from verifier.hashing import sha256_bytes
-from verifier.unpack import paths, registry, sandbox
+from verifier.unpack import links, paths, registry, sandbox
 from verifier.unpack.limits import Budget, Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
-from verifier.unpack.result import Member, Problem, Unpacked, anomaly
+from verifier.unpack.result import LinkRecord, Member, Problem, Unpacked, anomaly
 from verifier.unpack.walk import WalkedFile, hash_file, walk
 
 
@@ -54,12 +55,17 @@ class _Layer:
 
 
 class _Unpacker:
-    def __init__(self, workdir: str, limits: Limits, *, hash_files: bool = True) -> None:
+    def __init__(
+        self, workdir: str, limits: Limits, *, hash_files: bool = True, strict_top: bool = False
+    ) -> None:
         self.workdir = workdir
         self.limits = limits
         self.hash_files = hash_files
+        self.strict_top = strict_top
         self.budget = Budget(limits)
         self.members: list[Member] = []
+        self.links: list[model.Link] = []
+        self.formats: set[str] = set()
         self.pending: list[_Layer] = []  # archives found, not opened yet
         self.problems: list[model.Anomaly] = []
 
@@ -73,6 +79,28 @@ class _Unpacker:
         if len(found) > cap:
             where = _location(container, "")
             self.problem(where, prefix.rstrip("/"), f"{len(found) - cap} more problems not listed")
+
+    def layer_links(
+        self,
+        files: list[str],
+        found: list[LinkRecord],
+        prefix: str,
+        container: tuple[str, ...],
+    ) -> set[str]:
+        """Check one layer's links with its members; record the safe ones; return the
+        members to drop (they cross a link, so an extractor writes them elsewhere)."""
+        safe, problems, bad = links.check(files, found)
+        self.problems_in(container, prefix, problems)
+        for rec in safe:
+            self.links.append(
+                model.Link(
+                    prefix + rec.member,
+                    links.normalise(rec),
+                    _location(container, rec.member),
+                    container,
+                )
+            )
+        return bad
 
     def add(self, f: WalkedFile, prefix: str, container: tuple[str, ...], depth: int) -> None:
         """Record one file; queue it when it is an archive that may be opened."""
@@ -131,24 +159,42 @@ class _Unpacker:
         except OSError as e:
             raise ArtifactError(f"cannot run the extractor: {e}", where=layers[0].src) from None
         for layer, job, outcome in zip(layers, jobs, outcomes, strict=True):
+            self.formats.add(layer.reader.name)
             if outcome.fatal is not None:
                 self._unreadable(layer, outcome.fatal, top=top)
             if outcome.aborted is not None:
                 self.problem(layer.where, layer.here, outcome.aborted)
             self.problems_in(layer.container, layer.prefix, outcome.problems)
             if isinstance(layer.reader, Extractor):
+                recs = list(outcome.links)
                 files, found = walk(
-                    job.dest, self.limits, self.budget, hash_files=self.hash_files, sniff=True
+                    job.dest,
+                    self.limits,
+                    self.budget,
+                    hash_files=self.hash_files,
+                    sniff=True,
+                    links=recs,
                 )
                 self.problems_in(layer.container, layer.prefix, found)
+                bad = self.layer_links([f.rel for f in files], recs, layer.prefix, layer.container)
                 for f in files:
-                    self.add(f, layer.prefix, layer.container, layer.depth)
+                    if f.rel not in bad:
+                        self.add(f, layer.prefix, layer.container, layer.depth)
             else:
-                self._in_place(layer, outcome.entries)
+                bad = self.layer_links(
+                    [e.path for e in outcome.entries],
+                    outcome.links,
+                    layer.prefix,
+                    layer.container,
+                )
+                self._in_place(layer, [e for e in outcome.entries if e.path not in bad])
 
     def _unreadable(self, layer: _Layer, message: str, *, top: bool) -> None:
+        """A whole archive that cannot be read: hostile, truncated or over a cap, so a
+        ``malformed-input`` problem, at top level too (DESIGN.md); an ArtifactError only
+        when the caller asked for it (an upstream ``path:`` release)."""
         text = f"unreadable {layer.reader.name} archive: {message}"
-        if top:
+        if top and self.strict_top:
             raise ArtifactError(text, where=layer.src)
         self.problem(layer.where, layer.here, text)
 
@@ -184,6 +230,14 @@ class _Unpacker:
             self.members.append(Member(layer.prefix + ent.path, loc, layer.container, blob))
 
 
+def _code_format(head: bytes, size: int) -> str | None:
+    """'pe', 'macho' or 'elf' when ``head`` starts a lone binary, else None."""
+    from verifier.binary.sniff import sniff
+
+    fmt = sniff(head, size)
+    return fmt.value if fmt.is_code else None
+
+
 def _unclean(name: str, max_len: int) -> bool:
     try:
         return paths.clean_name(name, max_len) != name
@@ -192,7 +246,12 @@ def _unclean(name: str, max_len: int) -> bool:
 
 
 def unpack(
-    path: str, workdir: str, limits: Limits | None = None, *, hash_files: bool = True
+    path: str,
+    workdir: str,
+    limits: Limits | None = None,
+    *,
+    hash_files: bool = True,
+    strict_top: bool = False,
 ) -> Unpacked:
     """Every member of the artifact at ``path``; extracted files go under ``workdir``.
 
@@ -201,43 +260,77 @@ def unpack(
     its own single pass; for a directory, ``Unpacked.sha256`` is then '' and the caller
     computes ``tree_digest`` over the members whose ``container`` is empty.
 
-    Raises ``ArtifactError`` when the artifact itself cannot be read (missing, not a
-    directory nor a supported archive, truncated beyond reading). Hostile or unreadable
-    members are ``malformed-input`` problems in the result.
+    Raises ``ArtifactError`` only when the artifact cannot be opened at all: missing,
+    unreadable, not a regular file or directory (a FIFO is refused without being opened
+    for reading), or of no supported format (found by sniffing its first bytes, before
+    anything is hashed). A hostile, truncated or over-cap archive, at top level as inside,
+    is a ``malformed-input`` problem in the result (``strict_top=True``: an ArtifactError
+    for a top-level archive that cannot be read, for an upstream release given by path).
+    An archive larger than ``Limits.max_artifact_bytes`` is not read at all
+    (``Unpacked.sha256`` is then '').
     """
     limits = limits or Limits()
     registry.load_builtin()
-    if not os.path.lexists(path):
-        raise ArtifactError("no such file or directory", where=path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ArtifactError("no such file or directory", where=path) from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise ArtifactError("not a regular file or a directory", where=path)
     try:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArtifactError(f"cannot create work directory: {e.strerror}", where=workdir) from None
-    u = _Unpacker(str(Path(workdir).absolute()), limits, hash_files=hash_files)
-    if Path(path).is_dir():
+    u = _Unpacker(
+        str(Path(workdir).absolute()), limits, hash_files=hash_files, strict_top=strict_top
+    )
+    if stat.S_ISDIR(st.st_mode):
+        recs: list[LinkRecord] = []
         files, found = walk(
-            path, limits, u.budget, count_bytes=False, hash_files=hash_files, sniff=True
+            path, limits, u.budget, count_bytes=False, hash_files=hash_files, sniff=True, links=recs
         )
         u.problems_in((), "", found)
+        bad = u.layer_links([f.rel for f in files], recs, "", ())
+        files = [f for f in files if f.rel not in bad]
         digest = tree_digest([(f.rel, f.sha256) for f in files]) if hash_files else ""
         size = sum(f.size for f in files)
         for f in files:
             u.add(f, "", (), 0)
         u.drain()
-    elif Path(path).is_file():
+    else:
         try:
-            h = hash_file(path)
+            head = hash_file(path, full=False)  # sniff first: nothing hashed yet
         except OSError as e:
             raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
-        reader = registry.find(h.head, path)
-        if reader is None:
+        reader = registry.find(head.head, path)
+        name = Path(path).name
+        size = head.size
+        kind = reader.name if reader is not None else _code_format(head.head, size)
+        if kind is None:
             raise ArtifactError("not a directory or a supported archive", where=path)
-        digest, size = h.sha256, h.size
-        u.open_top(reader, path, Path(path).name)
-    else:
-        raise ArtifactError("not a regular file or a directory", where=path)
+        if size > limits.max_artifact_bytes:
+            digest = ""
+            if reader is not None:
+                u.formats.add(reader.name)
+            u.problem(
+                name,
+                "",
+                f"{kind} file of {size} bytes is larger than the "
+                f"{limits.max_artifact_bytes}-byte cap; not read",
+            )
+        elif reader is None:  # a lone binary: api.single_binary analyses it, not unpack
+            raise ArtifactError("not a directory or a supported archive", where=path)
+        else:
+            try:
+                digest = hash_file(path).sha256
+            except OSError as e:
+                raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
+            u.open_top(reader, path, name)
     members = tuple(sorted(u.members, key=lambda m: (m.path, m.location)))
     problems = tuple(
         sorted(u.problems, key=lambda a: (str(a.evidence.get("location", "")), a.message))
     )
-    return Unpacked(path, digest, size, members, problems)
+    found_links = tuple(sorted(u.links, key=lambda k: (k.path, k.location)))
+    return Unpacked(path, digest, size, members, problems, found_links, frozenset(u.formats))

@@ -18,6 +18,7 @@ class Limits:
     Sizes count bytes *written* (extracted), never the sizes an archive header claims.
     """
 
+    max_artifact_bytes: int = 8 * GiB  # the top-level archive file itself (not read above it)
     max_total_bytes: int = 8 * GiB  # all extracted bytes, every layer
     max_member_bytes: int = 4 * GiB  # one extracted file
     max_members: int = 200_000  # files, every layer (asar members included)

@@ -9,6 +9,7 @@ import re
 from verifier.errors import MalformedInputError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def clean_name(raw: str, max_len: int) -> str:
@@ -20,7 +21,7 @@ def clean_name(raw: str, max_len: int) -> str:
     """
     if len(raw.encode("utf-8", "surrogateescape")) > max_len:
         raise MalformedInputError(f"member name longer than {max_len} bytes")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in raw):
+    if _CONTROL.search(raw):
         raise MalformedInputError(f"control character in member name {raw!r}")
     name = raw.replace("\\", "/")
     if name.startswith("/"):

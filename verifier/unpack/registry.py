@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from verifier.unpack.limits import Limits
-from verifier.unpack.result import Problem
+from verifier.unpack.result import Extraction, LinkRecord, Problem
 
 HEAD_SIZE = 64 * 1024  # bytes of a file that readers sniff
 
@@ -56,10 +56,11 @@ class Extractor(Protocol):
         """
         ...
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem] | Extraction:
         """Extract ``src`` into the empty directory ``dest``.
 
-        Return one :class:`Problem` per member skipped as hostile or unreadable.
+        Return one :class:`Problem` per member skipped as hostile or unreadable, or an
+        :class:`Extraction` that also lists the symlinks (recorded, never created).
         Raise ``MalformedInputError`` when the archive as a whole cannot be read
         (the caller turns that into ``ArtifactError`` at top level, a problem when nested).
         Never write outside ``dest``; stop at ``limits``.
@@ -84,8 +85,11 @@ class InPlaceReader(Protocol):
 
     def sniff(self, head: bytes, filename: str) -> bool: ...
 
-    def entries(self, src: str, limits: Limits) -> tuple[list[Entry], list[Problem]]:
-        """Members of ``src``; raise ``MalformedInputError`` if it cannot be read at all."""
+    def entries(
+        self, src: str, limits: Limits
+    ) -> tuple[list[Entry], list[Problem], list[LinkRecord]]:
+        """Members of ``src`` (files, problems, links); raise ``MalformedInputError`` if it
+        cannot be read at all."""
         ...
 
 

@@ -36,10 +36,38 @@ class Member:
 @dataclass(frozen=True)
 class Unpacked:
     source: str  # the artifact's path as given
-    sha256: str  # file digest, or tree digest for a directory
+    sha256: str  # file digest, or tree digest for a directory ('' when not read: over a cap)
     size: int  # file size, or the sum of the file sizes for a directory
     members: tuple[Member, ...]  # sorted by path
     problems: tuple[model.Anomaly, ...]  # malformed-input, one per hostile member
+    links: tuple[model.Link, ...] = ()  # symlinks, sorted by path (never followed)
+    # reader names of every archive layer opened ('zip', 'msi', 'nsis', 'dmg'...)
+    formats: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """A symbolic link inside one archive layer, as stored (never created on disk).
+
+    ``target`` is the link's text; ``from_root`` says it is relative to the archive's root
+    (asar) rather than to the link's own directory (tar, zip, a directory tree).
+    """
+
+    member: str
+    target: str
+    from_root: bool = False
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What an extractor reports: members it skipped (problems) and links it did not create.
+
+    ``Extractor.extract`` may return a plain list of problems (no links) or this."""
+
+    problems: list[Problem]
+    links: list[LinkRecord]
+    files: int = -1  # files and bytes written, when the extractor counted them (-1: not)
+    size: int = -1
 
 
 @dataclass(frozen=True)

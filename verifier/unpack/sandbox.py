@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from verifier import lifecycle
 from verifier.unpack.limits import Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
-from verifier.unpack.result import Problem
+from verifier.unpack.result import LinkRecord, Problem
 
 _PKG_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 _SIGNALS = {
@@ -51,6 +52,7 @@ class Outcome:
     fatal: str | None = None  # the archive as a whole is unreadable (reader said so)
     aborted: str | None = None  # the sandbox stopped the reader (timeout, cap, crash)
     entries: list[Entry] = field(default_factory=list)  # InPlaceReader jobs only
+    links: list[LinkRecord] = field(default_factory=list)  # recorded, never created
 
 
 def run(reader: Extractor, src: str, dest: str, limits: Limits) -> Outcome:
@@ -90,6 +92,7 @@ def run_batch(
         env=env,
         start_new_session=True,
     )
+    lifecycle.track_group(proc.pid)  # killed with its tools if biv is interrupted
     missing: str | None = None
     try:
         out, err = proc.communicate(json.dumps(request).encode(), timeout=max(0.0, timeout_s))
@@ -99,6 +102,7 @@ def run_batch(
         missing = f"extraction timed out after {timeout_s:g} s"
     finally:
         _kill_group(proc.pid)
+        lifecycle.untrack_group(proc.pid)
     answers = _answers(out)
     if missing is None:
         missing = _why_missing(proc.returncode, err)
@@ -118,6 +122,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             i = int(doc["index"])
             problems = [Problem(str(m), str(msg)) for m, msg in doc["problems"]]
             entries = [Entry(str(p), int(o), int(n)) for p, o, n in doc.get("entries", [])]
+            links = [LinkRecord(str(m), str(t), bool(r)) for m, t, r in doc.get("links", [])]
         except (ValueError, KeyError, TypeError):
             continue
         fatal, aborted = doc.get("fatal"), doc.get("aborted")
@@ -126,6 +131,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             str(fatal) if fatal is not None else None,
             str(aborted) if aborted is not None else None,
             entries,
+            links,
         )
     return answers
 

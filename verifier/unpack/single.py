@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from verifier.model import Blob
+from verifier.unpack.limits import Limits
 from verifier.unpack.result import Member, Unpacked
 
 
@@ -21,6 +22,8 @@ def single_binary(path: str) -> Unpacked | None:
     if not os.path.isfile(path):
         return None
     blob = Blob.of_file(path)
+    if blob.size > Limits().max_artifact_bytes:
+        return None  # unpack reports it over the cap, unread
     head = blob.read(0, SNIFF)
     if not sniff(head, blob.size).is_code:
         return None

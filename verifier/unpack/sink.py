@@ -14,9 +14,10 @@ from typing import Protocol
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.unpack import paths
 from verifier.unpack.limits import Limits
-from verifier.unpack.result import Problem
+from verifier.unpack.result import Extraction, LinkRecord, Problem
 
 CHUNK = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 class Readable(Protocol):
@@ -39,8 +40,13 @@ class Sink:
         self.stream_compressed = stream_compressed
         self.total = 0  # bytes written
         self.count = 0  # files written
-        self.seen: set[str] = set()  # cleaned names of files and directories
+        self.seen: set[str] = set()  # cleaned names of files, directories and links
         self.problems: list[Problem] = []
+        self.links: dict[str, LinkRecord] = {}  # recorded, never created
+        self.dirs: set[str] = set()  # directories made and checked (relative, '' = dest)
+
+    def result(self) -> Extraction:
+        return Extraction(self.problems, list(self.links.values()), self.count, self.total)
 
     # --- problems ------------------------------------------------------------------------
 
@@ -67,10 +73,23 @@ class Sink:
                 return None  # a repeated directory entry is harmless
             self.problem(raw, f"duplicate entry {name!r}; only the first is kept")
             return None
-        if len(name.split("/")) > self.limits.max_dir_depth:
+        parts = name.split("/")
+        if len(parts) > self.limits.max_dir_depth:
             self.problem(raw, f"more than {self.limits.max_dir_depth} directory levels")
             return None
+        if self.links:
+            for i in range(1, len(parts)):
+                prefix = "/".join(parts[:i])
+                if prefix in self.links:
+                    self.problem(raw, f"path crosses the symlink {prefix!r} inside the archive")
+                    return None
         return name
+
+    def link(self, raw: str, name: str, target: str) -> None:
+        """Record symlink ``name`` -> ``target`` (counted as a member; never created)."""
+        self.admit_file(raw)
+        self.seen.add(name)
+        self.links[name] = LinkRecord(name, target)
 
     def admit_file(self, raw: str) -> None:
         """Count one more file against ``max_members`` (raise StopExtraction past it)."""
@@ -82,11 +101,14 @@ class Sink:
     # --- writing -------------------------------------------------------------------------
 
     def _target(self, name: str) -> str:
-        target = Path(self.dest, *name.split("/"))
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if not paths.inside(self.dest, str(target.parent)):
-            raise MalformedInputError(f"{name!r} would be written outside the destination")
-        return str(target)
+        parent = name.rpartition("/")[0]
+        if parent not in self.dirs:  # each directory made and checked once, not per file
+            p = Path(self.dest, *parent.split("/")) if parent else Path(self.dest)
+            p.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if not paths.inside(self.dest, str(p)):
+                raise MalformedInputError(f"{name!r} would be written outside the destination")
+            self.dirs.add(parent)
+        return os.path.join(self.dest, *name.split("/"))
 
     def mkdir(self, name: str) -> None:
         self.seen.add(name)
@@ -104,27 +126,28 @@ class Sink:
         """
         self.seen.add(name)
         target = self._target(name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(target, flags, 0o644)
+        fd = os.open(target, _CREATE, 0o644)
         written = 0
         ok = False
         try:
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    try:
-                        chunk = src.read(CHUNK)
-                    except Exception as e:
-                        raise SourceError(f"{type(e).__name__}: {e}") from e
-                    if not chunk:
-                        break
-                    written += len(chunk)
-                    self._check(name, written, compressed)
-                    out.write(chunk)
+            while True:
+                try:
+                    chunk = src.read(CHUNK)
+                except Exception as e:
+                    raise SourceError(f"{type(e).__name__}: {e}") from e
+                if not chunk:
+                    break
+                written += len(chunk)
+                self._check(name, written, compressed)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             ok = True
         finally:
+            os.close(fd)
             if not ok:
                 with contextlib.suppress(OSError):
-                    Path(target).unlink()
+                    os.unlink(target)
         self.total += written
         return written
 

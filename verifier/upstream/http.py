@@ -19,7 +19,7 @@ from typing import IO, TypeVar
 
 import requests
 
-from verifier import __version__
+from verifier import __version__, lifecycle
 from verifier.errors import ReferenceUnavailableError
 from verifier.upstream.options import FetchOptions
 
@@ -38,6 +38,64 @@ class Downloaded:
 
 class _Transient(Exception):
     pass
+
+
+class Deadline:
+    """The overall time and minimum rate one download (retries included) may take."""
+
+    def __init__(self, url: str, opts: FetchOptions) -> None:
+        self.url = url
+        self.total = opts.deadline
+        self.min_rate = opts.min_rate
+        self.window = opts.rate_window
+        self.start = time.monotonic()
+        self.window_start = self.start
+        self.window_bytes = 0
+
+    def check(self, n: int = 0) -> None:
+        now = time.monotonic()
+        if now - self.start > self.total:
+            raise ReferenceUnavailableError(
+                f"download did not finish within its {self.total:g} s deadline", where=self.url
+            )
+        self.window_bytes += n
+        if now - self.window_start >= self.window:
+            rate = self.window_bytes / (now - self.window_start)
+            if rate < self.min_rate:
+                raise ReferenceUnavailableError(
+                    f"download slower than {self.min_rate} bytes/s ({rate:.0f} bytes/s over "
+                    f"{now - self.window_start:.0f} s)",
+                    where=self.url,
+                )
+            self.window_start, self.window_bytes = now, 0
+
+
+def _chunks(r: requests.Response, deadline: Deadline) -> Iterator[bytes]:
+    """The body as it arrives (``read1``: whatever one read gives, so a trickling server is
+    seen between bytes), checked against the deadline after every read."""
+    import urllib3.exceptions as u3
+
+    raw = r.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # not urllib3 2.x: whole chunks
+        for chunk in r.iter_content(CHUNK):
+            deadline.check(len(chunk))
+            yield chunk
+        return
+    while True:
+        deadline.check()
+        try:
+            chunk = read1(CHUNK, decode_content=True)
+        except u3.ReadTimeoutError as exc:
+            raise requests.Timeout(str(exc)) from exc
+        except (u3.ProtocolError, u3.IncompleteRead) as exc:
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+        except u3.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(str(exc)) from exc
+        if not chunk:
+            return
+        deadline.check(len(chunk))
+        yield chunk
 
 
 class Progress:
@@ -126,13 +184,14 @@ class HttpClient:
     ) -> bytes | None:
         """Like ``get_bytes``; a 404 answer gives None instead of an error."""
         limit = self.opts.max_metadata_bytes
+        deadline = Deadline(url, self.opts)
 
         def attempt() -> bytes | None:
             with self._open(url, none_on_404=none_on_404) as r:
                 if r is None:
                     return None
                 buf = bytearray()
-                for chunk in r.iter_content(CHUNK):
+                for chunk in _chunks(r, deadline):
                     buf += chunk
                     if len(buf) > limit:
                         raise ReferenceUnavailableError(
@@ -141,15 +200,17 @@ class HttpClient:
                 _check_length(r, len(buf))
                 return bytes(buf)
 
-        return self._retrying(url, attempt)
+        return self._retrying(url, attempt, deadline)
 
     def download(self, url: str, dest_dir: str, *, label: str | None = None) -> Downloaded:
         """Stream ``url`` into a new file in ``dest_dir``, hashing as it arrives."""
         Path(dest_dir).mkdir(parents=True, exist_ok=True)
         limit = self.opts.max_download_bytes
+        deadline = Deadline(url, self.opts)
 
         def attempt() -> Downloaded:
             fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
+            lifecycle.track_file(tmp)  # removed if biv is interrupted
             h256 = hashlib.sha256()
             h512 = hashlib.sha512()
             size = 0
@@ -161,7 +222,7 @@ class HttpClient:
                         label or url.rsplit("/", 1)[-1], total, self.opts.progress, sys.stderr
                     )
                     try:
-                        for chunk in r.iter_content(CHUNK):
+                        for chunk in _chunks(r, deadline):
                             size += len(chunk)
                             if size > limit:
                                 raise ReferenceUnavailableError(
@@ -177,9 +238,11 @@ class HttpClient:
             except BaseException:
                 _unlink(tmp)
                 raise
+            finally:
+                lifecycle.untrack_file(tmp)
             return Downloaded(tmp, h256.hexdigest(), h512.hexdigest(), size)
 
-        return self._retrying(url, attempt)
+        return self._retrying(url, attempt, deadline)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -222,11 +285,13 @@ class HttpClient:
             raise _Transient(f"HTTP {r.status_code} {r.reason or ''}".strip())
         return r
 
-    def _retrying(self, url: str, attempt: Callable[[], T]) -> T:
+    def _retrying(self, url: str, attempt: Callable[[], T], deadline: Deadline | None = None) -> T:
         delay = self.opts.backoff
         tries = max(0, self.opts.retries) + 1
         last = "unknown error"
         for i in range(tries):
+            if deadline is not None:
+                deadline.check()
             try:
                 return attempt()
             except _Transient as exc:

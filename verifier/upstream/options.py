@@ -42,6 +42,12 @@ class FetchOptions:
     ffmpeg: bool = True  # also fetch Electron's ffmpeg-v*.zip as a second reference
     max_metadata_bytes: int = 64 << 20  # cap on JSON / SHASUMS documents
     max_download_bytes: int = 2 << 30  # cap on one archive
+    # an overall deadline per download, retries included (a server that trickles a byte
+    # every few seconds never trips the per-read timeout), and a minimum average rate over
+    # each ``rate_window`` seconds; either one failing makes the source unavailable (exit 3)
+    deadline: float = 3600.0
+    min_rate: int = 1024  # bytes per second
+    rate_window: float = 60.0
 
     def resolved_cache_dir(self) -> str:
         return self.cache_dir or default_cache_dir()

@@ -35,7 +35,7 @@ def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext)
 
         digests[os.path.basename(location)] = sha256_file(location)
     comp = Component(comp.name, None, source, digests=digests, proof=comp.proof)
-    return Reference(comp, ref.files, ref.problems, ref.anomalies)
+    return Reference(comp, ref.files, ref.problems, ref.anomalies, ref.links)
 
 
 _REFS_CAP = 256 << 20
@@ -91,4 +91,4 @@ def _load_refs_document(source: str, location: str) -> Reference:
         ref.component.digests,
         proof,
     )
-    return Reference(comp, ref.files, ref.problems, ref.anomalies)
+    return Reference(comp, ref.files, ref.problems, ref.anomalies, ref.links)

@@ -565,7 +565,9 @@ def _from_cache(
             cached = None
         if cached is not None:
             proof = (*comp.proof, f"reference inventory from the cache ({cache.root})")
-            return Reference(replace(comp, proof=proof), cached.files, (), cached.anomalies)
+            return Reference(
+                replace(comp, proof=proof), cached.files, (), cached.anomalies, cached.links
+            )
     path = cache.get_blob(sha)  # re-hashed: a corrupted or swapped archive is a miss
     if path is None:
         cache.drop_proof(p.key)
@@ -589,7 +591,7 @@ def _analyse(
         raise ReferenceUnavailableError(
             f"proven upstream archive cannot be unpacked: {exc.message}", where=path
         ) from exc
-    ref = Reference(comp, ref.files, ref.problems, ref.anomalies)
+    ref = Reference(comp, ref.files, ref.problems, ref.anomalies, ref.links)
     if not ref.problems:
         ref_sha = cache.put_ref(sha, an.version, ref.to_dict())
         cache.put_proof(
