@@ -7,6 +7,7 @@ from verifier.analysis.context import AnalysisContext
 from verifier.binary import pe
 from verifier.binary.pe_digests import (
     checksum_anomaly,
+    checksum_ok,
     pe_facts,
     pe_shape,
     pe_views,
@@ -34,11 +35,11 @@ def analyze_pe(
     digest_views(blob.path, views, blob.offset, blob.size)
     if ctx.core:
         v.sections = []
-    checksum_ok = info.checksum in (0, v.checksum.value)
+    good_checksum = checksum_ok(info, v)
     verified = pe_signature.finish(
         sig,
         {alg: view.hexdigest() for alg, view in v.authenticode.items()},
-        checksum_ok=checksum_ok,
+        checksum_ok=good_checksum,
         after_table_sha256=after.hexdigest() if after is not None else None,
         trust=ctx.trust,
         at=ctx.at,
@@ -48,6 +49,6 @@ def analyze_pe(
         anomalies.extend(extra)
     else:
         facts = pe_signature.unverified(sig)
-        if not checksum_ok:
+        if not good_checksum:
             anomalies.append(checksum_anomaly(info, v.checksum.value))
     return known or v.sha.hexdigest(), pe_facts(info, v, shape, facts, anomalies)

@@ -41,13 +41,17 @@ class PEViews:
     scan: FuseScanner
     sections: list[tuple[pe.PESection, FuseMaskedView]]
     authenticode: dict[str, View]
+    stored_checksum: int  # the header's CheckSum field: 0 means "not set", nothing to check
     normalized_skipped: bool = False
 
     def all(self, with_sha: bool = True, core: bool = False) -> list[View]:
         """Every view; ``with_sha=False`` leaves out the plain sha256 (already known);
         ``core`` leaves out the sections, and the normalised digest unless a SHA-256
         Authenticode view computes the same digest (then it costs nothing)."""
-        views = [self.header, self.overlay, self.checksum, self.scan]
+        views: list[View] = [self.header, self.overlay]
+        if self.stored_checksum:
+            views.append(self.checksum)
+        views.append(self.scan)
         if not core or self.normalized_is_free():
             views.insert(0, self.normalized)
         else:
@@ -92,6 +96,7 @@ def pe_views(info: pe.PEInfo, pad: Span, algorithms: frozenset[str] = frozenset(
             for s in info.sections
         ],
         authenticode=auth,
+        stored_checksum=info.checksum,
     )
 
 
@@ -138,6 +143,11 @@ def checksum_anomaly(info: pe.PEInfo, computed: int) -> Anomaly:
         f"PE checksum field is {info.checksum:#010x}, the file's checksum is {computed:#010x}",
         {"stored": info.checksum, "computed": computed},
     )
+
+
+def checksum_ok(info: pe.PEInfo, v: PEViews) -> bool:
+    """Whether the header's CheckSum is right (0 means "not set": always right)."""
+    return info.checksum == 0 or info.checksum == v.checksum.value
 
 
 def pe_facts(

@@ -210,7 +210,18 @@ def parse(data: bytes, *, ber: bool = False, max_depth: int = MAX_DEPTH) -> Doc:
             continue
         elif pos >= limit:
             raise MalformedInputError("BER: end-of-contents missing")
-        t_tag, _t_len, t_content, t_length = _header(data, pos, limit)
+        t_tag = data[pos]
+        first = data[pos + 1] if pos + 1 < limit else 0x80
+        if t_tag & 0x1F != 0x1F and first < 0x80 and pos + 2 + first <= limit:
+            # the common case, decoded inline (low tag number, short length)
+            t_content: int = pos + 2
+            t_length: int | None = first
+        elif t_tag & 0x1F != 0x1F and first == 0x82 and pos + 4 <= limit:
+            t_content, t_length = pos + 4, (data[pos + 2] << 8) | data[pos + 3]
+            if t_content + t_length > limit:
+                t_tag, _t_len, t_content, t_length = _header(data, pos, limit)
+        else:
+            t_tag, _t_len, t_content, t_length = _header(data, pos, limit)
         count += 1
         if count > MAX_ELEMENTS:
             raise LimitExceededError(f"more than {MAX_ELEMENTS} DER elements")

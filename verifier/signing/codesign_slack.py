@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass
 
 from verifier.model import Anomaly, Severity
 from verifier.signing.codesign import EmbeddedSignature
@@ -21,7 +22,28 @@ MAX_SLACK_EXAMINED = 256 << 10
 MAX_REMNANT_SLICE = 512 << 20
 
 
-def remnant_of_signature(slack: bytes, index: PageDigestIndex | None) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Remnant:
+    """Slack read as the hash slots of an earlier CodeDirectory of this very slice."""
+
+    algorithm: str
+    page_size: int
+    alignment: int  # where the first whole hash starts in the slack
+    matched_hashes: int
+    unexplained_nonzero_bytes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": "page-hashes",
+            "algorithm": self.algorithm,
+            "page_size": self.page_size,
+            "alignment": self.alignment,
+            "matched_hashes": self.matched_hashes,
+            "unexplained_nonzero_bytes": self.unexplained_nonzero_bytes,
+        }
+
+
+def remnant_of_signature(slack: bytes, index: PageDigestIndex | None) -> Remnant | None:
     """How ``slack`` parses as the remnant of an earlier signature, or None.
 
     It does when its non-zero bytes are, but for a partial hash at each end, hash slots of an
@@ -31,36 +53,26 @@ def remnant_of_signature(slack: bytes, index: PageDigestIndex | None) -> dict[st
     if index is None or not slack.strip(b"\0"):
         return None
     data = slack[:MAX_SLACK_EXAMINED]
-    best: dict[str, Any] | None = None
+    best: tuple[int, str, int, int] | None = None  # matched, algorithm, page size, alignment
+    starts: dict[tuple[str, int], set[int]] = {}  # where a page digest starts in the slack
     for (alg, page), digests in index.digests.items():
         n = hashlib.new(alg).digest_size
-        for align in range(n):
-            matched = 0
-            for i in range(align, len(data) - n + 1, n):
-                if data[i : i + n] in digests:
-                    matched += 1
-            if matched and (best is None or matched > best["matched_hashes"]):
-                best = {
-                    "kind": "page-hashes",
-                    "algorithm": alg,
-                    "page_size": page,
-                    "alignment": align,
-                    "matched_hashes": matched,
-                }
-    if best is None or best["matched_hashes"] < 4:
+        hits = [i for i in range(len(data) - n + 1) if data[i : i + n] in digests]
+        starts[(alg, page)] = set(hits)
+        per_alignment = Counter(i % n for i in hits)
+        for align in range(n):  # whole hashes at align, align + n, ...: the first best wins
+            matched = per_alignment.get(align, 0)
+            if matched and (best is None or matched > best[0]):
+                best = (matched, alg, page, align)
+    if best is None or best[0] < 4:
         return None
-    n = hashlib.new(best["algorithm"]).digest_size
-    digests = index.digests[(best["algorithm"], best["page_size"])]
-    outside = 0
-    for i, b in enumerate(data):
-        if not b:
-            continue
-        start = best["alignment"] + ((i - best["alignment"]) // n) * n
-        if start >= 0 and data[start : start + n] in digests and len(data[start : start + n]) == n:
-            continue
-        outside += 1
-    best["unexplained_nonzero_bytes"] = outside
-    return best if outside <= 2 * n else None
+    matched, alg, page, align = best
+    n = hashlib.new(alg).digest_size
+    ok = starts[(alg, page)]
+    outside = sum(1 for i, b in enumerate(data) if b and (align + ((i - align) // n) * n) not in ok)
+    if outside > 2 * n:
+        return None
+    return Remnant(alg, page, align, matched, outside)
 
 
 def slack_anomaly(
@@ -71,11 +83,14 @@ def slack_anomaly(
 ) -> Anomaly | None:
     """``signature-slack`` for non-zero bytes after the SuperBlob (None when all zero)."""
     slack = sig.slack
-    nz = [i for i, b in enumerate(slack[:MAX_SLACK_EXAMINED]) if b]
-    if not nz and not slack[MAX_SLACK_EXAMINED:].strip(b"\0"):
+    head = slack[:MAX_SLACK_EXAMINED]
+    nonzero = bool(head.strip(b"\0"))
+    if not nonzero and not slack[MAX_SLACK_EXAMINED:].strip(b"\0"):
         return None
-    lo = nz[0] if nz else 0
-    payload = slack[lo : (nz[-1] + 1) if nz else len(slack)]
+    if nonzero:  # from the first to the last non-zero byte examined
+        payload = slack[len(head) - len(head.lstrip(b"\0")) : len(head.rstrip(b"\0"))]
+    else:
+        payload = slack
     superblob_len = sig.size - len(slack)
     offset = None if sig_offset is None else sig_offset + superblob_len
     remnant = remnant_of_signature(slack, index)
@@ -96,7 +111,7 @@ def slack_anomaly(
             "nonzero_bytes": sig.trailing_nonzero,
             "entropy": round(_entropy(payload), 3),
             "first_bytes": payload[:32].hex(),
-            "remnant": remnant,
+            "remnant": remnant.to_dict() if remnant else None,
         },
         arch=arch,
         region_sha256=hashlib.sha256(slack).hexdigest(),
@@ -108,7 +123,5 @@ def _entropy(data: bytes) -> float:
     if not data:
         return 0.0
     n = len(data)
-    counts = [0] * 256
-    for b in data:
-        counts[b] += 1
-    return -sum(c / n * math.log2(c / n) for c in counts if c)
+    counts = Counter(data)
+    return -sum(c / n * math.log2(c / n) for c in (counts[b] for b in sorted(counts)))
