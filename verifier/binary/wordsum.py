@@ -16,7 +16,6 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any
 
 MOD = 0xFFFF
 
@@ -28,7 +27,7 @@ def py_mod_ffff(data: bytes | bytearray | memoryview) -> int:
 
 
 class _LibCrypto:
-    def __init__(self, lib: Any) -> None:
+    def __init__(self, lib: ctypes.CDLL) -> None:
         vp, ci = ctypes.c_void_p, ctypes.c_int
         self.new = lib.BN_new
         self.new.restype, self.new.argtypes = vp, []
