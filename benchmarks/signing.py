@@ -201,7 +201,7 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
     info = pe.read_pe_info(blob)
     table_bytes = blob.read(info.cert_offset, info.cert_size)
     _sha, facts = analyze(blob, path.name, ctx)
-    digests = facts.signature.details.get("signatures", [{}])
+    digests = facts.signature.details_dict().get("signatures", [{}])
     algs = {s.get("digest_algorithm") for s in digests}
 
     def table() -> authenticode.CertificateTable:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import pewriter as w
 from verifier.analysis import AnalysisContext, analyze, dispatch
 from verifier.binary import sniff as an
 from verifier.binary.fuses import SENTINEL
-from verifier.demo import pewriter as w
 from verifier.model import Blob, FileFormat, SignatureKind
 
 WIRE = SENTINEL + b"\x01\x03" + b"101"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import macho_app as ma
 from verifier.analysis import AnalysisContext
 from verifier.analysis.macho import analyze_macho
 from verifier.binary.macho_compare import compare_slices
-from verifier.demo import macho_app as ma
 from verifier.macos_checks import bundle
 from verifier.model import BinaryFacts, Blob, FileEntry, Status
 from verifier.signing.trust import TrustConfig

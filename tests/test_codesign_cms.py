@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import macho as w
 from verifier.analysis import AnalysisContext
 from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
-from verifier.demo import macho as w
 from verifier.model import BinaryFacts, Blob, SignatureKind
 from verifier.signing import codesign
 from verifier.signing.trust import TrustConfig

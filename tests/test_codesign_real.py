@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from support.fetch import CACHE, fetch_pinned, npm_tarball
 
+from verifier._scenarios import macho as writer
 from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
 from verifier.binary.macho_compare import compare_slices
-from verifier.demo import macho as writer
 from verifier.hashing import sha256_file
 from verifier.model import Blob, SignatureKind
 from verifier.signing import apple

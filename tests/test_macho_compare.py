@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.analysis.macho import analyze_macho
 from verifier.binary.macho_compare import compare_slices
-from verifier.demo import macho as w
 from verifier.model import Blob, FileEntry, Status
 
 TEXT_X = bytes(range(256)) * 40

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.analysis import AnalysisContext, analyze
 from verifier.compare import is_seal_file
-from verifier.demo import macho as w
 from verifier.hashing import sha256_file
 from verifier.model import Blob, FileFormat, SignatureKind
 

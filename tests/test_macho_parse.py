@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
-from verifier.demo import macho as w
 from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from support.fetch import pypi_file
 
+from verifier._scenarios import macho as w
 from verifier.analysis import AnalysisContext
 from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
-from verifier.demo import macho as w
 from verifier.model import BinaryFacts, Blob, Severity
 from verifier.signing import codesign
 from verifier.signing.trust import TrustConfig

@@ -33,8 +33,8 @@ Progress = Callable[[int, int], None]
 # (The per-file analysis cache is keyed by the source of the analysis modules as well.)
 # 2: one chain engine, signature-slack, region digests; 3: reference inventories carry
 # anomalies (inheritance); 4: complete digests for cached inventories (lazy analysis);
-# 5: reference inventories carry their symlinks
-ANALYSIS_VERSION = "5"
+# 5: reference inventories carry their symlinks; 6: and their tar hard links
+ANALYSIS_VERSION = "6"
 
 
 def _workers() -> int:
@@ -220,6 +220,7 @@ def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = 
         problems=tuple(unpacked.problems),
         links=unpacked.links,
         formats=unpacked.formats,
+        notes=unpacked.notes,
     )
 
 
@@ -279,7 +280,7 @@ def build_reference(
         problems=tuple(unpacked.problems) + problems,
         anomalies=tuple(seals),
         links=tuple(
-            Link(k.path[cut:], k.target, k.location, k.container)
+            Link(k.path[cut:], k.target, k.location, k.container, k.kind)
             for k in unpacked.links
             if len(k.path) > cut
         ),

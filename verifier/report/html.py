@@ -348,6 +348,8 @@ def _verdict(report: Report, baseline: BaselineAnnotations | None) -> str:
                 f"{len(baseline.new_findings)} new findings",
             )
         )
+    for n in report.notes:
+        rows.append(("note", f"{esc(n.kind)}: <code>{esc(n.location)}</code>: {esc(n.message)}"))
     kv = "".join(f"<tr><th>{esc(k)}</th><td>{val}</td></tr>" for k, val in rows)
     return (
         f'<div class="verdict {_cls(v)}" id="verdict"><div class="word">{esc(v.upper())}</div>'

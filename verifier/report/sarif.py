@@ -171,6 +171,7 @@ def render_sarif(
         "artifact": _jsonable(report.artifact),
         "components": [_jsonable(c.to_dict()) for c in report.components],
         "inconclusive": list(report.inconclusive_reasons),
+        "notes": [n.to_dict() for n in report.notes],
     }
     if baseline is not None:
         run_props["baseline"] = _jsonable(baseline.summary())
@@ -197,6 +198,14 @@ def render_sarif(
                     {
                         "executionSuccessful": True,
                         "properties": {"generated_at": report.generated_at},
+                        "toolExecutionNotifications": [
+                            {
+                                "level": "note",
+                                "message": {"text": f"{n.location}: {n.message}"},
+                                "descriptor": {"id": n.kind},
+                            }
+                            for n in report.notes
+                        ],
                     }
                 ],
                 "results": results,

@@ -53,6 +53,7 @@ class Outcome:
     aborted: str | None = None  # the sandbox stopped the reader (timeout, cap, crash)
     entries: list[Entry] = field(default_factory=list)  # InPlaceReader jobs only
     links: list[LinkRecord] = field(default_factory=list)  # recorded, never created
+    notes: list[Problem] = field(default_factory=list)  # what the extractor cannot represent
 
 
 def run(reader: Extractor, src: str, dest: str, limits: Limits) -> Outcome:
@@ -122,7 +123,10 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             i = int(doc["index"])
             problems = [Problem(str(m), str(msg)) for m, msg in doc["problems"]]
             entries = [Entry(str(p), int(o), int(n)) for p, o, n in doc.get("entries", [])]
-            links = [LinkRecord(str(m), str(t), bool(r)) for m, t, r in doc.get("links", [])]
+            links = [
+                LinkRecord(str(m), str(t), bool(r), bool(h)) for m, t, r, h in doc.get("links", [])
+            ]
+            notes = [Problem(str(m), str(msg)) for m, msg in doc.get("notes", [])]
         except (ValueError, KeyError, TypeError):
             continue
         fatal, aborted = doc.get("fatal"), doc.get("aborted")
@@ -132,6 +136,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             str(aborted) if aborted is not None else None,
             entries,
             links,
+            notes,
         )
     return answers
 
