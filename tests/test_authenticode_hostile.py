@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from support.authenticode import check_file, rules
 
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios import pki as P
 from verifier.binary import pe
-from verifier.demo import osslsign, pewriter
-from verifier.demo import pki as P
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.model import Blob
 from verifier.signing import asn1, authenticode
@@ -180,7 +180,7 @@ def test_mutated_tables_never_crash(signed_pe: tuple[Path, P.PkiPaths]) -> None:
     facts, anomalies, _ = check_file(f, trust)
     assert facts.valid is True and not anomalies
     signers = facts.signers
-    good = {"sha256": facts.details["signatures"][0]["computed_digest"]}
+    good = {"sha256": facts.details_dict()["signatures"][0]["computed_digest"]}
     rnd = random.Random(3900)
     t0 = time.monotonic()
     outcomes: set[bool | None] = set()

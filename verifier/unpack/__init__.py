@@ -19,10 +19,13 @@ Decisions:
   (``sandbox.py``), one per layer of nesting, and what it wrote is walked again with the
   same checks. Asar archives are read in place, never extracted; archives *inside* an asar
   are not opened.
-* Symlinks are never followed nor created. One pointing outside the tree (absolute or
-  climbing above the root) is a ``malformed-input`` problem; one staying inside is skipped
-  silently (its target is listed under its own path). Tar hard links to an earlier member
-  become copies; any other hard link is a problem. Devices, FIFOs, sockets: problems.
+* Links are never followed nor created; they are recorded and checked per layer
+  (``links.py``): one leaving the tree, a loop, or a member crossing a link is a
+  ``malformed-input`` problem, the others are ``Unpacked.links`` (compared with upstream's).
+  A tar hard link to an earlier member is a link, and its name a member with the stored
+  file's bytes; any other hard link is a problem. Devices, FIFOs, sockets: problems.
+* What an external tool cannot represent (a DMG's symlinks, an MSI's Binary streams...)
+  comes back as ``Unpacked.notes``.
 * Hostile members are skipped and reported; the archive goes on. The whole-archive caps
   (total bytes, overall ratio, member count) stop extraction with one problem. A top-level
   archive that cannot be read at all (missing, truncated, corrupt structure, unknown

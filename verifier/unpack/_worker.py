@@ -62,7 +62,7 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
             return {
                 "problems": [[p.member, p.message] for p in problems],
                 "entries": [[e.path, e.offset, e.size] for e in entries],
-                "links": [[k.member, k.target, k.from_root] for k in links],
+                "links": [[k.member, k.target, k.from_root, k.hard] for k in links],
             }
         if not isinstance(reader, registry.Extractor):
             return {"problems": [], "aborted": f"no reader named {job['reader']!r}"}
@@ -76,8 +76,10 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
     problems, links = (out.problems, out.links) if isinstance(out, Extraction) else (out, [])
     answer: dict[str, Any] = {
         "problems": [[p.member, p.message] for p in problems],
-        "links": [[k.member, k.target, k.from_root] for k in links],
+        "links": [[k.member, k.target, k.from_root, k.hard] for k in links],
     }
+    if isinstance(out, Extraction) and out.notes:
+        answer["notes"] = [[n.member, n.message] for n in out.notes]
     if isinstance(out, Extraction) and out.files >= 0:
         answer["written"] = [out.files, out.size]  # no need to walk what was written
     if isinstance(out, Extraction) and out.packs:

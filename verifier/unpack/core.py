@@ -65,6 +65,7 @@ class _Unpacker:
         self.budget = Budget(limits)
         self.members: list[Member] = []
         self.links: list[model.Link] = []
+        self.notes: list[model.Note] = []
         self.formats: set[str] = set()
         self.pending: list[_Layer] = []  # archives found, not opened yet
         self.problems: list[model.Anomaly] = []
@@ -98,6 +99,7 @@ class _Unpacker:
                     links.normalise(rec),
                     _location(container, rec.member),
                     container,
+                    "hardlink" if rec.hard else "symlink",
                 )
             )
         return bad
@@ -173,6 +175,9 @@ class _Unpacker:
             if outcome.aborted is not None:
                 self.problem(layer.where, layer.here, outcome.aborted)
             self.problems_in(layer.container, layer.prefix, outcome.problems)
+            for n in outcome.notes[: self.limits.max_problems]:
+                kind, text = _note(n.message)
+                self.notes.append(model.Note(kind, _location(layer.container, n.member), text))
             if isinstance(layer.reader, Extractor):
                 recs = list(outcome.links)
                 files, found = walk(
@@ -190,12 +195,10 @@ class _Unpacker:
                 self.problems_in(layer.container, layer.prefix, found)
                 names = [f.rel for f in files] + [p.rel for p in packed]
                 bad = self.layer_links(names, recs, layer.prefix, layer.container)
-                for f in files:
-                    if f.rel not in bad:
-                        self.add(f, layer.prefix, layer.container, layer.depth)
-                for p in packed:
-                    if p.rel not in bad:
-                        self.add_packed(p, layer.prefix, layer.container)
+                for f in links.with_hard_links(files, recs, bad):
+                    self.add(f, layer.prefix, layer.container, layer.depth)
+                for p in links.with_hard_links(packed, recs, bad):
+                    self.add_packed(p, layer.prefix, layer.container)
             else:
                 bad = self.layer_links(
                     [e.path for e in outcome.entries],
@@ -246,9 +249,15 @@ class _Unpacker:
             self.members.append(Member(layer.prefix + ent.path, loc, layer.container, blob))
 
 
+def _note(text: str) -> tuple[str, str]:
+    """(kind, message) of an extractor's note, sent as 'kind: message'."""
+    kind, sep, message = text.partition(": ")
+    return (kind, message) if sep and kind.replace("-", "").isalnum() else ("note", text)
+
+
 def _code_format(head: bytes, size: int) -> str | None:
     """'pe', 'macho' or 'elf' when ``head`` starts a lone binary, else None."""
-    from verifier.binary.analyze import sniff
+    from verifier.binary.sniff import sniff
 
     fmt = sniff(head, size)
     return fmt.value if fmt.is_code else None
@@ -349,4 +358,6 @@ def unpack(
         sorted(u.problems, key=lambda a: (str(a.evidence.get("location", "")), a.message))
     )
     found_links = tuple(sorted(u.links, key=lambda k: (k.path, k.location)))
-    return Unpacked(path, digest, size, members, problems, found_links, frozenset(u.formats))
+    return Unpacked(
+        path, digest, size, members, problems, found_links, frozenset(u.formats), tuple(u.notes)
+    )

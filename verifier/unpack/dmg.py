@@ -7,17 +7,24 @@ files, then each partition is opened as HFS+, APFS, ISO 9660 or UDF into ``dest`
 Partitions none of them opens (partition maps, free space) are skipped; a DMG in which no
 partition opens is a ``MalformedInputError``. ``7z`` (Debian ``p7zip-full``) or ``7zz``
 (Debian ``7zip``) must be installed, else ``ToolMissingError``.
+
+7-Zip flattens a disk image's symlinks (a framework's ``Versions/Current -> A``): its ISO
+handler ignores Rock Ridge links and writes an empty file, and links of other volumes are
+dropped with the rest of what external tools write. They are not compared as links; a
+``dmg-symlinks-flattened`` note names them (Rock Ridge links are listed with ``isoinfo``,
+Debian ``genisoimage``, when it is installed).
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from verifier.errors import MalformedInputError, ToolMissingError
 from verifier.unpack import registry
 from verifier.unpack.limits import Limits
-from verifier.unpack.result import Problem
+from verifier.unpack.result import Extraction, Problem
 
 KOLY = b"koly"
 TRAILER = 512
@@ -47,13 +54,41 @@ def seven_zip() -> str:
     return tool
 
 
-def extract_dmg(src: str, dest: str, limits: Limits) -> list[Problem]:
+def iso_symlinks(image: str, limits: Limits) -> list[tuple[str, str]]:
+    """(path, target) of each Rock Ridge symlink of an ISO 9660 image (``isoinfo -R -l``;
+    [] without isoinfo or when it fails)."""
+    tool = shutil.which("isoinfo")
+    if tool is None:
+        return []
+    try:
+        proc = subprocess.run(
+            [tool, "-R", "-l", "-i", image],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=limits.worker_timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    out: list[tuple[str, str]] = []
+    where = ""
+    for line in proc.stdout[: 64 << 20].decode("utf-8", "surrogateescape").splitlines():
+        if line.startswith("Directory listing of "):
+            where = line[len("Directory listing of ") :].strip("/")
+        elif line.startswith("l") and "]  " in line and " -> " in line:
+            name, _, target = line.split("]  ", 1)[1].partition(" -> ")
+            out.append((f"{where}/{name}" if where else name, target))
+    return out
+
+
+def extract_dmg(src: str, dest: str, limits: Limits) -> Extraction:
     from verifier.unpack.installers import extract_7z
 
     seven_zip()
     parts_dir = f"{dest}.dmgparts"
     Path(parts_dir).mkdir()
     problems: list[Problem] = []
+    notes: list[Problem] = []
     try:
         problems += extract_7z(src, parts_dir, limits, kind="Dmg")
         opened = 0
@@ -61,12 +96,25 @@ def extract_dmg(src: str, dest: str, limits: Limits) -> list[Problem]:
         parts = sorted(p for p in Path(parts_dir).rglob("*") if p.is_file())
         for part in parts:
             for kind in PARTITION_KINDS:
+                found: list[Problem] = []
                 try:
-                    problems += extract_7z(str(part), dest, limits, kind=kind)
+                    problems += extract_7z(str(part), dest, limits, kind=kind, notes=found)
                 except MalformedInputError as e:
                     failures.append(f"{part.name} as {kind}: {e.message}"[:200])
                     continue
                 opened += 1
+                for n in found:  # links of an HFS+/APFS volume that 7-Zip listed or wrote
+                    notes.append(Problem("", n.message.replace("tool-links-dropped", _KIND, 1)))
+                if kind == "Iso" and (links := sorted(iso_symlinks(str(part), limits))):
+                    path, target = links[0]
+                    notes.append(
+                        Problem(
+                            "",
+                            f"{_KIND}: the disk image holds {len(links)} symlink(s) (first: "
+                            f"{path!r} -> {target!r}) that 7-Zip writes as empty files: they "
+                            "are compared as files, not as links",
+                        )
+                    )
                 break
         if not opened:
             raise MalformedInputError(
@@ -75,7 +123,10 @@ def extract_dmg(src: str, dest: str, limits: Limits) -> list[Problem]:
             )
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
-    return problems
+    return Extraction(problems, [], notes=notes)
+
+
+_KIND = "dmg-symlinks-flattened"
 
 
 class DmgReader:
@@ -87,7 +138,7 @@ class DmgReader:
         # *.dmg are looked at (as 7-Zip does)
         return filename.lower().endswith(".dmg") and is_dmg(filename)
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
         return extract_dmg(src, dest, limits)
 
 

@@ -39,7 +39,7 @@ from typing import IO
 from verifier.errors import LimitExceededError, MalformedInputError, ToolMissingError
 from verifier.unpack import paths, registry
 from verifier.unpack.limits import Limits
-from verifier.unpack.result import Problem
+from verifier.unpack.result import Extraction, LinkRecord, Problem
 from verifier.unpack.sink import Sink, SourceError, StopExtraction
 from verifier.unpack.tarreader import _extract_one as _tar_member
 
@@ -122,9 +122,15 @@ def _check_listing(names: list[str], sizes: list[int], limits: Limits, what: str
         raise LimitExceededError(f"{what}: a member is larger than {limits.max_member_bytes} bytes")
 
 
-def _sanitize_tree(dest: str, limits: Limits) -> list[Problem]:
-    """After an external tool: drop symlinks and special files, re-check the caps on disk."""
+def _sanitize_tree(
+    dest: str, limits: Limits, notes: list[Problem] | None = None, *, tool: str = "the tool"
+) -> list[Problem]:
+    """After an external tool: drop symlinks and special files, re-check the caps on disk.
+
+    The symlinks the tool wrote are not compared (biv does not re-derive them from the
+    format): when there are some, a ``tool-links-dropped`` note says so (``notes``)."""
     problems: list[Problem] = []
+    dropped: list[str] = []
     count = total = 0
     root = os.path.realpath(dest)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -137,6 +143,8 @@ def _sanitize_tree(dest: str, limits: Limits) -> list[Problem]:
                 target = str(full.readlink())
                 if paths.link_escapes(rel, target):
                     problems.append(Problem(rel, f"symlink escapes the archive: -> {target!r}"))
+                else:
+                    dropped.append(rel)
                 full.unlink()
                 if name in dirnames:
                     dirnames.remove(name)
@@ -154,6 +162,14 @@ def _sanitize_tree(dest: str, limits: Limits) -> list[Problem]:
         raise LimitExceededError(f"more than {limits.max_members} members")
     if total > limits.max_total_bytes:
         raise LimitExceededError(f"extracted size exceeds {limits.max_total_bytes} bytes")
+    if dropped and notes is not None:
+        notes.append(
+            Problem(
+                "",
+                f"tool-links-dropped: {tool} wrote {len(dropped)} symlink(s) (first: "
+                f"{sorted(dropped)[0]!r}); links unpacked by external tools are not compared",
+            )
+        )
     return problems
 
 
@@ -198,7 +214,42 @@ def _msi_failed(stderr: bytes) -> str | None:
 MAX_MSI_UP_LEVELS = 256  # '..' components a hostile MSI may use before it is refused
 
 
-def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
+def _msi_tables(src: str, limits: Limits) -> list[str] | None:
+    """The tables of an MSI database (``msiinfo tables``), or None when it cannot be read."""
+    try:
+        out, err = _run2([_tool("msiinfo"), "tables", src], limits, what="msi")
+    except MalformedInputError:
+        return None
+    if _msi_failed(err) is not None:
+        return None
+    tables = [t.strip() for t in out.decode("utf-8", "replace").splitlines() if t.strip()]
+    return tables or None
+
+
+def _msi_binary_note(src: str, limits: Limits) -> Problem | None:
+    """A note naming the streams of the MSI's Binary table (custom-action DLLs and scripts):
+    ``msiextract`` writes only the files an MSI installs, so they are not compared."""
+    try:
+        out, _ = _run2([_tool("msiinfo"), "streams", src], limits, what="msi")
+    except (MalformedInputError, LimitExceededError, ToolMissingError):
+        return None
+    names = sorted(
+        n[len("Binary.") :]
+        for n in out.decode("utf-8", "replace").splitlines()
+        if n.startswith("Binary.")
+    )
+    if not names:
+        return None
+    shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+    return Problem(
+        "",
+        f"msi-binary-streams: the Binary table holds {len(names)} stream(s) ({shown}: "
+        "custom-action code, scripts, UI data) that msiextract does not extract; "
+        "they are not compared",
+    )
+
+
+def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> Extraction:
     """Extract the files an MSI installs (``msiextract``), as laid out under TARGETDIR.
 
     ``msiextract`` cannot extract selectively and follows '..' in directory names, so it
@@ -206,11 +257,33 @@ def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Pr
     nested as deep as the most '..' components any listed name has. Members with clean names
     are then moved into ``dest``; members with hostile names are problems and are deleted
     with the jail. A file that is listed but not extracted (a damaged cabinet) is a problem.
+
+    A database without a File table (a validation module ``.cub``, a patch-free template)
+    installs no file: it has no members, and a note says so, when ``msiinfo`` reads its
+    tables; ``msiextract`` refuses it. What ``msiextract`` does not write (the Binary
+    table's streams) is named in a note.
     """
     tool = _tool("msiextract")
-    out, err = _run2([tool, "--list", src], limits, what="msi")
-    if (why := _msi_failed(err)) is not None:
-        raise MalformedInputError(f"msi: cannot read the database: {why}")
+    notes: list[Problem] = []
+    try:
+        out, err = _run2([tool, "--list", src], limits, what="msi")
+        failed = _msi_failed(err)
+    except MalformedInputError as e:
+        failed, out = e.message, b""
+    if failed is not None:
+        tables = _msi_tables(src, limits)
+        if tables is None or "File" in tables:
+            raise MalformedInputError(f"msi: cannot read the database: {failed}")
+        notes.append(
+            Problem(
+                "",
+                f"msi-no-files: an installer database with {len(tables)} tables and no File "
+                "table (a validation module or template): it installs no file",
+            )
+        )
+        if (binary := _msi_binary_note(src, limits)) is not None:
+            notes.append(binary)
+        return Extraction([], [], 0, 0, notes)
     listed = out.decode("utf-8", "surrogateescape").splitlines()
     names = list(dict.fromkeys(n for n in listed if n.strip()))
     if len(names) > limits.max_members:
@@ -233,7 +306,7 @@ def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Pr
         _, err = _run2([tool, "--directory", str(inner), src], limits, what="msi")
         if (why := _msi_failed(err)) is not None:
             raise MalformedInputError(f"msi: extraction failed: {why}")
-        problems += _sanitize_tree(str(jail_root), limits)
+        problems += _sanitize_tree(str(jail_root), limits, notes, tool="msiextract")
         for n, rel in clean.items():
             got = inner / rel
             if not got.is_file() or got.is_symlink():
@@ -247,7 +320,9 @@ def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Pr
             got.rename(target)
     finally:
         shutil.rmtree(jail_root, ignore_errors=True)
-    return problems
+    if (binary := _msi_binary_note(src, limits)) is not None:
+        notes.append(binary)
+    return Extraction(problems, [], notes=notes)
 
 
 class MsiReader:
@@ -256,7 +331,7 @@ class MsiReader:
     def sniff(self, head: bytes, filename: str) -> bool:
         return _ole_root_clsid(head, filename) in MSI_CLSIDS
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
         return extract_msi(src, dest, limits)
 
 
@@ -301,7 +376,15 @@ def nsis_header_offset(head: bytes, filename: str) -> int | None:
 
 def _parse_7z_slt(text: str) -> list[tuple[str, int, bool]]:
     """(path, size, is_dir) per entry of ``7z l -slt`` output (after the '----------' line)."""
-    out: list[tuple[str, int, bool]] = []
+    return [(p, n, d) for p, n, d, _link in parse_7z_listing(text)]
+
+
+def parse_7z_listing(text: str) -> list[tuple[str, int, bool, str | None]]:
+    """(path, size, is_dir, symlink target or None) per entry of ``7z l -slt`` output.
+
+    An entry is a symlink when 7-Zip gives its target (``Symbolic Link``) or its Unix mode
+    says so (``Attributes = A_ -lrwxrwxrwx``)."""
+    out: list[tuple[str, int, bool, str | None]] = []
     _, _, body = text.partition("\n----------\n")
     for block in body.split("\n\n"):
         fields: dict[str, str] = {}
@@ -315,18 +398,29 @@ def _parse_7z_slt(text: str) -> list[tuple[str, int, bool]]:
         size = 0
         with contextlib.suppress(ValueError):
             size = int(fields.get("Size") or 0)
-        out.append((fields["Path"], size, is_dir))
+        mode = fields.get("Attributes", "").rpartition(" ")[2]
+        target = fields.get("Symbolic Link") or None
+        if target is None and mode.startswith("l"):
+            target = ""
+        out.append((fields["Path"], size, is_dir, target))
     return out
 
 
 def extract_7z(
-    src: str, dest: str, limits: Limits = DEFAULT_LIMITS, *, kind: str = "7z"
+    src: str,
+    dest: str,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    kind: str = "7z",
+    notes: list[Problem] | None = None,
 ) -> list[Problem]:
     """Extract with 7-Zip (``kind`` is its archive type: ``7z``, ``Nsis``...).
 
     Members with hostile names (``..``, absolute, drive letters: an NSIS script can write
     anywhere) are problems and are left out: only the others are extracted, by exact name.
     A wrong password is given so that an encrypted archive fails instead of prompting.
+    Symlinks the listing shows are not compared: a ``tool-links-dropped`` note (``notes``)
+    says how many.
     """
     tool = shutil.which("7z") or shutil.which("7zz") or _tool("7z")
     what = kind.lower()
@@ -335,7 +429,10 @@ def extract_7z(
     problems: list[Problem] = []
     safe: list[str] = []
     sizes: list[int] = []
-    for raw, size, is_dir in _parse_7z_slt(listing.decode("utf-8", "surrogateescape")):
+    listed_links: list[str] = []
+    for raw, size, is_dir, link in parse_7z_listing(listing.decode("utf-8", "surrogateescape")):
+        if link is not None:
+            listed_links.append(raw)
         try:
             paths.clean_name(raw, limits.max_name_len)
         except MalformedInputError as e:
@@ -356,7 +453,21 @@ def extract_7z(
         _run(cmd, limits, what=what)
     finally:
         listfile.unlink(missing_ok=True)
-    return problems + _sanitize_tree(dest, limits)
+    found: list[Problem] = []
+    problems += _sanitize_tree(dest, limits, found, tool="7-Zip")
+    if notes is not None and (listed_links or found):
+        first = sorted(listed_links)[0] if listed_links else ""
+        notes.append(
+            Problem(
+                "",
+                f"tool-links-dropped: the {kind} archive holds {len(listed_links)} symlink(s)"
+                + (f" (first: {first!r})" if first else "")
+                + "; links unpacked by 7-Zip are not compared",
+            )
+            if listed_links
+            else found[0]
+        )
+    return problems
 
 
 def extract_nsis(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
@@ -370,8 +481,10 @@ class NsisReader:
     def sniff(self, head: bytes, filename: str) -> bool:
         return nsis_header_offset(head, filename) is not None
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
-        return extract_nsis(src, dest, limits)
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
+        notes: list[Problem] = []
+        problems = extract_7z(src, dest, limits, kind="Nsis", notes=notes)
+        return Extraction(problems, [], notes=notes)
 
 
 class SevenZipReader:
@@ -380,8 +493,10 @@ class SevenZipReader:
     def sniff(self, head: bytes, filename: str) -> bool:
         return head[:6] == SEVENZIP_MAGIC
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
-        return extract_7z(src, dest, limits, kind="7z")
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
+        notes: list[Problem] = []
+        problems = extract_7z(src, dest, limits, kind="7z", notes=notes)
+        return Extraction(problems, [], notes=notes)
 
 
 # --- tar streams (deb) and cpio streams (rpm) --------------------------------------------------
@@ -448,22 +563,52 @@ class _Window(io.RawIOBase):
 
 def extract_deb(
     src: str, dest: str, limits: Limits = DEFAULT_LIMITS, *, use_dpkg: bool = True
-) -> list[Problem]:
-    """Extract a .deb's data (``dpkg-deb --fsys-tarfile`` if present, else ar + tar here)."""
+) -> Extraction:
+    """Extract a .deb's data (``dpkg-deb --fsys-tarfile`` if present, else ar + tar here).
+
+    Its links are recorded like a tar's (``deb_links``: absolute targets are relative to the
+    package's root, as dpkg installs them relative to the system's '/')."""
     size = Path(src).stat().st_size
     sink = Sink(dest, limits, stream_compressed=size)
     dpkg = shutil.which("dpkg-deb") if use_dpkg else None
     if dpkg:
         _pipe([dpkg, "--fsys-tarfile", src], limits, "deb", lambda out: _tar_stream(out, sink))
-        return sink.problems
+        return deb_links(sink.result())
     with open(src, "rb") as fh:
         for name, off, msize in _ar_members(fh, size):
             if name.startswith("data.tar"):
                 if name.endswith(".zst"):
                     raise ToolMissingError("a zstd-compressed .deb needs 'dpkg-deb' (package dpkg)")
                 _tar_stream(io.BufferedReader(_Window(fh, off, msize)), sink)
-                return sink.problems
+                return deb_links(sink.result())
     raise MalformedInputError("deb: no data.tar member")
+
+
+def deb_links(ext: Extraction) -> Extraction:
+    """A .deb's symlinks as dpkg installs them: the package's root is the system's '/', so
+    an absolute target (``/usr/bin/xz``) is read from the package's root, and a note says
+    how many there were (a target outside the package, such as ``/etc/alternatives/x``, is
+    kept as text: a link need not resolve inside the package)."""
+    recs: list[LinkRecord] = []
+    absolute: list[str] = []
+    for r in ext.links:
+        if not r.hard and r.target.startswith("/"):
+            recs.append(LinkRecord(r.member, r.target.lstrip("/"), from_root=True))
+            absolute.append(r.member)
+        else:
+            recs.append(r)
+    notes = list(ext.notes)
+    if absolute:
+        notes.append(
+            Problem(
+                "",
+                f"deb-absolute-links: {len(absolute)} symlink(s) with an absolute target "
+                f"(first: {sorted(absolute)[0]!r}): dpkg resolves them against the installed "
+                "system's '/', biv against the package's root, and compares them as links "
+                "relative to it",
+            )
+        )
+    return Extraction(ext.problems, recs, ext.files, ext.size, notes)
 
 
 def _pipe(cmd: list[str], limits: Limits, what: str, consume: Callable[[IO[bytes]], None]) -> None:
@@ -621,7 +766,7 @@ class DebReader:
     def sniff(self, head: bytes, filename: str) -> bool:
         return head[:8] == AR_MAGIC and head[8:21] == b"debian-binary"
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
         return extract_deb(src, dest, limits)
 
 
@@ -660,7 +805,7 @@ def appimage_offset(head: bytes, filename: str) -> int | None:
     return i if i > 0 else None
 
 
-def extract_appimage(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
+def extract_appimage(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> Extraction:
     """Extract an AppImage's squashfs (``unsquashfs -o OFFSET``)."""
     head = _read_at(src, 0, registry.HEAD_SIZE)
     off = appimage_offset(head, src)
@@ -686,7 +831,9 @@ def extract_appimage(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> li
         limits,
         what="appimage",
     )
-    return _sanitize_tree(dest, limits)
+    notes: list[Problem] = []
+    problems = _sanitize_tree(dest, limits, notes, tool="unsquashfs")
+    return Extraction(problems, [], notes=notes)
 
 
 class AppImageReader:
@@ -696,7 +843,7 @@ class AppImageReader:
         # AppImage type 2 runtime: "AI\x02" in the ELF identification padding
         return head[:4] == ELF_MAGIC and head[8:11] == b"AI\x02"
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
         return extract_appimage(src, dest, limits)
 
 

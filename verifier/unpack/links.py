@@ -1,7 +1,7 @@
-"""Symbolic links inside one archive layer, resolved the way an extractor's file system would.
+"""Links inside one archive layer, resolved the way an extractor's file system would.
 
 biv never creates nor follows a link; it records each one (path, target) and checks the
-layer as a whole (DESIGN.md "Archives as real extractors see them"):
+layer as a whole (DESIGN.md "Archives as real extractors see them"). Symbolic links:
 
 * a link whose target leaves the tree (absolute, a drive, or climbing above the root once
   every link on the way is followed) is hostile;
@@ -13,14 +13,25 @@ layer as a whole (DESIGN.md "Archives as real extractors see them"):
 
 Targets are kept as text relative to the link's own directory (``normalise``); an asar
 link, stored relative to the archive's root, is rewritten to that form.
+
+Hard links (tar ``LNKTYPE``): GNU tar gives the stored file several names, one inode. Each
+name is a file of the tree (its bytes are the stored file's: ``with_hard_links``), and the
+names of one inode are also reported as links, independently of the order the archive stored
+them in: every name but the first in sorted order is a hard link to that first one
+(``hard_groups``). One whose name crosses a symlink, or whose file was dropped, is hostile.
+Directories walked on disk report no hard links: file systems make them to save space
+(pnpm's store, ``cp -al``, ``nix-store --optimise``), no installer carries them, and each
+name is compared as the file it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from verifier.unpack.result import LinkRecord, Problem
 
@@ -80,25 +91,41 @@ def normalise(rec: LinkRecord) -> str:
     return posixpath.normpath(t) if t else ""
 
 
+class _Named(Protocol):
+    @property
+    def rel(self) -> str: ...
+
+
+_F = TypeVar("_F", bound=_Named)
+
+
 def check(
     files: Iterable[str], links: Iterable[LinkRecord]
 ) -> tuple[list[LinkRecord], list[Problem], set[str]]:
     """(the safe links, one problem per hostile link or member, the hostile paths).
 
     ``files``: every other member path of the layer. A member in the hostile paths must be
-    dropped: an extractor would have written it somewhere else than its name says.
+    dropped: an extractor would have written it somewhere else than its name says. Safe hard
+    links come back as ``hard_groups`` names them.
     """
     by_path: dict[str, LinkRecord] = {}
+    hard: list[LinkRecord] = []
     problems: list[Problem] = []
+    seen: set[str] = set()
     for rec in links:
-        if rec.member in by_path:
+        if rec.member in seen:
             problems.append(Problem(rec.member, f"duplicate entry {rec.member!r}"))
             continue
-        by_path[rec.member] = rec
-    if not by_path:
+        seen.add(rec.member)
+        if rec.hard:
+            hard.append(rec)
+        else:
+            by_path[rec.member] = rec
+    if not by_path and not hard:
         return [], problems, set()
     bad: set[str] = set()
-    for p in [*files, *by_path]:
+    names = [*files, *by_path, *(h.member for h in hard)] if by_path else []
+    for p in names:
         parts = p.split("/")
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
@@ -121,4 +148,50 @@ def check(
             )
             problems.append(Problem(path, why))
             bad.add(path)
-    return [r for p, r in by_path.items() if p not in bad], problems, bad
+    safe = [r for p, r in by_path.items() if p not in bad]
+    if hard:
+        present = set(files)
+        kept: list[LinkRecord] = []
+        for h in hard:
+            if h.member in bad:
+                continue
+            if h.target in bad or h.target not in present:
+                problems.append(Problem(h.member, f"hard link to a dropped member {h.target!r}"))
+                bad.add(h.member)
+                continue
+            kept.append(h)
+        safe += hard_groups(kept)
+    return safe, problems, bad
+
+
+def hard_groups(hard: Sequence[LinkRecord]) -> list[LinkRecord]:
+    """The hard links of a layer as the tree holds them, whatever order the archive used:
+    each group of names sharing one stored file (``hard`` records name it as ``target``),
+    sorted, gives one link per name but the first, to that first name, as text relative to
+    the link's directory like a symlink's."""
+    groups: dict[str, list[str]] = {}
+    for h in hard:
+        groups.setdefault(h.target, [h.target]).append(h.member)
+    out: list[LinkRecord] = []
+    for names in groups.values():
+        names.sort()
+        first = names[0]
+        for n in names[1:]:
+            rel = posixpath.relpath(first, posixpath.dirname(n) or ".")
+            out.append(LinkRecord(n, rel, hard=True))
+    return out
+
+
+def with_hard_links(files: Sequence[_F], found: Sequence[LinkRecord], bad: set[str]) -> list[_F]:
+    """``files`` less the hostile ones, plus one per hard link ``found`` (as extracted: each
+    ``target`` names the stored file): the same bytes under the link's name."""
+    out = [f for f in files if f.rel not in bad]
+    hard = [h for h in found if h.hard and h.member not in bad and h.target not in bad]
+    if not hard:
+        return out
+    by_rel = {f.rel: f for f in out}
+    for h in hard:
+        f = by_rel.get(h.target)
+        if f is not None:
+            out.append(dataclasses.replace(f, rel=h.member))  # type: ignore[type-var]
+    return out

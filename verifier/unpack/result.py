@@ -40,22 +40,28 @@ class Unpacked:
     size: int  # file size, or the sum of the file sizes for a directory
     members: tuple[Member, ...]  # sorted by path
     problems: tuple[model.Anomaly, ...]  # malformed-input, one per hostile member
-    links: tuple[model.Link, ...] = ()  # symlinks, sorted by path (never followed)
+    links: tuple[model.Link, ...] = ()  # symlinks and hard links, sorted by path
     # reader names of every archive layer opened ('zip', 'msi', 'nsis', 'dmg'...)
     formats: frozenset[str] = frozenset()
+    notes: tuple[model.Note, ...] = ()  # what the external extractors cannot represent
 
 
 @dataclass(frozen=True)
 class LinkRecord:
-    """A symbolic link inside one archive layer, as stored (never created on disk).
+    """A link inside one archive layer, as stored (never created on disk).
 
-    ``target`` is the link's text; ``from_root`` says it is relative to the archive's root
-    (asar) rather than to the link's own directory (tar, zip, a directory tree).
+    A symbolic link: ``target`` is the link's text; ``from_root`` says it is relative to the
+    archive's root (asar, an absolute target in a .deb) rather than to the link's own
+    directory (tar, zip, a directory tree).
+
+    A hard link (``hard``, tar ``LNKTYPE``): ``target`` is the cleaned path of the regular
+    member stored earlier in the same layer whose file it shares (chains already followed).
     """
 
     member: str
     target: str
     from_root: bool = False
+    hard: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Extraction:
     links: list[LinkRecord]
     files: int = -1  # files and bytes written, when the extractor counted them (-1: not)
     size: int = -1
+    # what the extractor (an external tool) cannot represent, met in this archive: the
+    # report's notes (``member`` '' = the archive itself)
+    notes: list[Problem] = field(default_factory=list)
     # members in pack files (``pack.py``), per pack: their names and sizes, in order
     packs: list[tuple[list[str], list[int]]] = field(default_factory=list)
 

@@ -54,6 +54,7 @@ class Outcome:
     aborted: str | None = None  # the sandbox stopped the reader (timeout, cap, crash)
     entries: list[Entry] = field(default_factory=list)  # InPlaceReader jobs only
     links: list[LinkRecord] = field(default_factory=list)  # recorded, never created
+    notes: list[Problem] = field(default_factory=list)  # what the extractor cannot represent
     # members in pack files beside ``dest`` (``pack.py``): per pack, names and sizes
     packs: list[tuple[list[str], list[int]]] = field(default_factory=list)
 
@@ -126,7 +127,10 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             i = int(doc["index"])
             problems = [Problem(str(m), str(msg)) for m, msg in doc["problems"]]
             entries = [Entry(str(p), int(o), int(n)) for p, o, n in doc.get("entries", [])]
-            links = [LinkRecord(str(m), str(t), bool(r)) for m, t, r in doc.get("links", [])]
+            links = [
+                LinkRecord(str(m), str(t), bool(r), bool(h)) for m, t, r, h in doc.get("links", [])
+            ]
+            notes = [Problem(str(m), str(msg)) for m, msg in doc.get("notes", [])]
             packs = [_pack_index(p) for p in doc.get("packs", [])]
         except (ValueError, KeyError, TypeError):
             continue
@@ -137,6 +141,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             str(aborted) if aborted is not None else None,
             entries,
             links,
+            notes,
             packs,
         )
     return answers

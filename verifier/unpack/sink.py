@@ -60,6 +60,8 @@ class Sink:
         self.seen: set[str] = set()  # cleaned names of files, directories and links
         self.problems: list[Problem] = []
         self.links: dict[str, LinkRecord] = {}  # recorded, never created
+        self.hard: dict[str, LinkRecord] = {}  # hard links: recorded, never created
+        self.notes: list[Problem] = []  # what an external tool cannot represent
         self.dirs: set[str] = set()  # directories made and checked (relative, '' = dest)
 
     def result(self) -> Extraction:
@@ -67,7 +69,8 @@ class Sink:
         if self.packer is not None:
             self.packer.close()
             index = self.packer.index()
-        return Extraction(self.problems, list(self.links.values()), self.count, self.total, index)
+        found = [*self.links.values(), *self.hard.values()]
+        return Extraction(self.problems, found, self.count, self.total, self.notes, index)
 
     # --- problems ------------------------------------------------------------------------
 
@@ -111,6 +114,32 @@ class Sink:
         self.admit_file(raw)
         self.seen.add(name)
         self.links[name] = LinkRecord(name, target)
+
+    def hardlink(self, raw: str, name: str, linkname: str) -> None:
+        """Record hard link ``name`` to the earlier member ``linkname`` (never created).
+
+        As GNU tar's ``linkat``: the target must be a member already extracted (a regular
+        file, or a symlink, which the new name then is too, with the same text); one that
+        is missing, later in the archive, a directory or outside the tree is a problem.
+        A chain (``c`` -> ``b`` -> ``a``) names the stored file ``a``.
+        """
+        try:
+            target = paths.clean_name(linkname, self.limits.max_name_len)
+        except MalformedInputError as e:
+            self.problem(raw, f"hard link escapes the archive: {e.message}")
+            return
+        if target in self.links:  # linkat does not follow a symlink: a second name for it
+            self.link(raw, name, self.links[target].target)
+            return
+        if target in self.hard:
+            target = self.hard[target].target
+        src = Path(self.dest, *target.split("/"))
+        if target == name or src.is_symlink() or not src.is_file():
+            self.problem(raw, f"hard link to a member not extracted before it: {target!r}")
+            return
+        self.admit_file(raw)
+        self.seen.add(name)
+        self.hard[name] = LinkRecord(name, target, hard=True)
 
     def admit_file(self, raw: str) -> None:
         """Count one more file against ``max_members`` (raise StopExtraction past it)."""

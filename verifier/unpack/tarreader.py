@@ -1,9 +1,9 @@
 """Tar (plain, gz, bz2, xz) extraction with hostile-input checks; runs in the sandbox.
 
 Members are read in stream mode and written by ``Sink``; ``tarfile`` never writes. Only
-regular files and directories are extracted: symlinks are recorded, never created (the
-parent checks them with the whole layer, ``links.py``), hard links become copies of an
-earlier member (one pointing elsewhere is a problem), devices and FIFOs are problems.
+regular files and directories are extracted: symlinks and hard links are recorded, never
+created (the parent checks them with the whole layer, ``links.py``; a hard link must name a
+member extracted before it, as GNU tar requires), devices and FIFOs are problems.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 from verifier.errors import LimitExceededError, MalformedInputError
-from verifier.unpack import paths, registry
+from verifier.unpack import registry
 from verifier.unpack.limits import Limits
 from verifier.unpack.result import Extraction
 from verifier.unpack.sink import Sink, SourceError, StopExtraction
@@ -146,7 +146,7 @@ def _extract_one(tf: tarfile.TarFile, ti: tarfile.TarInfo, sink: Sink) -> None:
         elif ti.issym():
             sink.link(raw, name, ti.linkname)  # checked with the whole layer (links.py)
         elif ti.islnk():
-            _hardlink(ti, name, sink)
+            sink.hardlink(raw, name, ti.linkname)  # checked with the whole layer (links.py)
         elif ti.ischr() or ti.isblk():
             sink.problem(raw, "device entry")
         elif ti.isfifo():
@@ -159,22 +159,6 @@ def _extract_one(tf: tarfile.TarFile, ti: tarfile.TarInfo, sink: Sink) -> None:
         sink.problem(raw, e.message)
     except OSError as e:
         sink.problem(raw, f"cannot write entry: {e.strerror or e}")
-
-
-def _hardlink(ti: tarfile.TarInfo, name: str, sink: Sink) -> None:
-    """A hard link to an earlier regular member becomes a copy of it."""
-    try:
-        target = paths.clean_name(ti.linkname, sink.limits.max_name_len)
-    except MalformedInputError as e:
-        sink.problem(ti.name, f"hard link escapes the archive: {e.message}")
-        return
-    src = Path(sink.dest, *target.split("/"))
-    if target not in sink.seen or src.is_symlink() or not src.is_file():
-        sink.problem(ti.name, f"hard link to a member not extracted before it: {target!r}")
-        return
-    sink.admit_file(ti.name)
-    with open(src, "rb") as f:
-        sink.write(name, f)
 
 
 registry.register(TarReader(), priority=20)
