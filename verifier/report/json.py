@@ -85,4 +85,5 @@ def iter_json(report: Report) -> Iterator[str]:
         if size >= _PIECE:
             yield "".join(piece)
             piece, size = [], 0
-    yield "".join(piece)
+    if piece:
+        yield "".join(piece)
