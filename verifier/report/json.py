@@ -16,13 +16,15 @@ from verifier.model import Finding, Report
 from verifier.report.escape import has_raw_bytes, json_safe
 
 _PIECE = 1 << 20  # characters of a report written at a time
+# what ``json.dumps(v, sort_keys=True, ensure_ascii=False)`` does, without a new encoder per item
+_ENCODE = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 def _item(value: Any) -> str:
     """One value as JSON; valid UTF-8 whatever bytes a name held (``escape.json_safe``)."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = _ENCODE(value)
     if has_raw_bytes(text):
-        text = json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False)
+        text = _ENCODE(json_safe(value))
     return text
 
 
