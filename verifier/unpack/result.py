@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the sandbox worker imports this module; keep it light
 MALFORMED = "malformed-input"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One file of the artifact.
 
