@@ -14,7 +14,7 @@ from verifier._scenarios import macho_app as ma
 from verifier.analysis import AnalysisContext
 from verifier.analysis.macho import analyze_macho
 from verifier.binary.macho_compare import compare_slices
-from verifier.macos_checks import bundle
+from verifier.checks.macos import bundle
 from verifier.model import BinaryFacts, Blob, FileEntry, Status
 from verifier.signing.trust import TrustConfig
 
@@ -297,7 +297,7 @@ def test_sealed_symlink_replaced_or_retargeted_stays_invalid(
 
 
 def test_linkless_containers() -> None:
-    from verifier.macos_checks import holds_links
+    from verifier.checks.macos import holds_links
 
     assert holds_links(())
     assert holds_links(("app.zip",)) and holds_links(("x.tar.gz", "inner.zip"))

@@ -1,6 +1,6 @@
 """macOS app bundles: verify each top-level bundle's seal and nested code in the inventory.
 
-``macos_checks.bundle.check_bundle`` does the work on the extracted tree (``layout``: where a
+``bundle.check_bundle`` does the work on the extracted tree (``layout``: where a
 bundle keeps its parts; ``seal``: the seal's rules and special slots); this module finds the
 bundles among the inventory's entries, hands it the digests the inventory already has (so no
 file is read twice) and maps its anomalies back to app-root-relative paths.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from verifier.analysis import AnalysisContext
-from verifier.macos_checks.bundle import check_bundle
+from verifier.checks.macos.bundle import check_bundle
 from verifier.model import Anomaly, FileResult, Inventory
 
 _PLIST = "Contents/Info.plist"

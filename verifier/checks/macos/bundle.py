@@ -26,7 +26,7 @@ from typing import Any
 
 from verifier.analysis import AnalysisContext
 from verifier.analysis.macho import analyze_macho
-from verifier.macos_checks.layout import (
+from verifier.checks.macos.layout import (
     MAX_INFO_PLIST,
     Layout,
     inside,
@@ -34,7 +34,7 @@ from verifier.macos_checks.layout import (
     read_capped,
     safe_join,
 )
-from verifier.macos_checks.seal import Rule, cdhashes, external_slot_problems, rule_for, rules
+from verifier.checks.macos.seal import Rule, cdhashes, external_slot_problems, rule_for, rules
 from verifier.model import (
     Anomaly,
     BinaryFacts,
