@@ -294,7 +294,7 @@ def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> Extract
     for n in names:
         up = max(up, n.replace("\\", "/").split("/").count(".."))
         try:
-            clean[n] = paths.clean_name(n, limits.max_name_len)
+            clean[n] = paths.clean_name(n, limits.max_name_len, backslash_sep=True)
         except MalformedInputError as e:
             problems.append(Problem(n, f"hostile member name, not extracted: {e.message}"))
     if up > MAX_MSI_UP_LEVELS:
