@@ -585,10 +585,16 @@ def extract_deb(
 
 
 def deb_links(ext: Extraction) -> Extraction:
-    """A .deb's symlinks as dpkg installs them: the package's root is the system's '/', so
-    an absolute target (``/usr/bin/xz``) is read from the package's root, and a note says
-    how many there were (a target outside the package, such as ``/etc/alternatives/x``, is
-    kept as text: a link need not resolve inside the package)."""
+    """A .deb's symlinks as dpkg installs them (``root_links``)."""
+    return root_links(ext, "deb", "dpkg")
+
+
+def root_links(ext: Extraction, kind: str, installer: str) -> Extraction:
+    """A package's symlinks as its installer (dpkg, rpm) makes them: the package's root is
+    the system's '/', so an absolute target (``/usr/bin/xz``) is read from the package's
+    root, and a ``KIND-absolute-links`` note says how many there were (a target outside the
+    package, such as ``/etc/alternatives/x``, is kept as text: a link need not resolve
+    inside the package). One that still leaves the tree (``/../x``) is hostile."""
     recs: list[LinkRecord] = []
     absolute: list[str] = []
     for r in ext.links:
@@ -602,10 +608,10 @@ def deb_links(ext: Extraction) -> Extraction:
         notes.append(
             Problem(
                 "",
-                f"deb-absolute-links: {len(absolute)} symlink(s) with an absolute target "
-                f"(first: {sorted(absolute)[0]!r}): dpkg resolves them against the installed "
-                "system's '/', biv against the package's root, and compares them as links "
-                "relative to it",
+                f"{kind}-absolute-links: {len(absolute)} symlink(s) with an absolute target "
+                f"(first: {sorted(absolute)[0]!r}): {installer} resolves them against the "
+                "installed system's '/', biv against the package's root, and compares them as "
+                "links relative to it",
             )
         )
     return Extraction(ext.problems, recs, ext.files, ext.size, notes)
@@ -678,11 +684,14 @@ def _skip(fh: IO[bytes], n: int) -> None:
         n -= len(chunk)
 
 
+MAX_LINK_TARGET = 4096  # PATH_MAX: a longer symlink target is refused (never cut)
+
+
 def cpio_stream(fh: IO[bytes], sink: Sink) -> None:
     """Extract a cpio 'newc' (070701/070702) stream through ``sink``.
 
-    Regular files and directories only; symlinks are not created (one that escapes is a
-    problem), devices and FIFOs are problems.
+    Regular files and directories are written; symlinks are recorded, never created (checked
+    with the whole layer, ``links.py``); devices and FIFOs are problems.
     """
     pos = 0
     try:
@@ -717,9 +726,8 @@ def cpio_stream(fh: IO[bytes], sink: Sink) -> None:
 def _cpio_member(fh: IO[bytes], sink: Sink, raw: str, mode: int, filesize: int) -> None:
     data = _Bounded(fh, filesize)
     fmt = stat.S_IFMT(mode)
-    clean = sink.name(raw, is_dir=fmt == stat.S_IFDIR)
     try:
-        if clean is None:
+        if (clean := sink.name(raw, is_dir=fmt == stat.S_IFDIR)) is None:
             pass
         elif fmt == stat.S_IFDIR:
             sink.mkdir(clean)
@@ -727,9 +735,11 @@ def _cpio_member(fh: IO[bytes], sink: Sink, raw: str, mode: int, filesize: int) 
             sink.admit_file(raw)
             sink.write(clean, data)
         elif fmt == stat.S_IFLNK:
-            target = data.read(min(filesize, 4096)).decode("utf-8", "surrogateescape")
-            if paths.link_escapes(clean, target):
-                sink.problem(raw, f"symlink escapes the archive: -> {target!r}")
+            if filesize > MAX_LINK_TARGET:
+                sink.problem(raw, f"symlink target longer than {MAX_LINK_TARGET} bytes")
+            else:
+                target = data.read(filesize).decode("utf-8", "surrogateescape")
+                sink.link(raw, clean, target)  # checked with the whole layer (links.py)
         else:
             sink.problem(raw, "device, FIFO or socket entry")
     except (StopExtraction, SourceError):
@@ -743,8 +753,10 @@ def _cpio_member(fh: IO[bytes], sink: Sink, raw: str, mode: int, filesize: int) 
         pass
 
 
-def extract_rpm(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
-    """Extract an .rpm's payload (``rpm2cpio`` decompresses; the cpio is parsed here)."""
+def extract_rpm(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> Extraction:
+    """Extract an .rpm's payload (``rpm2cpio`` decompresses; the cpio is parsed here), as
+    ``rpm2cpio X.rpm | cpio -idm`` writes it; its links are recorded like a .deb's
+    (``root_links``: absolute targets are relative to the package's root)."""
     sink = Sink(dest, limits, stream_compressed=Path(src).stat().st_size)
     tool = _tool("rpm2cpio")
 
@@ -757,7 +769,7 @@ def extract_rpm(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Pr
             raise MalformedInputError(f"rpm: truncated payload: {e}") from None
 
     _pipe([tool, src], limits, "rpm", consume)
-    return sink.problems
+    return root_links(sink.result(), "rpm", "rpm")
 
 
 class DebReader:
@@ -776,7 +788,7 @@ class RpmReader:
     def sniff(self, head: bytes, filename: str) -> bool:
         return head[:4] == RPM_MAGIC
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
         return extract_rpm(src, dest, limits)
 
 
