@@ -82,7 +82,7 @@ def real_dll(work: Path) -> tuple[Path, Path] | None:
 
 
 def demo_ffmpeg(work: Path) -> tuple[Path, Path]:
-    from verifier.demo.scenario import build_scenario
+    from verifier._scenarios.scenario import build_scenario
 
     sc = build_scenario(work / "demo")
     return Path(sc.compromised) / "ffmpeg.dll", Path(sc.upstream) / "ffmpeg.dll"

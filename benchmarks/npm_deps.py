@@ -4,7 +4,7 @@ The app: real registry packages, the dependency trees of a dozen popular top-lev
 pinned below (about 580 installed packages, 22,000 files, 166 MB), installed once by npm
 (``--ignore-scripts``) and packed into ``resources/app.asar`` by the real @electron/asar.
 The registry: the same packages' tarballs (from npm's own content-addressed cache, checked
-against the lockfile's integrity), served on 127.0.0.1 by ``verifier.demo.npm_deps``.
+against the lockfile's integrity), served on 127.0.0.1 by ``verifier._scenarios.npm_deps``.
 
 Timed, each as a child process (wall time of the command alone, peak RSS):
 - ``path`` baseline: ``biv verify APP --against path:APP`` (unpack, analyse, compare: what
@@ -207,7 +207,7 @@ def tree_stats(src: Path) -> tuple[int, int, int]:
 
 
 def main() -> int:
-    from verifier.demo.npm_deps import DemoRegistry
+    from verifier._scenarios.npm_deps import DemoRegistry
 
     if shutil.which("npm") is None or shutil.which("node") is None:
         print("npm deps benchmark skipped: node and npm are needed")

@@ -103,7 +103,7 @@ def make_tree(root: Path, n_files: int, total: int, *, signed_pes: int = 10) -> 
 
 
 def _pe_files(root: Path, count: int, signed: int) -> list[bytes]:
-    from verifier.demo import pewriter
+    from verifier._scenarios import pewriter
 
     specs = [
         pewriter.electron_exe(),
@@ -126,7 +126,7 @@ def _pe_files(root: Path, count: int, signed: int) -> list[bytes]:
         if len(to_sign) < signed:
             to_sign.append(p)
     if to_sign and shutil.which("osslsigncode"):
-        from verifier.demo import osslsign, pki
+        from verifier._scenarios import osslsign, pki
 
         paths = pki.vendor_pki().write(root.parent / f"{root.name}-pki")
         for p in to_sign:
@@ -152,7 +152,7 @@ def make_big_pe(path: Path, size: int) -> tuple[Path, str]:
     """A >= ``size`` PE (big ``.data``), osslsigncode-signed; returns (path, trust PEM)."""
     from dataclasses import replace
 
-    from verifier.demo import osslsign, pewriter, pki
+    from verifier._scenarios import osslsign, pewriter, pki
 
     paths = pki.vendor_pki().write(path.parent / "big-pki")
     if path.is_file() and path.stat().st_size >= size:

@@ -13,8 +13,8 @@ import pytest
 from support.fixtures import SigstoreFiles, sigstore_files
 from support.unpack_helpers import Box
 
-from verifier.demo import macho_app
-from verifier.demo.scenario import Scenario, build_scenario
+from verifier._scenarios import macho_app
+from verifier._scenarios.scenario import Scenario, build_scenario
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,7 +50,7 @@ def scenario_build_seconds() -> list[float]:
 def scenario(
     tmp_path_factory: pytest.TempPathFactory, scenario_build_seconds: list[float]
 ) -> Scenario:
-    """The 3CX demo scenario (``verifier.demo.scenario``): upstream, clean and compromised
+    """The 3CX demo scenario (``verifier._scenarios.scenario``): upstream, clean and compromised
     builds, test PKIs. Shared by the session: do not change it, copy it."""
     t = time.monotonic()
     built = build_scenario(tmp_path_factory.mktemp("scenario") / "demo")
@@ -60,6 +60,6 @@ def scenario(
 
 @pytest.fixture(scope="session")
 def mac_scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The macOS scenario (``verifier.demo.macho_app``): upstream x64/arm64 apps, a clean and
+    """The macOS scenario (``verifier._scenarios.macho_app``): upstream x64/arm64 apps, a clean and
     a 3CX-style vendor app, the test roots. Shared by the session: do not change it, copy it."""
     return macho_app.build_scenario(tmp_path_factory.mktemp("macapp"))

@@ -89,7 +89,7 @@ def resigned(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
         pytest.skip("osslsigncode is not installed")
     import subprocess
 
-    from verifier.demo import osslsign, pki
+    from verifier._scenarios import osslsign, pki
 
     work = tmp_path_factory.mktemp("resign")
     paths = pki.vendor_pki().write(work / "pki")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import pewriter as w
 from verifier.binary import analyze as an
 from verifier.binary.analyze import AnalysisContext, analyze, analyze_macho_basic, macho_archs
 from verifier.binary.fuses import SENTINEL
-from verifier.demo import pewriter as w
 from verifier.errors import MalformedInputError
 from verifier.model import Blob, FileFormat
 

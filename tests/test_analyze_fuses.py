@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import pewriter as w
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.binary.fuses import (
     SENTINEL,
@@ -17,7 +18,6 @@ from verifier.binary.fuses import (
     find_fuse_wire,
 )
 from verifier.binary.pe import parse_pe
-from verifier.demo import pewriter as w
 from verifier.hashing import CHUNK
 from verifier.model import Blob, FuseWire
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from support.authenticode import check_file
 
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios import pki as P
 from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.demo import osslsign, pewriter
-from verifier.demo import pki as P
 from verifier.model import Blob, SignatureKind
 from verifier.signing.trust import TrustConfig
 

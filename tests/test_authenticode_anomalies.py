@@ -13,9 +13,9 @@ import pytest
 from asn1crypto import cms, core
 from support.authenticode import check_file, rules
 
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios import pki as P
 from verifier.binary import pe
-from verifier.demo import osslsign, pewriter
-from verifier.demo import pki as P
 from verifier.model import Blob
 from verifier.signing.trust import TrustConfig
 

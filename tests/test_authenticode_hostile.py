@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from support.authenticode import check_file, rules
 
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios import pki as P
 from verifier.binary import pe
-from verifier.demo import osslsign, pewriter
-from verifier.demo import pki as P
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.model import Blob
 from verifier.signing import asn1, authenticode

@@ -20,9 +20,9 @@ from support.authenticode import check_file, rules
 from support.fetch import msvc_wheel
 from support.roots import roots_for
 
+from verifier._scenarios import osslsign
+from verifier._scenarios import pki as P
 from verifier.binary import pe
-from verifier.demo import osslsign
-from verifier.demo import pki as P
 from verifier.model import Blob
 from verifier.signing.trust import TrustConfig
 

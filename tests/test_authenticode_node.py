@@ -11,7 +11,7 @@ from support.authenticode import check_file
 from support.fetch import npm_tarball
 from support.roots import roots_for
 
-from verifier.demo import osslsign
+from verifier._scenarios import osslsign
 from verifier.signing.trust import TrustConfig
 
 pytestmark = [

@@ -1,10 +1,11 @@
 """Differential tests: biv's Authenticode verdicts against ``osslsigncode verify``.
 
-Fixtures are real PE files (``verifier.demo.pewriter``) signed by osslsigncode with a throwaway
-PKI (``verifier.demo.pki``), timestamped by a local TSA on 127.0.0.1 (``tests/support/tsa.py``:
-``openssl ts`` for RFC 3161, a small server for the legacy protocol) or by osslsigncode's
-built-in TSA at a fixed time. biv's valid/invalid must agree with osslsigncode's *output* on
-every one; biv must additionally flag the CVE-2013-3900 padding osslsigncode accepts.
+Fixtures are real PE files (``verifier._scenarios.pewriter``) signed by osslsigncode with a
+throwaway PKI (``verifier._scenarios.pki``), timestamped by a local TSA on 127.0.0.1
+(``tests/support/tsa.py``: ``openssl ts`` for RFC 3161, a small server for the legacy protocol)
+or by osslsigncode's built-in TSA at a fixed time. biv's valid/invalid must agree with
+osslsigncode's *output* on every one; biv must additionally flag the CVE-2013-3900 padding
+osslsigncode accepts.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import pytest
 from support.authenticode import check_file, rules
 from support.tsa import LocalTSA
 
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios import pki as P
 from verifier.binary import pe
-from verifier.demo import osslsign, pewriter
-from verifier.demo import pki as P
 from verifier.model import Blob
 from verifier.signing.trust import TrustConfig
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import macho_app as ma
 from verifier.binary import macho
 from verifier.binary.analyze import AnalysisContext
-from verifier.demo import macho_app as ma
 from verifier.model import BinaryFacts, Blob, FileEntry, Status
 from verifier.signing import bundle
 from verifier.signing.trust import TrustConfig

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from support.cli import biv
 from support.fixtures import SigstoreFiles
 
-from verifier.demo.scenario import Scenario
+from verifier._scenarios.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD_ID = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"

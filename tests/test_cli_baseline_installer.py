@@ -8,8 +8,8 @@ from pathlib import Path
 from support.cli import biv
 from support.installers import build_nsis
 
-from verifier.demo import osslsign
-from verifier.demo.scenario import Scenario
+from verifier._scenarios import osslsign
+from verifier._scenarios.scenario import Scenario
 
 
 def test_baseline_marks_only_what_changed_since_the_previous_release(

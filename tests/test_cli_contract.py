@@ -165,7 +165,7 @@ def test_inspect_of_a_data_file(tmp_path: Path, fmt: str) -> None:
 
 
 def test_a_single_binary_is_an_artifact_of_one_file(tmp_path: Path) -> None:
-    from verifier.demo.pewriter import build_pe, ffmpeg_dll, trojaned_ffmpeg_dll
+    from verifier._scenarios.pewriter import build_pe, ffmpeg_dll, trojaned_ffmpeg_dll
 
     up = tmp_path / "up"
     up.mkdir()

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from verifier import cli
-from verifier.demo import macho as mw
-from verifier.demo.pewriter import build_pe, electron_exe, ffmpeg_dll
-from verifier.demo.scenario import write_asar
+from verifier._scenarios import macho as mw
+from verifier._scenarios.pewriter import build_pe, electron_exe, ffmpeg_dll
+from verifier._scenarios.scenario import write_asar
 
 
 def _zip() -> bytes:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho
 from verifier.binary.analyze import AnalysisContext
-from verifier.demo import macho as w
 from verifier.model import BinaryFacts, Blob, SignatureKind
 from verifier.signing import codesign
 from verifier.signing.trust import TrustConfig

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from support.fetch import CACHE, fetch_pinned, npm_tarball
 
+from verifier._scenarios import macho as writer
 from verifier.binary import macho
-from verifier.demo import macho as writer
 from verifier.hashing import sha256_file
 from verifier.model import Blob, SignatureKind
 

@@ -127,8 +127,8 @@ def test_refs_document_gives_the_same_findings_as_the_release(tmp_path: Path) ->
     that DLL as it is (upstream's anomaly: inherited) and changes one code byte of libEGL.dll
     (divergent); another hides other bytes in the same place (the vendor's: full severity).
     """
+    from verifier._scenarios.payload import inject_signature_padding
     from verifier.api import make_context
-    from verifier.demo.payload import inject_signature_padding
     from verifier.upstream.path import resolve_path
 
     wheel = check.fetch(M.package("kivy-deps-angle-0.1.9"))

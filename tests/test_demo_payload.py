@@ -1,4 +1,4 @@
-"""3CX-style tampering (verifier.demo.payload): RC4, signature padding, code patching."""
+"""3CX-style tampering (verifier._scenarios.payload): RC4, signature padding, code patching."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import osslsign, payload, pewriter, pki
 from verifier.binary.pe import pe_checksum as biv_pe_checksum
-from verifier.demo import osslsign, payload, pewriter, pki
 from verifier.errors import MalformedInputError
 
 needs_osslsigncode = pytest.mark.skipif(

@@ -107,7 +107,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
 def test_judge_npm_wants_every_dependency_verified_and_the_patch_caught() -> None:
     from dataclasses import replace
 
-    from verifier.demo.npm_deps import PACKAGES, PATCHED
+    from verifier._scenarios.npm_deps import PACKAGES, PATCHED
     from verifier.demo.run import judge_npm
     from verifier.model import Component
 

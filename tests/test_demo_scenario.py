@@ -1,4 +1,4 @@
-"""The 3CX scenario builder (verifier.demo.scenario): real PE files, real signatures."""
+"""The 3CX scenario builder (verifier._scenarios.scenario): real PE files, real signatures."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import osslsign, payload, pewriter
+from verifier._scenarios.scenario import PRODUCT, Scenario, build_scenario, write_asar
 from verifier.binary.fuses import SENTINEL
-from verifier.demo import osslsign, payload, pewriter
-from verifier.demo.scenario import PRODUCT, Scenario, build_scenario, write_asar
 from verifier.unpack.asar import read_header
 from verifier.unpack.limits import Limits
 

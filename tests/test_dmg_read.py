@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import macho_app as ma
+from verifier._scenarios.macho_dmg import make_dmg, wrap_udif
 from verifier.binary.analyze import AnalysisContext
-from verifier.demo import macho_app as ma
-from verifier.demo.macho_dmg import make_dmg, wrap_udif
 from verifier.errors import MalformedInputError, ToolMissingError
 from verifier.signing import bundle
 from verifier.signing.trust import TrustConfig

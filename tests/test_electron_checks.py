@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from verifier import api
+from verifier._scenarios.pewriter import build_pe, electron_exe
+from verifier._scenarios.scenario import write_asar
 from verifier.binary import pe
 from verifier.binary.pe_resources import find_resource, list_resources
-from verifier.demo.pewriter import build_pe, electron_exe
-from verifier.demo.scenario import write_asar
 from verifier.electron_checks import asar_header_sha256, fuse_states, insecure_fuses
 from verifier.errors import MalformedInputError
 from verifier.model import Blob, FileEntry, FuseWire, Report

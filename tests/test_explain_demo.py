@@ -16,10 +16,10 @@ import jsonschema
 import pytest
 
 from verifier import api
+from verifier._scenarios import macho_app
+from verifier._scenarios.scenario import Scenario
 from verifier.binary import macho, pe
 from verifier.cli import main
-from verifier.demo import macho_app
-from verifier.demo.scenario import Scenario
 from verifier.model import Blob, Report
 from verifier.report.json import render_json
 from verifier.report.text import render_text
@@ -28,7 +28,7 @@ SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "verifier/schemas/biv.report.v1.json").read_text()
 )
 
-# the demo's loader (verifier.demo.pewriter._LOADER), decoded by hand
+# the demo's loader (verifier._scenarios.pewriter._LOADER), decoded by hand
 LOADER_START = [
     "sub rsp, 0x28",
     "lea rcx, [rip - 7]",

@@ -17,9 +17,9 @@ import pytest
 from support.minipe import CODE, DATA, write_pe
 
 from verifier import api
+from verifier._scenarios import macho as mw
 from verifier.binary import disasm, explain, macho, macho_tables
 from verifier.binary.changes import RegionPair, ScanLimits, scan
-from verifier.demo import macho as mw
 from verifier.hashing import Span
 from verifier.model import Blob, FileEntry, FileFormat
 

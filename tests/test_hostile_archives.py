@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from verifier._scenarios import pewriter
 from verifier.cli import main
-from verifier.demo import pewriter
 from verifier.unpack import unpack, zipcheck
 
 DLL = pewriter.build_pe(pewriter.ffmpeg_dll())

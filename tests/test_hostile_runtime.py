@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from verifier._scenarios import macho as mw
+from verifier._scenarios import pewriter
 from verifier.cli import main
-from verifier.demo import macho as mw
-from verifier.demo import pewriter
 
 DLL = pewriter.build_pe(pewriter.ffmpeg_dll())
 
@@ -171,7 +171,7 @@ def test_row8_text_output_escapes_names(tmp_path: Path, up: Path) -> None:
 
 
 def test_row8_certificate_subject_escaped(tmp_path: Path) -> None:
-    from verifier.demo import osslsign, pki
+    from verifier._scenarios import osslsign, pki
 
     if not osslsign.available():
         pytest.skip("osslsigncode is not installed")

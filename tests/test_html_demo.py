@@ -13,7 +13,7 @@ import pytest
 from support.png import find_row
 from test_html_render import CHROMIUM, _chromium, _png_pixel
 
-from verifier.demo.scenario import Scenario
+from verifier._scenarios.scenario import Scenario
 from verifier.report.html import render_html
 
 

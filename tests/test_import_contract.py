@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
@@ -34,7 +35,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 def test_the_package_keeps_its_import_contract() -> None:
     r = lint_imports(ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Contracts: 2 kept, 0 broken." in r.stdout
+    assert "Contracts: 3 kept, 0 broken." in r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,11 @@ VIOLATIONS = {
         "verifier/upstream/sources.py",
         "from verifier.upstream import resolve",
         ["No cycles are allowed in verifier.upstream"],
+    ),
+    "product-imports-the-test-kit": (
+        "verifier/api.py",
+        "from verifier._scenarios import pki",
+        ["verifier.api is not allowed to import verifier._scenarios"],
     ),
     "module-outside-the-layers": (
         "verifier/newstage.py",
@@ -120,3 +126,19 @@ def test_imports_made_with_importlib_are_declared_for_the_contract() -> None:
     graph = grimp.build_graph("verifier")
     undeclared = [(a, b) for a, b in hidden if b not in graph.find_modules_directly_imported_by(a)]
     assert undeclared == []
+
+
+def test_every_product_module_is_forbidden_the_test_kit() -> None:
+    """The ``scenarios-private`` contract names its sources one by one: every module directly
+    under ``verifier/`` except the demo runner and the test kit itself must be among them."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["id"] == "scenarios-private"]
+    assert contract["forbidden_modules"] == ["verifier._scenarios"]
+    top = {
+        p.stem if p.is_file() else p.name
+        for p in (ROOT / "verifier").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
+    assert {"demo", "_scenarios", "api", "cli"} <= top
+    expected = {f"verifier.{m}" for m in top - {"demo", "_scenarios"}}
+    assert set(contract["source_modules"]) == expected

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from support.cli import biv
 
-from verifier.demo import macho as w
-from verifier.demo.macho_app import vendor_identity
+from verifier._scenarios import macho as w
+from verifier._scenarios.macho_app import vendor_identity
 
 
 def test_inspect_universal_developer_id_signed_binary(tmp_path: Path) -> None:

@@ -511,8 +511,8 @@ def test_electron_builder_style_nsis_with_nested_7z(app: Path, tmp_path: Path) -
 
 def _sign_msi(msi: Path, out: Path, tmp: Path) -> Any:
     need("osslsigncode")
-    from verifier.demo import osslsign
-    from verifier.demo.pki import vendor_pki
+    from verifier._scenarios import osslsign
+    from verifier._scenarios.pki import vendor_pki
 
     pki = vendor_pki().write(tmp / "pki")
     osslsign.sign(msi, out, pki.signer_chain, pki.signer_key)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho
-from verifier.demo import macho as w
 from verifier.model import Blob, FileEntry, Status
 
 TEXT_X = bytes(range(256)) * 40

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.demo import macho as w
 from verifier.hashing import sha256_file
 from verifier.model import Blob, FileFormat, SignatureKind
 from verifier.signing.bundle import is_seal_file

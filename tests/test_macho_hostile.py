@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho
-from verifier.demo import macho as w
 from verifier.errors import MalformedInputError
 from verifier.model import BinaryFacts, Blob, FileFormat
 from verifier.signing import codesign

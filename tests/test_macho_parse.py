@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho
-from verifier.demo import macho as w
 from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from support.fetch import pypi_file
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho
 from verifier.binary.analyze import AnalysisContext
-from verifier.demo import macho as w
 from verifier.model import BinaryFacts, Blob, Severity
 from verifier.signing import codesign
 from verifier.signing.trust import TrustConfig

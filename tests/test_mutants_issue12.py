@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_policy_evaluate import VENDOR, entry, result, rules, run, sig
 
+from verifier._scenarios import pewriter
 from verifier.binary import pe
-from verifier.demo import pewriter
 from verifier.model import Severity, Status
 from verifier.signing import authenticode
 from verifier.unpack import paths

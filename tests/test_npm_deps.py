@@ -64,7 +64,7 @@ def _path(name: str, version: str) -> str:
 
 
 def _sign(pki: object, src: Path, dst: Path) -> None:
-    from verifier.demo import osslsign
+    from verifier._scenarios import osslsign
 
     osslsign.sign(src, dst, pki.signer_chain, pki.signer_key)  # type: ignore[attr-defined]
 
@@ -113,7 +113,7 @@ def _pack(src: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from verifier.demo.pki import vendor_pki
+    from verifier._scenarios.pki import vendor_pki
 
     tarballs = {k: tarball(*k) for k in PACKAGES}
     work = tmp_path_factory.mktemp("npmdeps")

@@ -330,7 +330,7 @@ def test_tarball_members_as_npm_installs_them(tmp_path: Path) -> None:
 
 
 def test_plain_tar_and_native_member(tmp_path: Path) -> None:
-    from verifier.demo import pewriter
+    from verifier._scenarios import pewriter
 
     pe = pewriter.build_pe(pewriter.ffmpeg_dll())
     pub, _ = read(tmp_path, make_tgz([("package/a.node", pe, "file")], gz=False))

@@ -1,4 +1,4 @@
-"""osslsigncode wrapper (verifier.demo.osslsign) and the local TSAs (tests/support/tsa.py).
+"""osslsigncode wrapper (verifier._scenarios.osslsign) and the local TSAs (tests/support/tsa.py).
 
 Real osslsigncode, real PE files from the PE writer, real timestamps from 127.0.0.1.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support.tsa import LocalTSA
 
-from verifier.demo import osslsign, pewriter, pki
+from verifier._scenarios import osslsign, pewriter, pki
 from verifier.errors import BivError, ToolMissingError
 
 pytestmark = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="needs osslsigncode")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.selfsigned import make_signer, sign
 
+from verifier._scenarios import pewriter as w
 from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.binary.diff import (
     count_differing_bytes,
@@ -16,7 +17,6 @@ from verifier.binary.diff import (
     fuse_evidence,
     pe_resources_only,
 )
-from verifier.demo import pewriter as w
 from verifier.model import BinaryFacts, Blob, FileEntry
 
 needs_osslsigncode = pytest.mark.skipif(

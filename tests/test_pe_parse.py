@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from support.fetch import fetch_pinned
 
+from verifier._scenarios import pewriter as w
 from verifier.binary import pe
 from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.demo import pewriter as w
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.hashing import View, digest_views
 from verifier.model import Blob, FileFormat

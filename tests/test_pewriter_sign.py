@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support.selfsigned import make_signer, sign, verify_text
 
+from verifier._scenarios import pewriter as w
 from verifier.binary import pe
-from verifier.demo import pewriter as w
 from verifier.model import Blob
 
 pytestmark = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="needs osslsigncode")

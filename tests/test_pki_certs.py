@@ -1,4 +1,4 @@
-"""Test PKI (verifier.demo.pki): EKUs, key usage, chains, validity, PEM files."""
+"""Test PKI (verifier._scenarios.pki): EKUs, key usage, chains, validity, PEM files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from verifier.demo import pki
+from verifier._scenarios import pki
 
 
 def _eku(cert: x509.Certificate) -> x509.Extension[x509.ExtendedKeyUsage]:

@@ -9,7 +9,7 @@ import pytest
 from support.cli import biv
 from support.httpserver import LocalServer
 
-from verifier.demo.scenario import Scenario
+from verifier._scenarios.scenario import Scenario
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies
 from verifier.model import BinaryFacts, FileEntry, FileResult, Status
 

@@ -30,8 +30,8 @@ from support.authenticode import check_file
 from support.fetch import fetch_pinned, pypi_file
 from support.roots import roots_for
 
+from verifier._scenarios import osslsign
 from verifier.binary import pe
-from verifier.demo import osslsign
 from verifier.model import Blob
 from verifier.signing.trust import TrustConfig
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from support.fetch import fetch_pinned
 
+from verifier._scenarios import pewriter
 from verifier.cli import main
-from verifier.demo import pewriter
 from verifier.model import Link
 from verifier.unpack import unpack
 

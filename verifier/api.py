@@ -16,12 +16,27 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from verifier import __version__, lifecycle
+from verifier.analysis_cache import AnalysisCache
+from verifier.analysis_cache import default_cache_dir as default_analysis_cache_dir
 from verifier.archive_checks import link_anomalies, name_collision_anomalies
+from verifier.attest.intoto import verify_layout
 from verifier.binary.analyze import AnalysisContext, analyze
-from verifier.compare import CompareOptions, compare, unexplained_code
+from verifier.compare import (
+    CompareOptions,
+    aggregate_slices,
+    compare,
+    compare_pair,
+    unexplained_code,
+)
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
 from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
-from verifier.errors import ReferenceUnavailableError, UsageError
+from verifier.errors import (
+    ArtifactError,
+    ReferenceMismatchError,
+    ReferenceUnavailableError,
+    UsageError,
+)
+from verifier.inputs import check_regular
 from verifier.inventory import build as build_inventory
 from verifier.inventory import complete as complete_inventories
 from verifier.macos_checks import bundle_seal_anomalies
@@ -31,6 +46,7 @@ from verifier.model import (
     Blob,
     Component,
     FileEntry,
+    FileFormat,
     FileResult,
     Inventory,
     Reference,
@@ -46,6 +62,10 @@ from verifier.unpack import Limits, unpack
 from verifier.unpack.single import single_binary
 from verifier.upstream.resolve import is_path_source, resolve
 
+# Start-up (README "Performance"): ``import verifier.api`` loads no cryptography, requests,
+# PyYAML, TUF or disassembler. The stages that need them are imported by the function that
+# runs them (trust stores, policy files, MSI signatures, TUF references, fetched sources,
+# npm dependencies, the divergence explainer); the annotations name them for the type checker.
 if TYPE_CHECKING:
     from verifier.npmdeps.stage import NpmStage
     from verifier.upstream.options import FetchOptions
@@ -93,15 +113,13 @@ def make_context(
     """The analysis context: trust roots, judging time, and (``analysis_cache``) the
     content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
     ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
-    from verifier.analysis_cache import AnalysisCache, default_cache_dir
-    from verifier.inputs import check_regular
-    from verifier.signing.trust import TrustConfig
+    from verifier.signing.trust import TrustConfig  # cryptography
 
     for pem in trust_stores:
         check_regular(pem, what="trust store (--trust-store)")
     cache = AnalysisCache()
     if analysis_cache:
-        cache = AnalysisCache.open(cache_dir or default_cache_dir())
+        cache = AnalysisCache.open(cache_dir or default_analysis_cache_dir())
     trust = TrustConfig(extra_pem=tuple(trust_stores), at=at)
     return AnalysisContext(trust=trust, at=at, cache=cache, level=level)
 
@@ -109,9 +127,9 @@ def make_context(
 def load_policy(path: str | None) -> Policy:
     if path is None:
         return Policy.default()
-    from verifier.policy.load import load_policy as _load
+    from verifier.policy.load import load_policy as load_policy_file  # PyYAML
 
-    return _load(path)
+    return load_policy_file(path)
 
 
 def verify(req: VerifyRequest) -> Report:
@@ -140,8 +158,6 @@ def verify(req: VerifyRequest) -> Report:
 
 def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: str) -> Report:
     if not os.path.exists(req.artifact):
-        from verifier.errors import ArtifactError
-
         raise ArtifactError("artifact not found", where=req.artifact)
     single = single_binary(req.artifact)
     if single is not None:
@@ -154,8 +170,6 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     unavailable: list[str] = []
     extra: list[Anomaly] = []
     if req.layout:
-        from verifier.attest.intoto import verify_layout
-
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
     sources = _sources(req, policy)
@@ -319,7 +333,7 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if head[:2] == b"MZ":
         sha, facts = analyze(blob, name, ctx)
     elif head == _CFB_MAGIC:
-        from verifier.signing.msi import msi_signature_facts
+        from verifier.signing.msi import msi_signature_facts  # cryptography
 
         sig, anomalies = msi_signature_facts(artifact, ctx.trust, ctx.at)
         facts = BinaryFacts(signature=sig, anomalies=anomalies)
@@ -337,7 +351,7 @@ def _load_refs_bundle(
         return None
     if req.refs_root is None:
         raise UsageError("--refs needs --refs-root (the repository's trusted root.json)")
-    from verifier.upstream.tuf_client import RefsVerificationError, load_refs
+    from verifier.upstream.tuf_client import RefsVerificationError, load_refs  # cryptography
 
     try:
         return load_refs(req.refs_url, req.refs_root, req.cache_dir, offline=req.offline)
@@ -356,7 +370,7 @@ def _load_refs_bundle(
 
 def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
     """The references of a TUF bundle that describe the Electron release the app was built on."""
-    from verifier.upstream import electron, target
+    from verifier.upstream import electron, target  # requests
 
     version = electron.detect_version(inv)
     choice = target.choose(inv)
@@ -389,18 +403,19 @@ def _npm_stage(
     workdir: str,
 ) -> NpmStage:
     """deps:npm: the app's npm dependencies against their registry's tarballs."""
-    from verifier.npmdeps import stage
+    from verifier.npmdeps.stage import NpmSettings, Pin  # requests
+    from verifier.npmdeps.stage import run as run_npm_stage
 
-    pins = tuple(stage.Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
-    settings = stage.NpmSettings(skip=policy.npm_skip, pins=pins)
+    pins = tuple(Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
+    settings = NpmSettings(skip=policy.npm_skip, pins=pins)
     opts = _fetch_opts(req)
-    return stage.run(
+    return run_npm_stage(
         results, settings, opts, workdir, ctx, _stage(req.progress, "npm dependencies")
     )
 
 
 def _fetch_opts(req: VerifyRequest) -> FetchOptions:
-    from verifier.upstream.options import FetchOptions
+    from verifier.upstream.options import FetchOptions  # requests
 
     limits: dict[str, Any] = {}
     for env, key, kind in (
@@ -446,8 +461,6 @@ def inspect(
 ) -> dict[str, Any]:
     """Format and signature facts of one file, as a JSON-able dict."""
     if not os.path.isfile(path):
-        from verifier.errors import ArtifactError
-
         raise ArtifactError("not a readable file", where=path)
     ctx = make_context(trust_stores, at)
     sha, facts = analyze(Blob.of_file(path), os.path.basename(path), ctx)
@@ -481,10 +494,7 @@ def inspect_against(
 ) -> dict[str, Any]:
     """One shipped file against its upstream file: status and the full explanation of what
     changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
-    from verifier.binary import diff, explain, macho
-    from verifier.compare import aggregate_slices, compare_pair
-    from verifier.errors import ArtifactError
-    from verifier.model import FileEntry, FileFormat, Status
+    from verifier.binary import diff, explain, macho  # the explainer: capstone, cryptography
 
     ctx = make_context(trust_stores, at)
     entries = []
@@ -545,17 +555,13 @@ def build_reference_documents(
         refs = resolve(source, empty, work, ctx, _fetch_opts(req))
         bad = [a for r in refs for a in r.problems if a.rule == "reference-mismatch"]
         if bad:
-            from verifier.errors import ReferenceMismatchError
-
             raise ReferenceMismatchError(bad[0].message, where=source)
         return [_labelled(r).to_dict() for r in refs]
 
 
 def _labelled(ref: Reference) -> Reference:
     """Name the Electron version and target of a local release from its own binaries."""
-    from dataclasses import replace
-
-    from verifier.upstream import electron
+    from verifier.upstream import electron  # requests
 
     c = ref.component
     if c.version is not None:
@@ -566,4 +572,6 @@ def _labelled(ref: Reference) -> Reference:
     if version is None or len(targets) != 1:
         return ref
     platform, arch = targets[0]
-    return replace(ref, component=replace(c, version=version, platform=platform, arch=arch))
+    return dataclasses.replace(
+        ref, component=dataclasses.replace(c, version=version, platform=platform, arch=arch)
+    )

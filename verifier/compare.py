@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -120,7 +120,7 @@ def _relative(path: str, root: str) -> str:
 # --- mapping -------------------------------------------------------------------------------
 
 
-def bundle_renames(ref_paths: Any, shipped: Inventory) -> dict[str, str]:
+def bundle_renames(ref_paths: Iterable[str], shipped: Inventory) -> dict[str, str]:
     """Map an upstream ``Electron.app`` onto the shipped ``<Product>.app``.
 
     The reference may be the folder holding ``Electron.app`` (paths ``Electron.app/...``) or
@@ -161,7 +161,7 @@ def bundle_renames(ref_paths: Any, shipped: Inventory) -> dict[str, str]:
     return out
 
 
-def find_app_root(ref_paths: Any, shipped: Inventory) -> str:
+def find_app_root(ref_paths: Iterable[str], shipped: Inventory) -> str:
     """The shipped folder under which the most reference paths exist ('' = artifact root)."""
     by_name: dict[str, list[str]] = defaultdict(list)
     for p in ref_paths:
@@ -271,7 +271,7 @@ def _macho_match(
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
 ) -> FileResult:
-    from verifier.binary import macho
+    from verifier.binary import macho  # cryptography (signing.codesign): Mach-O files only
 
     refs = [rf for _, rf in candidates if rf.format == FileFormat.MACHO]
     slices, evidence = macho.compare_slices(entry, refs)

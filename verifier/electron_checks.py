@@ -19,6 +19,8 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from verifier.binary import pe
+from verifier.binary.pe_resources import find_resource
 from verifier.errors import MalformedInputError
 from verifier.model import Anomaly, FileEntry, FileFormat, FileResult, FuseWire
 
@@ -137,9 +139,6 @@ def _declared_mac(e: FileEntry) -> list[tuple[str, str, str]]:
 
 def _declared_windows(e: FileEntry) -> list[tuple[str, str, str]]:
     """(asar path relative to the exe's folder, alg, value) from INTEGRITY/ELECTRONASAR."""
-    from verifier.binary import pe
-    from verifier.binary.pe_resources import find_resource
-
     if e.blob is None:
         return []
     info = pe.read_pe_info(e.blob)

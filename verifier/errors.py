@@ -55,6 +55,15 @@ class LimitExceededError(MalformedInputError):
     """A cap on size, count, ratio or depth was hit."""
 
 
+class SchemaError(MalformedInputError):
+    """A JSON document biv reads back (a ``biv.refs/v1`` inventory, a cache record) whose
+    shape is not its schema's: a missing key, a wrong type, an unknown key or enum value.
+
+    ``where`` is the key path (``files[3].sections[0].size``). A ``path:`` source that is such
+    a document is a usage error (exit 2); a fetched one is not a usable reference.
+    """
+
+
 # --- the network's / upstream's fault ----------------------------------------------------
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
+from verifier.binary.analyze import AnalysisContext
 from verifier.model import Anomaly, FileResult, Inventory
 
 _PLIST = "Contents/Info.plist"
@@ -26,9 +26,9 @@ def holds_links(container: Sequence[str]) -> bool:
 
 
 def bundle_seal_anomalies(
-    inv: Inventory, results: Sequence[FileResult], ctx: Any = None
+    inv: Inventory, results: Sequence[FileResult], ctx: AnalysisContext | None = None
 ) -> list[Anomaly]:
-    from verifier.signing.bundle import check_bundle
+    from verifier.signing.bundle import check_bundle  # cryptography: bundles only
 
     by_path = {e.path: e for e in inv.entries}
     rel_of_location = {r.shipped.location: r.path for r in results if r.shipped is not None}

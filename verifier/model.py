@@ -7,7 +7,9 @@
     report    -> Report -> text | json | sarif | html
 
 Everything that ends up in the JSON report has ``to_dict``; data that is also read back
-(reference inventories, baselines) has ``from_dict``.
+(reference inventories, cache records) has ``from_dict``, which accepts exactly what the
+writer writes: a missing required key, a wrong type, an unknown key or enum value is a
+``SchemaError`` naming the key path (``verifier.jsonread``), never a default or a coercion.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from verifier.errors import SchemaError
+from verifier.jsonread import Fields
 
 JSON = dict[str, Any]
 
@@ -132,13 +137,18 @@ class Signer:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Signer:
+    def from_dict(cls, d: object, where: str = "") -> Signer:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> Signer:
+        f.known(_SIGNER_KEYS)
         return cls(
-            subject=str(d["subject"]),
-            issuer=str(d["issuer"]),
-            serial=str(d["serial"]),
-            sha256=str(d["sha256"]),
-            team_id=d.get("team_id"),
+            subject=f.text("subject"),
+            issuer=f.text("issuer"),
+            serial=f.text("serial"),
+            sha256=f.sha256("sha256"),
+            team_id=f.opt_text("team_id"),
         )
 
 
@@ -170,15 +180,23 @@ class Anomaly:
         }
 
     @classmethod
-    def from_ref_dict(cls, d: Mapping[str, Any]) -> Anomaly:
-        region = d.get("region_sha256")
-        arch = d.get("arch")
+    def from_ref_dict(cls, d: object, where: str = "") -> Anomaly:
+        f = Fields(d, where)
+        f.known(_ANOMALY_KEYS)
+        return cls._read(f)
+
+    @classmethod
+    def _read(cls, f: Fields) -> Anomaly:
+        message = f.opt_text("message")
         return cls(
-            rule=str(d["rule"]),
-            message=str(d.get("message", "")),
-            arch=str(arch) if arch is not None else None,
-            region_sha256=str(region) if region is not None else None,
+            rule=f.text("rule"),
+            message=message or "",
+            arch=f.opt_text("arch"),
+            region_sha256=f.opt_sha256("region_sha256"),
         )
+
+
+_ANOMALY_KEYS = frozenset(("rule", "arch", "region_sha256", "message"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,17 +237,22 @@ class SignatureFacts:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SignatureFacts:
+    def from_dict(cls, d: object, where: str = "") -> SignatureFacts:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> SignatureFacts:
+        f.known(_SIGNATURE_FACTS_KEYS)
         return cls(
-            kind=SignatureKind(d.get("kind", "none")),
-            signed=bool(d.get("signed", False)),
-            valid=d.get("valid"),
-            signers=tuple(Signer.from_dict(s) for s in d.get("signers", [])),
-            anomalies=tuple(d.get("anomalies", [])),
-            container_sha256=d.get("container_sha256"),
-            primary_container_sha256=d.get("primary_container_sha256"),
-            nested_signers=tuple(Signer.from_dict(s) for s in d.get("nested_signers", [])),
-            nested_sha256=tuple(d.get("nested_sha256", [])),
+            kind=f.enum("kind", SignatureKind) if "kind" in f else SignatureKind.NONE,
+            signed=f.flag("signed", False),
+            valid=f.opt_flag("valid"),
+            signers=tuple(Signer._read(s) for s in f.objects("signers")),
+            anomalies=f.str_list("anomalies"),
+            container_sha256=f.opt_sha256("container_sha256"),
+            primary_container_sha256=f.opt_sha256("primary_container_sha256"),
+            nested_signers=tuple(Signer._read(s) for s in f.objects("nested_signers")),
+            nested_sha256=f.sha256_list("nested_sha256"),
         )
 
 
@@ -260,13 +283,18 @@ class SectionDigest:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SectionDigest:
+    def from_dict(cls, d: object, where: str = "") -> SectionDigest:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> SectionDigest:
+        f.known(_SECTION_DIGEST_KEYS)
         return cls(
-            name=str(d["name"]),
-            size=int(d["size"]),
-            sha256=str(d["sha256"]),
-            executable=bool(d.get("executable", False)),
-            masked_sha256=d.get("masked_sha256"),
+            name=f.text("name"),
+            size=f.number("size"),
+            sha256=f.sha256("sha256"),
+            executable=f.flag("executable", False),
+            masked_sha256=f.opt_sha256("masked_sha256"),
         )
 
 
@@ -282,8 +310,13 @@ class FuseWire:
         return {"offset": self.offset, "version": self.version, "values": self.values}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FuseWire:
-        return cls(int(d["offset"]), int(d["version"]), str(d["values"]))
+    def from_dict(cls, d: object, where: str = "") -> FuseWire:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> FuseWire:
+        f.known(_FUSE_WIRE_KEYS)
+        return cls(f.number("offset"), f.number("version"), f.text("values"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +339,18 @@ class CodeShape:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CodeShape:
+    def from_dict(cls, d: object, where: str = "") -> CodeShape:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> CodeShape:
+        f.known(_CODE_SHAPE_KEYS)
         return cls(
-            entry_point=d.get("entry_point"),
-            imports_sha256=d.get("imports_sha256"),
-            exports_sha256=d.get("exports_sha256"),
-            tls_callbacks=tuple(d.get("tls_callbacks", [])),
-            executable_sections=tuple(d.get("executable_sections", [])),
+            entry_point=f.opt_number("entry_point"),
+            imports_sha256=f.opt_sha256("imports_sha256"),
+            exports_sha256=f.opt_sha256("exports_sha256"),
+            tls_callbacks=f.int_list("tls_callbacks"),
+            executable_sections=f.str_list("executable_sections"),
         )
 
 
@@ -344,17 +382,23 @@ class SliceFacts:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SliceFacts:
+    def from_dict(cls, d: object, where: str = "") -> SliceFacts:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> SliceFacts:
+        f.known(_SLICE_FACTS_KEYS)
+        fuses, shape, signature = f.opt_obj("fuses"), f.opt_obj("shape"), f.opt_obj("signature")
         return cls(
-            arch=str(d["arch"]),
-            offset=int(d.get("offset", 0)),
-            size=int(d.get("size", 0)),
-            sha256=str(d["sha256"]),
-            normalized_sha256=str(d["normalized_sha256"]),
-            sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
-            fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
-            shape=CodeShape.from_dict(d.get("shape", {})),
-            signature=SignatureFacts.from_dict(d.get("signature", {})),
+            arch=f.text("arch"),
+            offset=f.opt_number("offset") or 0,
+            size=f.opt_number("size") or 0,
+            sha256=f.sha256("sha256"),
+            normalized_sha256=f.sha256("normalized_sha256"),
+            sections=tuple(SectionDigest._read(s) for s in f.objects("sections")),
+            fuses=FuseWire._read(fuses) if fuses is not None else None,
+            shape=_shape(shape),
+            signature=_signature(signature),
         )
 
 
@@ -396,65 +440,120 @@ class BinaryFacts:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BinaryFacts:
+    def from_dict(cls, d: object, where: str = "") -> BinaryFacts:
+        f = Fields(d, where)
+        f.known(_FACTS_KEYS)
+        return cls._read(f)
+
+    @classmethod
+    def _read(cls, f: Fields) -> BinaryFacts:
+        """The facts of a reference file (its other keys are the caller's to check)."""
+        fuses, shape, signature = f.opt_obj("fuses"), f.opt_obj("shape"), f.opt_obj("signature")
+        anomalies = []
+        for a in f.objects("anomalies"):
+            a.known(_ANOMALY_KEYS)
+            anomalies.append(Anomaly._read(a))
         return cls(
-            format=FileFormat(d.get("format", "data")),
-            archs=tuple(d.get("archs", [])),
-            normalized_sha256=d.get("normalized_sha256"),
-            header_sha256=d.get("header_sha256"),
-            sections=tuple(SectionDigest.from_dict(s) for s in d.get("sections", [])),
-            overlay_sha256=d.get("overlay_sha256"),
-            fuses=FuseWire.from_dict(d["fuses"]) if d.get("fuses") else None,
-            shape=_shape_from_dict(d.get("shape", {})),
-            slices=tuple(SliceFacts.from_dict(s) for s in d.get("slices", [])),
-            signature=_signature_from_dict(d.get("signature", {})),
-            anomalies=tuple(Anomaly.from_ref_dict(a) for a in d.get("anomalies", [])),
-            markers=dict(d.get("markers", {})),
+            format=f.enum("format", FileFormat),
+            archs=f.str_list("archs"),
+            normalized_sha256=f.opt_sha256("normalized_sha256"),
+            header_sha256=f.opt_sha256("header_sha256"),
+            sections=tuple(SectionDigest._read(s) for s in f.objects("sections")),
+            overlay_sha256=f.opt_sha256("overlay_sha256"),
+            fuses=FuseWire._read(fuses) if fuses is not None else None,
+            shape=_shape(shape),
+            slices=tuple(SliceFacts._read(s) for s in f.objects("slices")),
+            signature=_signature(signature),
+            anomalies=tuple(anomalies),
+            markers=f.str_map("markers"),
         )
 
 
-# Reference inventories hold thousands of data files: their empty shape and signature are
-# the shared defaults rather than new objects (equal either way).
-_NO_SHAPE = CodeShape()
-_SIG_KEYS = (
-    "signed",
-    "signers",
-    "anomalies",
-    "container_sha256",
-    "primary_container_sha256",
-    "nested_signers",
-    "nested_sha256",
+_FACTS_KEYS = frozenset(
+    (
+        "format",
+        "archs",
+        "normalized_sha256",
+        "header_sha256",
+        "sections",
+        "overlay_sha256",
+        "fuses",
+        "shape",
+        "slices",
+        "signature",
+        "markers",
+        "anomalies",
+    )
 )
-_SIG_ALL = {"kind", "valid", "details", *_SIG_KEYS}
-_SHAPE_KEYS = {
-    "entry_point",
-    "imports_sha256",
-    "exports_sha256",
-    "tls_callbacks",
-    "executable_sections",
-}
+
+# Reference inventories hold thousands of data files: their empty shape and signature are
+# the shared defaults rather than new objects (equal either way), recognised before the
+# strict reading (an empty one holds only nulls and empty lists, nothing to check further).
+_NO_SHAPE = CodeShape()
+_SHAPE_NULLS = ("entry_point", "imports_sha256", "exports_sha256")
+_SHAPE_LISTS = ("tls_callbacks", "executable_sections")
+_SIG_NULLS = ("valid", "container_sha256", "primary_container_sha256")
+_SIG_LISTS = ("signers", "anomalies", "nested_signers", "nested_sha256")
 
 
-def _shape_from_dict(d: Mapping[str, Any]) -> CodeShape:
-    if (
-        d.keys() <= _SHAPE_KEYS
-        and d.get("entry_point") is None
-        and not any(d.get(k) for k in _SHAPE_KEYS)
-    ):
+def _shape(f: Fields | None) -> CodeShape:
+    if f is None or f.is_empty(_SHAPE_NULLS, _SHAPE_LISTS):
         return _NO_SHAPE
-    return CodeShape.from_dict(d)
+    return CodeShape._read(f)
 
 
-def _signature_from_dict(d: Mapping[str, Any]) -> SignatureFacts:
-    if (
-        d.keys() <= _SIG_ALL
-        and d.get("kind", "none") == "none"
-        and d.get("valid") is None
-        and not d.get("details")
-        and not any(d.get(k) for k in _SIG_KEYS)
-    ):
+def _signature(f: Fields | None) -> SignatureFacts:
+    if f is None or f.is_empty(_SIG_NULLS, _SIG_LISTS, {"kind": "none", "signed": False}):
         return UNSIGNED
-    return SignatureFacts.from_dict(d)
+    return SignatureFacts._read(f)
+
+
+# the keys each reader accepts: exactly what the matching writer writes
+_SIGNER_KEYS = frozenset(("subject", "issuer", "serial", "sha256", "team_id"))
+_SIGNATURE_FACTS_KEYS = frozenset(
+    (
+        "kind",
+        "signed",
+        "valid",
+        "signers",
+        "anomalies",
+        "container_sha256",
+        "primary_container_sha256",
+        "nested_signers",
+        "nested_sha256",
+    )
+)
+_SECTION_DIGEST_KEYS = frozenset(("name", "size", "sha256", "executable", "masked_sha256"))
+_FUSE_WIRE_KEYS = frozenset(("offset", "version", "values"))
+_CODE_SHAPE_KEYS = frozenset(
+    (
+        "entry_point",
+        "imports_sha256",
+        "exports_sha256",
+        "tls_callbacks",
+        "executable_sections",
+    )
+)
+_SLICE_FACTS_KEYS = frozenset(
+    (
+        "arch",
+        "offset",
+        "size",
+        "sha256",
+        "normalized_sha256",
+        "sections",
+        "fuses",
+        "shape",
+        "signature",
+    )
+)
+_FILE_ENTRY_KEYS = _FACTS_KEYS | {"path", "size", "sha256"}
+_COMPONENT_KEYS = frozenset(
+    ("name", "version", "source", "platform", "arch", "digests", "proof", "target", "npm")
+)
+_REFS_KEYS = frozenset(("schema", "component", "files", "anomalies", "links"))
+_LINK_KEYS = frozenset(("path", "target", "kind"))
+_REF_ANOMALY_KEYS = _ANOMALY_KEYS | {"path", "bundle"}
 
 
 # --- inventory -----------------------------------------------------------------------------
@@ -482,15 +581,21 @@ class FileEntry:
         return d
 
     @classmethod
-    def from_ref_dict(cls, d: Mapping[str, Any], location_prefix: str = "") -> FileEntry:
-        path = str(d["path"])
+    def from_ref_dict(cls, d: object, location_prefix: str = "") -> FileEntry:
+        return cls.read(Fields(d), location_prefix)
+
+    @classmethod
+    def read(cls, f: Fields, location_prefix: str = "") -> FileEntry:
+        """One file of a reference inventory (what ``to_ref_dict`` writes)."""
+        f.known(_FILE_ENTRY_KEYS)
+        path = f.text("path")
         return cls(
             path=path,
             location=f"{location_prefix}{path}",
             container=(),
-            size=int(d["size"]),
-            sha256=str(d["sha256"]),
-            facts=BinaryFacts.from_dict(d),
+            size=f.number("size"),
+            sha256=f.sha256("sha256"),
+            facts=BinaryFacts._read(f),
             blob=None,
         )
 
@@ -520,14 +625,17 @@ class Link:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], location_prefix: str = "") -> Link:
-        path = str(d["path"])
-        kind = str(d.get("kind", "symlink"))
-        if kind not in LINK_KINDS:
-            from verifier.errors import MalformedInputError
+    def from_dict(cls, d: object, location_prefix: str = "") -> Link:
+        return cls.read(Fields(d), location_prefix)
 
-            raise MalformedInputError(f"link {path!r}: unknown kind {kind!r}")
-        return cls(path, str(d["target"]), f"{location_prefix}{path}", (), kind)
+    @classmethod
+    def read(cls, f: Fields, location_prefix: str = "") -> Link:
+        f.known(_LINK_KEYS)
+        path = f.text("path")
+        kind = f.text("kind") if "kind" in f else "symlink"
+        if kind not in LINK_KINDS:
+            raise f.error("kind", f"expected one of {', '.join(LINK_KINDS)}; got {kind!r}")
+        return cls(path, f.text("target"), f"{location_prefix}{path}", (), kind)
 
 
 LINK_KINDS = ("symlink", "hardlink")
@@ -605,17 +713,22 @@ class Component:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Component:
+    def from_dict(cls, d: object, where: str = "") -> Component:
+        return cls._read(Fields(d, where))
+
+    @classmethod
+    def _read(cls, f: Fields) -> Component:
+        f.known(_COMPONENT_KEYS)
         return cls(
-            name=str(d["name"]),
-            version=d.get("version"),
-            source=str(d.get("source", "")),
-            platform=d.get("platform"),
-            arch=d.get("arch"),
-            digests=dict(d.get("digests", {})),
-            proof=tuple(d.get("proof", [])),
-            target=d.get("target") if isinstance(d.get("target"), Mapping) else None,
-            npm=dict(d["npm"]) if isinstance(d.get("npm"), dict) else None,
+            name=f.text("name"),
+            version=f.opt_text("version"),
+            source=f.opt_text("source") or "",
+            platform=f.opt_text("platform"),
+            arch=f.opt_text("arch"),
+            digests=f.sha256_map("digests"),
+            proof=f.str_list("proof"),
+            target=f.json_object("target"),
+            npm=f.json_object("npm"),
         )
 
 
@@ -635,6 +748,9 @@ class SigstoreIdentity:
     instance: str = "production"  # or "staging"
 
 
+REFS_SCHEMA = "biv.refs/v1"
+
+
 @dataclass(frozen=True)
 class Reference:
     """An upstream release as an inventory (docs/contract.md ``biv.refs/v1``)."""
@@ -650,7 +766,7 @@ class Reference:
 
     def to_dict(self) -> JSON:
         d: JSON = {
-            "schema": "biv.refs/v1",
+            "schema": REFS_SCHEMA,
             "component": self.component.to_dict(),
             "files": [f.to_ref_dict() for f in sorted(self.files, key=lambda f: f.path)],
             "anomalies": [
@@ -667,22 +783,24 @@ class Reference:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
-        if d.get("schema") != "biv.refs/v1":
-            from verifier.errors import MalformedInputError
-
-            raise MalformedInputError(f"not a biv.refs/v1 document (schema={d.get('schema')!r})")
-        comp = Component.from_dict(d["component"])
-        anomalies = tuple(
-            replace(
-                Anomaly.from_ref_dict(a),
-                evidence={"path": str(a.get("path", "")), "bundle": str(a.get("bundle", ""))},
-            )
-            for a in d.get("anomalies", [])
-        )
-        files = tuple(FileEntry.from_ref_dict(f) for f in d.get("files", []))
-        links = tuple(Link.from_dict(k) for k in d.get("links", []))
-        return cls(comp, files, (), anomalies, links)
+    def from_dict(cls, d: object) -> Reference:
+        """A ``biv.refs/v1`` document; ``SchemaError`` names the first key that is not right."""
+        f = Fields(d)
+        schema = f.opt_text("schema")
+        if schema != REFS_SCHEMA:
+            raise SchemaError(f"not a {REFS_SCHEMA} document (schema={schema!r})", where="schema")
+        f.known(_REFS_KEYS)
+        comp = Component._read(f.obj("component"))
+        anomalies = []
+        for a in f.objects("anomalies"):
+            a.known(_REF_ANOMALY_KEYS)
+            evidence = {"path": a.opt_text("path") or "", "bundle": a.opt_text("bundle") or ""}
+            anomalies.append(replace(Anomaly._read(a), evidence=evidence))
+        if "files" not in f:
+            raise SchemaError("missing required key 'files'")
+        files = tuple(FileEntry.read(x) for x in f.objects("files"))
+        links = tuple(Link.read(k) for k in f.objects("links"))
+        return cls(comp, files, (), tuple(anomalies), links)
 
 
 # --- comparison ----------------------------------------------------------------------------

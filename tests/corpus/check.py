@@ -183,7 +183,7 @@ def signature_parity(report: Report, exceptions: dict[str, str]) -> list[str]:
     """biv's ``valid`` against osslsigncode's on every signed PE; Developer ID Mach-O valid."""
     from support.roots import roots_for
 
-    from verifier.demo import osslsign
+    from verifier._scenarios import osslsign
 
     out: list[str] = []
     for r in report.files:

@@ -22,7 +22,7 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
 
 
 def _pe() -> dict[str, bytes]:
-    from verifier.demo import pewriter
+    from verifier._scenarios import pewriter
 
     return {
         "ffmpeg.dll": pewriter.build_pe(pewriter.ffmpeg_dll()),
@@ -31,7 +31,7 @@ def _pe() -> dict[str, bytes]:
 
 
 def _macho() -> dict[str, bytes]:
-    from verifier.demo import macho as mw
+    from verifier._scenarios import macho as mw
 
     thin = mw.build_thin("arm64", b"\x1f\x20\x03\xd5" * 16, mw.fuse_wire())
     signed = mw.sign(thin, "com.example.seed", identity=mw.TestIdentity())
@@ -39,7 +39,7 @@ def _macho() -> dict[str, bytes]:
 
 
 def _fat() -> dict[str, bytes]:
-    from verifier.demo import macho as mw
+    from verifier._scenarios import macho as mw
 
     a = mw.sign(mw.build_thin("arm64", b"\x1f\x20\x03\xd5" * 8), "a")
     b = mw.sign(mw.build_thin("x86_64", b"\x90" * 32), "b")
@@ -79,7 +79,7 @@ def _elf() -> dict[str, bytes]:
 def _der() -> dict[str, bytes]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from verifier.demo import pki
+    from verifier._scenarios import pki
 
     p = pki.upstream_pki("ec")
     return {
@@ -92,8 +92,8 @@ def _authenticode() -> dict[str, bytes]:
     """The certificate table of the demo's PE, signed by osslsigncode with the demo PKI."""
     import tempfile
 
+    from verifier._scenarios import osslsign, pewriter, pki
     from verifier.binary import pe as pe_mod
-    from verifier.demo import osslsign, pewriter, pki
 
     with tempfile.TemporaryDirectory() as d:
         paths = pki.upstream_pki("ec").write(d)

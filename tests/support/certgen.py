@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from verifier.demo.pki import make_key
+from verifier._scenarios.pki import make_key
 from verifier.signing import asn1
 from verifier.signing.certs import Cert
 

@@ -3,8 +3,8 @@
 Two protocols, one server:
 
 * ``tsa.url`` (``/rfc3161``): RFC 3161. The query (``application/timestamp-query``) is
-  answered by ``openssl ts -reply`` with the TSA certificate from ``verifier.demo.pki``; use it
-  with ``osslsigncode sign -ts URL``.
+  answered by ``openssl ts -reply`` with the TSA certificate from
+  ``verifier._scenarios.pki``; use it with ``osslsigncode sign -ts URL``.
 * ``tsa.legacy_url`` (``/authenticode``): Microsoft's legacy Authenticode timestamp protocol,
   for ``osslsigncode sign -t URL``. The request is base64 of a DER ``TimeStampRequest``
   (``SEQUENCE { 1.3.6.1.4.1.311.3.2.1, [attributes,] ContentInfo(data, signature value) }``);
@@ -33,7 +33,7 @@ from asn1crypto import algos, cms, core, x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from verifier.demo.pki import Pki
+from verifier._scenarios.pki import Pki
 
 MAX_REQUEST = 1 << 16
 LEGACY_COUNTERSIGNATURE_TYPE = "1.3.6.1.4.1.311.3.2.1"

@@ -11,6 +11,10 @@
 - ``check_verify_options(args)``: usage errors before any work is done.
 - ``layout_anomalies(args)``: in-toto verification for ``biv verify`` (pass to
   ``evaluate(..., extra=...)``); ``write_attestation(report, args, inputs)`` after verify.
+
+This module is the command line's side of the seam between the CLI and the library: the CLI
+imports it at start-up, so the library modules its commands run are imported where they are
+used (``biv --version`` and ``biv --help`` load none of them).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from verifier.errors import UsageError
 
 if TYPE_CHECKING:  # kept out of the CLI's start-up
+    from verifier.attest.vsa import InputAttestation
     from verifier.model import Anomaly, Report
+
+P = TypeVar("P", bound=argparse.ArgumentParser)
 
 
 def add_verify_options(v: argparse.ArgumentParser) -> None:
@@ -92,7 +99,7 @@ def layout_anomalies(args: argparse.Namespace) -> tuple[Anomaly, ...]:
     return verify_layout(layout, list(args.layout_key), args.links)
 
 
-def layout_inputs(args: argparse.Namespace) -> list[Any]:
+def layout_inputs(args: argparse.Namespace) -> list[InputAttestation]:
     """InputAttestations for the layout and links used (for the VSA)."""
     layout = getattr(args, "layout", None)
     if not layout:
@@ -108,6 +115,7 @@ def layout_inputs(args: argparse.Namespace) -> list[Any]:
 def write_attestation(
     report: Report,
     args: argparse.Namespace,
+    # InputAttestations (Any: verifier/cli.py's _tuf_inputs still says list[object])
     inputs: Sequence[Any] = (),
     *,
     intoto_ok: bool = False,
@@ -136,7 +144,7 @@ def write_attestation(
     return f"signed verification summary (DSSE) written to {out}"
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[P]) -> None:
     """``biv policy check`` and ``biv attest verify|verify-bundle``."""
     pol = sub.add_parser("policy", help="policy files")
     psub = pol.add_subparsers(dest="policy_command", required=True)

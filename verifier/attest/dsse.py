@@ -139,7 +139,7 @@ class Envelope:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, d: Any) -> Envelope:
+    def from_dict(cls, d: object) -> Envelope:
         if not isinstance(d, dict):
             raise AttestationError("a DSSE envelope must be a JSON object")
         try:

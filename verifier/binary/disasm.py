@@ -160,28 +160,7 @@ def side_by_side(
                     dropped += 1
                 pending.append(row)
             continue
-        # a changed block: consume both streams until they meet on a boundary outside changes
-        bu: list[Insn] = []
-        bs: list[Insn] = []
-        while True:
-            pu = upstream[i].address if i < len(upstream) else None
-            ps = shipped[j].address if j < len(shipped) else None
-            if pu is None and ps is None:
-                break
-            if (bu or bs) and pu is not None and pu == ps and not _inside(pu, changes):
-                break
-            if ps is None or (pu is not None and pu < ps):
-                bu.append(upstream[i])
-                i += 1
-            elif pu is None or ps < pu:
-                bs.append(shipped[j])
-                j += 1
-            else:
-                bu.append(upstream[i])
-                bs.append(shipped[j])
-                i, j = i + 1, j + 1
-            if max(len(bu), len(bs)) > max_rows:
-                break
+        bu, bs, i, j = _changed_block(upstream, shipped, i, j, changes, max_rows)
         if dropped and (seen_change or pending) and not emit(Row("gap", None, None, dropped)):
             return rows, True
         for r in pending:
@@ -195,3 +174,38 @@ def side_by_side(
         seen_change = True
         after = context
     return rows, False
+
+
+def _changed_block(
+    upstream: Sequence[Insn],
+    shipped: Sequence[Insn],
+    i: int,
+    j: int,
+    changes: Sequence[tuple[int, int]],
+    max_rows: int,
+) -> tuple[list[Insn], list[Insn], int, int]:
+    """A changed block: both streams consumed from ``i`` and ``j`` until they meet on an
+    instruction boundary outside the changes (or ``max_rows`` is passed). Returns the
+    upstream and shipped instructions of the block and where each stream goes on."""
+    bu: list[Insn] = []
+    bs: list[Insn] = []
+    while True:
+        pu = upstream[i].address if i < len(upstream) else None
+        ps = shipped[j].address if j < len(shipped) else None
+        if pu is None and ps is None:
+            break
+        if (bu or bs) and pu is not None and pu == ps and not _inside(pu, changes):
+            break
+        if ps is None or (pu is not None and pu < ps):
+            bu.append(upstream[i])
+            i += 1
+        elif pu is None or ps < pu:
+            bs.append(shipped[j])
+            j += 1
+        else:
+            bu.append(upstream[i])
+            bs.append(shipped[j])
+            i, j = i + 1, j + 1
+        if max(len(bu), len(bs)) > max_rows:
+            break
+    return bu, bs, i, j

@@ -24,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from verifier.binary import content, disasm, layout
-from verifier.binary.changes import Change, RegionPair, ScanLimits, ScanResult, scan
+from verifier.binary.changes import Change, Reader, RegionPair, ScanLimits, ScanResult, scan
 from verifier.binary.disasm import DisasmLimits
 from verifier.errors import MalformedInputError
-from verifier.model import Blob, FileEntry, FileFormat
+from verifier.hashing import Span
+from verifier.model import Blob, FileEntry, FileFormat, SliceFacts
 
 UNAVAILABLE_NO_BYTES = (
     "the upstream file is known only by its digests (a biv.refs/v1 inventory or a cached "
@@ -115,8 +116,6 @@ def explain_macho(
     shipped: FileEntry, refs: Sequence[FileEntry], limits: ExplainLimits = DEFAULT
 ) -> list[UnitExplanation]:
     """The explanation of each divergent slice (matched by arch) of a Mach-O file."""
-    from verifier.model import SliceFacts
-
     if shipped.blob is None:
         return []
     ref_slices: dict[str, tuple[FileEntry, SliceFacts]] = {}
@@ -185,10 +184,12 @@ def _pairs(
     return pairs, regions
 
 
-def _span(r: layout.Region) -> Any:
-    from verifier.hashing import Span
-
+def _span(r: layout.Region) -> Span:
     return Span(r.offset, r.size)
+
+
+Regions = Sequence[tuple[layout.Region | None, layout.Region | None]]
+Window = tuple[int, Change, dict[str, Any]]  # (region index, change, its evidence)
 
 
 def explain_units(
@@ -210,83 +211,33 @@ def explain_units(
     ev: dict[str, Any] = {}
     truncated = list(res.truncated)
     notes = [*ua.notes, *(f"upstream: {n}" for n in ub.notes)]
-    changes_ev: list[dict[str, Any]] = []
-    ent_left = limits.max_entropy_bytes
-    str_left = limits.max_string_bytes
-    strings: list[content.FoundString] = []
-    strings_more = 0
-    windows: list[tuple[int, Change, dict[str, Any]]] = []
     with open(a.path, "rb") as fa, open(b.path, "rb") as fb:
-        for n, ch in enumerate(res.changes):
-            r, o = regions[ch.region]
-            d = _change_dict(ch, r, o, ua)
-            if r is not None and ch.length and ent_left > 0:
-                k = min(ch.length, limits.max_entropy_range, ent_left)
-                ent_left -= k
-                d["entropy"] = content.entropy(_read(fa, a.offset + r.offset + ch.offset, k))
-                d["entropy_bytes"] = k
-            if r is not None and ch.length and str_left > 0:
-                m = limits.string_margin
-                lo = max(0, ch.offset - m)
-                k = min(ch.offset + ch.length + m, r.size) - lo
-                k = min(k, str_left)
-                str_left -= k
-                sh = _read(fa, a.offset + r.offset + lo, k)
-                up = b""
-                if o is not None and lo < o.size:
-                    up = _read(fb, b.offset + o.offset + lo, min(k, o.size - lo))
-                found, more = content.new_strings(sh, up, r.offset + lo, limits.max_strings)
-                strings.extend(found)
-                strings_more += more
-            if n < limits.max_changes_reported:
-                changes_ev.append(d)
-            if r is not None and d.get("executable") and disasm.supported(ua.arch):
-                windows.append((ch.region, ch, d))
-        if str_left <= 0:
+        m = _measure(_Shifted(fa, a.offset), _Shifted(fb, b.offset), ua, regions, res, limits)
+        if m.strings_cut:
             truncated.append(
                 f"strings searched in the first {limits.max_string_bytes} changed bytes only"
             )
-        if ent_left <= 0:
+        if m.entropy_cut:
             truncated.append(
                 f"entropy measured over the first {limits.max_entropy_bytes} changed bytes only"
             )
         ev["disassembly"] = _disassembly(
-            fa, fb, a, b, ua, regions, windows, limits.disasm, truncated, notes
+            _Shifted(fa, a.offset),
+            _Shifted(fb, b.offset),
+            ua,
+            regions,
+            m.windows,
+            limits.disasm,
+            truncated,
+            notes,
         )
     if len(res.changes) > limits.max_changes_reported:
         truncated.append(
             f"{len(res.changes)} changed ranges: the first {limits.max_changes_reported} listed"
         )
-    strings = _dedupe(strings)
-    strings.sort(key=lambda f: (content._KIND_ORDER[f.kind], f.offset))
-    if len(strings) > limits.max_strings:
-        strings_more += len(strings) - limits.max_strings
-        strings = strings[: limits.max_strings]
-    if strings_more:
-        truncated.append(f"{strings_more} more new strings not listed (cap {limits.max_strings})")
-    ev["changes"] = changes_ev
-    added_regions = {r.name for r, o in regions if r is not None and o is None}
-    ev["imports_added"] = _capped(
-        ua.imports - ub.imports, limits.max_list, "imports_added", truncated
-    )
-    ev["imports_removed"] = _capped(
-        ub.imports - ua.imports, limits.max_list, "imports_removed", truncated
-    )
-    ev["exports_added"] = _capped(
-        ua.exports - ub.exports, limits.max_list, "exports_added", truncated
-    )
-    ev["exports_removed"] = _capped(
-        ub.exports - ua.exports, limits.max_list, "exports_removed", truncated
-    )
-    ev["sections_added"] = _capped(
-        (set(ua.sections) - set(ub.sections)) | (added_regions - {"(overlay)"}),
-        limits.max_list,
-        "sections_added",
-        truncated,
-    )
-    ev["sections_removed"] = _capped(
-        set(ub.sections) - set(ua.sections), limits.max_list, "sections_removed", truncated
-    )
+    strings = _new_strings(m.strings, m.strings_more, limits.max_strings, truncated)
+    ev["changes"] = m.changes
+    ev.update(_names(ua, ub, regions, limits.max_list, truncated))
     ev["strings_added"] = [s.to_dict() for s in strings]
     ev["explanation"] = {
         "status": "explained",
@@ -304,10 +255,91 @@ def explain_units(
     return ue
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """Each change described, with what its bytes say (entropy, new strings)."""
+
+    changes: list[dict[str, Any]]  # the first ``max_changes_reported``
+    strings: list[content.FoundString]  # new strings near the changes, unsorted
+    strings_more: int  # strings found beyond the cap
+    windows: list[Window]  # changes in executable regions, to disassemble
+    strings_cut: bool  # the budget of bytes searched for strings ran out
+    entropy_cut: bool  # the budget of bytes measured for entropy ran out
+
+
+def _measure(
+    fa: Reader, fb: Reader, ua: layout.Unit, regions: Regions, res: ScanResult, lim: ExplainLimits
+) -> _Measured:
+    """Describe each change within the entropy and string budgets (shipped bytes ``fa``,
+    upstream's ``fb``, both relative to their unit's blob)."""
+    changes: list[dict[str, Any]] = []
+    ent_left = lim.max_entropy_bytes
+    str_left = lim.max_string_bytes
+    strings: list[content.FoundString] = []
+    strings_more = 0
+    windows: list[Window] = []
+    for n, ch in enumerate(res.changes):
+        r, o = regions[ch.region]
+        d = _change_dict(ch, r, o, ua)
+        if r is not None and ch.length and ent_left > 0:
+            k = min(ch.length, lim.max_entropy_range, ent_left)
+            ent_left -= k
+            d["entropy"] = content.entropy(_read(fa, r.offset + ch.offset, k))
+            d["entropy_bytes"] = k
+        if r is not None and ch.length and str_left > 0:
+            m = lim.string_margin
+            lo = max(0, ch.offset - m)
+            k = min(ch.offset + ch.length + m, r.size) - lo
+            k = min(k, str_left)
+            str_left -= k
+            sh = _read(fa, r.offset + lo, k)
+            up = b""
+            if o is not None and lo < o.size:
+                up = _read(fb, o.offset + lo, min(k, o.size - lo))
+            found, more = content.new_strings(sh, up, r.offset + lo, lim.max_strings)
+            strings.extend(found)
+            strings_more += more
+        if n < lim.max_changes_reported:
+            changes.append(d)
+        if r is not None and d.get("executable") and disasm.supported(ua.arch):
+            windows.append((ch.region, ch, d))
+    return _Measured(changes, strings, strings_more, windows, str_left <= 0, ent_left <= 0)
+
+
+def _new_strings(
+    strings: list[content.FoundString], more: int, cap: int, truncated: list[str]
+) -> list[content.FoundString]:
+    """The new strings, without repeats, most telling kind first, at most ``cap``."""
+    strings = _dedupe(strings)
+    strings.sort(key=lambda f: (content._KIND_ORDER[f.kind], f.offset))
+    if len(strings) > cap:
+        more += len(strings) - cap
+        strings = strings[:cap]
+    if more:
+        truncated.append(f"{more} more new strings not listed (cap {cap})")
+    return strings
+
+
+def _names(
+    ua: layout.Unit, ub: layout.Unit, regions: Regions, cap: int, truncated: list[str]
+) -> dict[str, list[str]]:
+    """Imports, exports and sections added or removed (at most ``cap`` names each)."""
+    added_regions = {r.name for r, o in regions if r is not None and o is None}
+    sets: dict[str, set[str] | frozenset[str]] = {
+        "imports_added": ua.imports - ub.imports,
+        "imports_removed": ub.imports - ua.imports,
+        "exports_added": ua.exports - ub.exports,
+        "exports_removed": ub.exports - ua.exports,
+        "sections_added": (set(ua.sections) - set(ub.sections)) | (added_regions - {"(overlay)"}),
+        "sections_removed": set(ub.sections) - set(ua.sections),
+    }
+    return {key: _capped(names, cap, key, truncated) for key, names in sets.items()}
+
+
 class _Shifted:
     """A file seen from ``base`` on (an asar member stored in place)."""
 
-    def __init__(self, fh: Any, base: int) -> None:
+    def __init__(self, fh: BinaryIO, base: int) -> None:
         self.fh, self.base = fh, base
 
     def seek(self, pos: int, /) -> int:
@@ -318,7 +350,7 @@ class _Shifted:
         return data
 
 
-def _read(fh: Any, pos: int, n: int) -> bytes:
+def _read(fh: Reader, pos: int, n: int) -> bytes:
     fh.seek(pos)
     data: bytes = fh.read(max(0, n))
     return data
@@ -415,17 +447,17 @@ def _change_dict(
 
 
 def _disassembly(
-    fa: Any,
-    fb: Any,
-    a: Blob,
-    b: Blob,
+    fa: Reader,
+    fb: Reader,
     ua: layout.Unit,
-    regions: Sequence[tuple[layout.Region | None, layout.Region | None]],
-    windows: list[tuple[int, Change, dict[str, Any]]],
+    regions: Regions,
+    windows: list[Window],
     lim: DisasmLimits,
     truncated: list[str],
     notes: list[str],
 ) -> list[dict[str, Any]]:
+    """Side-by-side instructions around the changes of executable regions, window by window,
+    within the caps (what a cap cut goes to ``truncated``)."""
     if not windows:
         return []
     if not disasm.available():
@@ -433,19 +465,7 @@ def _disassembly(
         return []
     out: list[dict[str, Any]] = []
     rows_left = lim.max_rows_per_file
-    width = disasm.FIXED_WIDTH.get(ua.arch, 1)
-    # group changes whose windows overlap (same region)
-    groups: list[list[tuple[int, Change, dict[str, Any]]]] = []
-    for w in windows:
-        if (
-            groups
-            and groups[-1][-1][0] == w[0]
-            and w[1].offset - (groups[-1][-1][1].offset + groups[-1][-1][1].length)
-            < lim.max_window_bytes // 4
-        ):
-            groups[-1].append(w)
-        else:
-            groups.append([w])
+    groups = _group(windows, lim)
     if len(groups) > lim.max_windows:
         truncated.append(
             f"disassembly of the first {lim.max_windows} of {len(groups)} changed code ranges"
@@ -457,61 +477,89 @@ def _disassembly(
                 f"disassembly stopped at {lim.max_rows_per_file} instructions per file"
             )
             break
-        reg_i, first, d0 = g[0]
-        r, o = regions[reg_i]
-        assert r is not None
-        name, addr0, _ex = r.locate(first.offset)
-        if addr0 is None:
-            continue
-        delta = addr0 - first.offset  # address = delta + region-relative offset (this section)
-        sub_lo = _sub_start(r, first.offset)
-        fn = d0.get("functions") or []
-        start = first.offset - lim.back_off
-        if (
-            fn
-            and fn[0].get("start") is not None
-            and fn[0]["start"] <= addr0
-            and addr0 - fn[0]["start"] <= lim.max_back
-        ):
-            start = fn[0]["start"] - delta
-        start = max(start, sub_lo, 0)
-        if width > 1:
-            start -= (start + delta) % width
-            start = max(start, sub_lo)
-        last = g[-1][1]
-        end = min(
-            last.offset + last.length + 16 * max(width, 4), r.size, start + lim.max_window_bytes
-        )
-        sh = _read(fa, a.offset + r.offset + start, end - start)
-        up = b""
-        if o is not None and start < o.size:
-            up = _read(fb, b.offset + o.offset + start, min(end, o.size) - start)
-        cap = min(lim.max_rows_per_window, rows_left) * 4 + 64
-        ins_s = disasm.disassemble(ua.arch, sh, start + delta, cap)
-        ins_u = disasm.disassemble(ua.arch, up, start + delta, cap)
-        spans = [
-            (c.offset + delta, c.offset + delta + max(c.length, c.upstream_length))
-            for _i, c, _d in g
-        ]
-        rows, cut = disasm.side_by_side(
-            ins_u, ins_s, spans, lim.context, min(lim.max_rows_per_window, rows_left)
-        )
-        cut = cut or (end - start >= lim.max_window_bytes and end < last.offset + last.length)
-        rows_left -= sum(1 for x in rows if x.kind != "gap")
-        out.append(
-            {
-                "arch": ua.arch,
-                "region": name,
-                "address": start + delta,
-                "address_kind": ua.address_kind,
-                "change": {"address": addr0, "length": sum(c.length for _i, c, _d in g)},
-                "function": fn[0] if fn else None,
-                "upstream_present": o is not None,
-                "rows": [x.to_dict() for x in rows],
-                "truncated": bool(cut),
-            }
-        )
+        window = _window(fa, fb, ua, regions, g, lim, rows_left)
+        if window is not None:
+            rows_left -= sum(1 for x in window["rows"] if x["kind"] != "gap")
+            out.append(window)
     return out
+
+
+def _group(windows: list[Window], lim: DisasmLimits) -> list[list[Window]]:
+    """Changes whose windows overlap (same region, close together) are shown as one."""
+    groups: list[list[Window]] = []
+    for w in windows:
+        if (
+            groups
+            and groups[-1][-1][0] == w[0]
+            and w[1].offset - (groups[-1][-1][1].offset + groups[-1][-1][1].length)
+            < lim.max_window_bytes // 4
+        ):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    return groups
+
+
+def _window(
+    fa: Reader,
+    fb: Reader,
+    ua: layout.Unit,
+    regions: Regions,
+    g: list[Window],
+    lim: DisasmLimits,
+    rows_left: int,
+) -> dict[str, Any] | None:
+    """One window: decoded from the start of the function holding the first change (or a
+    short back-off), both sides from the same address, aligned row by row."""
+    width = disasm.FIXED_WIDTH.get(ua.arch, 1)
+    reg_i, first, d0 = g[0]
+    r, o = regions[reg_i]
+    assert r is not None
+    name, addr0, _ex = r.locate(first.offset)
+    if addr0 is None:
+        return None
+    delta = addr0 - first.offset  # address = delta + region-relative offset (this section)
+    sub_lo = _sub_start(r, first.offset)
+    fn = d0.get("functions") or []
+    start = first.offset - lim.back_off
+    if (
+        fn
+        and fn[0].get("start") is not None
+        and fn[0]["start"] <= addr0
+        and addr0 - fn[0]["start"] <= lim.max_back
+    ):
+        start = fn[0]["start"] - delta
+    start = max(start, sub_lo, 0)
+    if width > 1:
+        start -= (start + delta) % width
+        start = max(start, sub_lo)
+    last = g[-1][1]
+    end = min(last.offset + last.length + 16 * max(width, 4), r.size, start + lim.max_window_bytes)
+    sh = _read(fa, r.offset + start, end - start)
+    up = b""
+    if o is not None and start < o.size:
+        up = _read(fb, o.offset + start, min(end, o.size) - start)
+    cap = min(lim.max_rows_per_window, rows_left) * 4 + 64
+    ins_s = disasm.disassemble(ua.arch, sh, start + delta, cap)
+    ins_u = disasm.disassemble(ua.arch, up, start + delta, cap)
+    spans = [
+        (c.offset + delta, c.offset + delta + max(c.length, c.upstream_length)) for _i, c, _d in g
+    ]
+    rows, cut = disasm.side_by_side(
+        ins_u, ins_s, spans, lim.context, min(lim.max_rows_per_window, rows_left)
+    )
+    cut = cut or (end - start >= lim.max_window_bytes and end < last.offset + last.length)
+    return {
+        "arch": ua.arch,
+        "region": name,
+        "address": start + delta,
+        "address_kind": ua.address_kind,
+        "change": {"address": addr0, "length": sum(c.length for _i, c, _d in g)},
+        "function": fn[0] if fn else None,
+        "upstream_present": o is not None,
+        "rows": [x.to_dict() for x in rows],
+        "truncated": bool(cut),
+    }
 
 
 def _sub_start(r: layout.Region, rel: int) -> int:

@@ -1,1 +1,1 @@
-"""Code the demo and the tests share: the PE writer, test PKI, signing wrappers."""
+"""``biv demo``: the thin runner (``run.py``) over the scenarios ``verifier._scenarios`` builds."""

@@ -17,8 +17,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from verifier._scenarios.macho_app import build_scenario as build_mac
+from verifier._scenarios.npm_deps import PACKAGES, PATCHED, DemoRegistry
+from verifier._scenarios.scenario import PRODUCT, Scenario, build_scenario
+from verifier.api import VerifyRequest, verify
 from verifier.errors import UsageError
 from verifier.model import Finding, Report, Verdict
+from verifier.report.text import color_wanted, render_text
 
 # (rule, file name) pairs the compromised build must be failed for
 EXPECTED_FAILURES = (
@@ -58,8 +63,6 @@ def judge(clean: Report, compromised: Report) -> list[str]:
 
 def judge_npm(clean: Report, compromised: Report) -> list[str]:
     """The npm half: every dependency of the clean build verified, the patched one caught."""
-    from verifier.demo.npm_deps import PACKAGES, PATCHED
-
     problems: list[str] = []
     deps = [c for c in clean.components if c.npm is not None]
     verified = [c for c in deps if c.npm and c.npm.get("status") == "verified"]
@@ -82,9 +85,6 @@ def judge_npm(clean: Report, compromised: Report) -> list[str]:
 
 def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
     """Build the scenario (in ``out_dir``, kept, or a temporary directory) and verify it."""
-    from verifier.demo.npm_deps import PATCHED
-    from verifier.demo.scenario import PRODUCT, build_scenario
-
     started = time.monotonic()
     tmp: str | None = None
     if out_dir is None:
@@ -99,58 +99,14 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
     try:
         w("biv demo: the 3CX supply-chain attack (March 2023), rebuilt locally with test keys\n\n")
         sc = build_scenario(root)
-        w(
-            f"  upstream/     an Electron {sc.electron_version}-like release (real PE files; "
-            "d3dcompiler_47.dll signed by 'Electron Upstream Test CA')\n"
-        )
-        w(
-            f"  clean/        the vendor build: electron.exe -> {sc.product_exe} (resources "
-            "changed), signed by 'Vendor Test CA' (ACME Desktop Ltd)\n"
-        )
-        w(
-            "  compromised/  the same build, except: ffmpeg.dll has a loader added and is "
-            "vendor-signed;\n"
-            "                d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) at offset "
-            f"{sc.padding.payload_offset} inside its still-valid signature;\n"
-            f"                {PATCHED[0]}@{PATCHED[1]} in app.asar has a line added to "
-            f"{PATCHED[2]}\n"
-        )
+        _describe(sc, w)
         where = sc.root if tmp is None else f"{sc.root} (removed afterwards; keep it: --keep DIR)"
         w(f"  built in {time.monotonic() - started:.1f}s under {where}\n\n")
-
-        from verifier.api import VerifyRequest, verify
-        from verifier.demo.npm_deps import DemoRegistry
-        from verifier.report.text import render_text
-
-        color = _color(stream)
-        reports: dict[str, Report] = {}
-        with DemoRegistry() as registry:
-            w(
-                f"  npm registry  {registry.url} serves app.asar's dependencies "
-                "(written by the demo)\n\n"
-            )
-            for build, path in (("clean", sc.clean), ("compromised", sc.compromised)):
-                cmd = (
-                    f"npm_config_registry={registry.url} biv verify {build}/ --against "
-                    "path:upstream/ --against deps:npm --trust-store trust.pem"
-                )
-                w(f"=== {build} build ({PRODUCT})   $ {cmd}\n")
-                req = VerifyRequest(
-                    artifact=path,
-                    against=(f"path:{sc.upstream}", "deps:npm"),
-                    trust_stores=(sc.trust_store,),
-                    cache_dir=str(Path(root) / ".biv-cache"),
-                    env=registry.env(),
-                )
-                reports[build] = verify(req)
-                text = render_text(reports[build], color=color)
-                w(text if text.endswith("\n") else text + "\n")
-                w("\n")
-
+        color = color_wanted(stream)
+        reports = _windows(sc, root, w, color)
         problems = judge(reports["clean"], reports["compromised"])
         problems += judge_npm(reports["clean"], reports["compromised"])
         problems += _macos(Path(root) / "macos", w, color)
-        elapsed = time.monotonic() - started
         if problems:
             w("DEMO FAILED:\n")
             for p_ in problems:
@@ -161,7 +117,8 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
             + ", ".join(f"{r} on {n}" for r, n in EXPECTED_FAILURES)
             + " and divergent-content on the patched npm dependency in app.asar"
             + "; on macOS the clean universal app passed and the 3CX-style one failed with "
-            "signed-divergent-content on libffmpeg.dylib, x86_64 slice" + f" ({elapsed:.1f}s).\n"
+            "signed-divergent-content on libffmpeg.dylib, x86_64 slice"
+            + f" ({time.monotonic() - started:.1f}s).\n"
             "Both tampered files still carry valid signatures: a signature check alone "
             "would have shipped them.\n"
         )
@@ -171,12 +128,56 @@ def run_demo(out_dir: str | None = None, stream: TextIO = sys.stdout) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _describe(sc: Scenario, w: Callable[[str], object]) -> None:
+    """What was built: the upstream release and the two vendor builds."""
+    w(
+        f"  upstream/     an Electron {sc.electron_version}-like release (real PE files; "
+        "d3dcompiler_47.dll signed by 'Electron Upstream Test CA')\n"
+    )
+    w(
+        f"  clean/        the vendor build: electron.exe -> {sc.product_exe} (resources "
+        "changed), signed by 'Vendor Test CA' (ACME Desktop Ltd)\n"
+    )
+    w(
+        "  compromised/  the same build, except: ffmpeg.dll has a loader added and is "
+        "vendor-signed;\n"
+        "                d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) at offset "
+        f"{sc.padding.payload_offset} inside its still-valid signature;\n"
+        f"                {PATCHED[0]}@{PATCHED[1]} in app.asar has a line added to "
+        f"{PATCHED[2]}\n"
+    )
+
+
+def _windows(sc: Scenario, root: str, w: Callable[[str], object], color: bool) -> dict[str, Report]:
+    """Verify both Windows builds against upstream and the npm registry the demo serves."""
+    reports: dict[str, Report] = {}
+    with DemoRegistry() as registry:
+        w(
+            f"  npm registry  {registry.url} serves app.asar's dependencies "
+            "(written by the demo)\n\n"
+        )
+        for build, path in (("clean", sc.clean), ("compromised", sc.compromised)):
+            cmd = (
+                f"npm_config_registry={registry.url} biv verify {build}/ --against "
+                "path:upstream/ --against deps:npm --trust-store trust.pem"
+            )
+            w(f"=== {build} build ({PRODUCT})   $ {cmd}\n")
+            req = VerifyRequest(
+                artifact=path,
+                against=(f"path:{sc.upstream}", "deps:npm"),
+                trust_stores=(sc.trust_store,),
+                cache_dir=str(Path(root) / ".biv-cache"),
+                env=registry.env(),
+            )
+            reports[build] = verify(req)
+            text = render_text(reports[build], color=color)
+            w(text if text.endswith("\n") else text + "\n")
+            w("\n")
+    return reports
+
+
 def _macos(root: Path, w: Callable[[str], object], color: bool) -> list[str]:
     """The macOS half: a universal app vs Electron's darwin-x64 and darwin-arm64 releases."""
-    from verifier.api import VerifyRequest, verify
-    from verifier.demo.macho_app import build_scenario as build_mac
-    from verifier.report.text import render_text
-
     sc = build_mac(root)
     w(
         "macOS: upstream-x64/ and upstream-arm64/ are Electron.app for each architecture; the\n"
@@ -201,11 +202,3 @@ def _macos(root: Path, w: Callable[[str], object], color: bool) -> list[str]:
     if not hits or not any(f.evidence.get("arch") == "x86_64" for f in hits):
         problems.append("the 3CX-style macOS app did not fail on libffmpeg.dylib (x86_64)")
     return problems
-
-
-def _color(stream: TextIO) -> bool:
-    try:
-        from verifier.report.text import color_wanted
-    except ImportError:  # pragma: no cover - older text renderer
-        return False
-    return bool(color_wanted(stream))

@@ -31,9 +31,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from verifier import __version__
+from verifier import __version__, inventory
 from verifier.binary.analyze import AnalysisContext
-from verifier.errors import MalformedInputError, ReferenceUnavailableError
+from verifier.errors import MalformedInputError, ReferenceUnavailableError, SchemaError
+from verifier.jsonread import Fields
 from verifier.model import Anomaly
 from verifier.npmdeps.tarball import Published, TarDigests, read_tarball
 from verifier.upstream import npm
@@ -93,6 +94,18 @@ class Obtained:
     reason: str = ""  # for unavailable / unknown-*: one line
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """What a version document promises about the tarball, before it is downloaded."""
+
+    integrity: str  # dist.integrity as published
+    sha512: str  # hex, from dist.integrity
+    tarball: str  # dist.tarball (an http(s) URL)
+    shasum: str | None  # dist.shasum (sha1 hex), when given
+    proof: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
 class _Breaker:
     """Stops asking a registry that keeps failing at the connection level."""
 
@@ -125,8 +138,6 @@ class Fetcher:
     """Obtains dependencies concurrently: one HTTP client per thread, one shared cache."""
 
     def __init__(self, opts: FetchOptions, workdir: str, ctx: AnalysisContext | None) -> None:
-        from verifier import inventory
-
         self.opts = opts
         self.reg = registries(opts)
         self.cache = Cache(opts.resolved_cache_dir())
@@ -218,13 +229,14 @@ class Fetcher:
                 return Obtained(name, version, str(status), reason=str(rec.get("reason", "")))
             return None
         try:
-            sha = str(rec["tarball_sha256"])
-            digests = TarDigests.from_dict(rec["digests"])
-            proof = tuple(str(p) for p in rec["proof"])
-            sources = tuple(str(s) for s in rec["sources"])
-            integrity = str(rec["integrity"])
-            url = str(rec["tarball_url"])
-        except (KeyError, TypeError, ValueError):
+            f = Fields(rec)
+            sha = f.text("tarball_sha256")
+            digests = TarDigests.from_dict(rec.get("digests"), "digests")
+            proof = f.str_list("proof")
+            sources = f.str_list("sources")
+            integrity = f.text("integrity")
+            url = f.text("tarball_url")
+        except SchemaError:
             self.cache.drop_proof(key)
             return None
         if status != "ok" or not is_sha256(sha) or digests.sha256 != sha:
@@ -236,7 +248,7 @@ class Fetcher:
         if isinstance(doc, dict):
             try:
                 pub = Published.from_doc(doc, label)
-            except (KeyError, TypeError, ValueError, MalformedInputError):
+            except MalformedInputError:
                 pub = None
         note = f"published inventory from the cache ({self.cache.root})"
         if pub is None:
@@ -283,18 +295,32 @@ class Fetcher:
         where = npm.version_doc_url(self.reg.primary, name, version)
         doc = self._doc(http, where)
         if doc is None:
-            latest = f"{self.reg.primary}{quote(name, safe='@')}/latest"
-            exists = self._doc(http, latest) is not None
-            status = "unknown-version" if exists else "unknown-name"
-            reason = (
-                f"{self.reg.primary} has {name} but not version {version}"
-                if exists
-                else f"{self.reg.primary} has no package named {name}"
-            )
-            self.cache.put_proof(
-                key, {"status": status, "reason": reason, "checked_at": int(time.time())}
-            )
-            return Obtained(name, version, status, reason=reason)
+            return self._unknown(http, key, name, version)
+        claim = self._claim(doc, name, version, where)
+        if isinstance(claim, Obtained):
+            return claim
+        return self._download(http, key, name, version, claim)
+
+    def _unknown(self, http: HttpClient, key: str, name: str, version: str) -> Obtained:
+        """No such version: does the name exist at all? (cached as a negative answer)"""
+        latest = f"{self.reg.primary}{quote(name, safe='@')}/latest"
+        exists = self._doc(http, latest) is not None
+        status = "unknown-version" if exists else "unknown-name"
+        reason = (
+            f"{self.reg.primary} has {name} but not version {version}"
+            if exists
+            else f"{self.reg.primary} has no package named {name}"
+        )
+        self.cache.put_proof(
+            key, {"status": status, "reason": reason, "checked_at": int(time.time())}
+        )
+        return Obtained(name, version, status, reason=reason)
+
+    def _claim(
+        self, doc: Mapping[str, Any], name: str, version: str, where: str
+    ) -> _Claim | Obtained:
+        """What the version document promises (and the public registry confirms), or the
+        ``mismatch`` that stops here."""
         bad = _check_doc(doc, name, version, where)
         if bad is not None:
             return Obtained(name, version, "mismatch", problems=(bad,), reason=bad.message)
@@ -326,15 +352,30 @@ class Fetcher:
         if public:
             proof.append(public[0])
             sources.extend(public[1:])
+        shasum = dist.get("shasum")
+        return _Claim(
+            integrity,
+            sha512,
+            tarball,
+            shasum if isinstance(shasum, str) else None,
+            tuple(proof),
+            tuple(sources),
+        )
+
+    def _download(
+        self, http: HttpClient, key: str, name: str, version: str, claim: _Claim
+    ) -> Obtained:
+        """Download the tarball, check it against the claim, read it, cache it."""
+        tarball = claim.tarball
         got = http.download(tarball, self.cache.tmp_dir(), label=f"{name}-{version}.tgz")
         problems: list[Anomaly] = []
-        if got.sha512 != sha512:
+        if got.sha512 != claim.sha512:
             problems.append(
                 _mismatch(
                     f"{tarball}: downloaded sha512 does not match dist.integrity of "
                     f"{name}@{version}",
                     url=tarball,
-                    expected_sha512=sha512,
+                    expected_sha512=claim.sha512,
                     actual_sha512=got.sha512,
                     actual_sha256=got.sha256,
                 )
@@ -349,8 +390,8 @@ class Fetcher:
             raise ReferenceUnavailableError(
                 f"proven tarball cannot be read: {exc.message}", where=tarball
             ) from None
-        shasum = dist.get("shasum")
-        if digests is not None and isinstance(shasum, str) and shasum.lower() != digests.sha1:
+        shasum = claim.shasum
+        if digests is not None and shasum is not None and shasum.lower() != digests.sha1:
             problems.append(
                 _mismatch(
                     f"{tarball}: sha1 {digests.sha1} does not match dist.shasum {shasum}",
@@ -365,13 +406,13 @@ class Fetcher:
                 name,
                 version,
                 "mismatch",
-                integrity=integrity,
+                integrity=claim.integrity,
                 tarball_url=tarball,
                 problems=tuple(problems),
                 reason=problems[0].message if problems else "",
             )
         self.cache.put_blob_file(got.path, got.sha256)
-        proof.append(f"downloaded from {tarball}, sha512 verified")
+        proof = (*claim.proof, f"downloaded from {tarball}, sha512 verified")
         ref_sha = self.cache.put_ref(got.sha256, self.version_key, pub.to_doc())
         self.cache.put_proof(
             key,
@@ -379,15 +420,15 @@ class Fetcher:
                 "status": "ok",
                 "tarball_sha256": got.sha256,
                 "digests": digests.to_dict(),
-                "integrity": integrity,
+                "integrity": claim.integrity,
                 "tarball_url": tarball,
-                "proof": proof,
-                "sources": sources,
+                "proof": list(proof),
+                "sources": list(claim.sources),
                 "ref_sha256": ref_sha,
             },
         )
         return Obtained(
-            name, version, "ok", pub, digests, integrity, tarball, tuple(proof), tuple(sources)
+            name, version, "ok", pub, digests, claim.integrity, tarball, proof, claim.sources
         )
 
     def _public(

@@ -86,6 +86,18 @@ def _skip_pattern(name: str, settings: NpmSettings) -> str | None:
     return None
 
 
+@dataclass
+class _Walk:
+    """What the stage learns while it walks the package folders, level by level."""
+
+    deps: dict[tuple[str, str], _Dep] = field(default_factory=dict)
+    # per package: the dependency it is, or (owner package, path prefix inside the owner)
+    own_dep: dict[int, tuple[str, str]] = field(default_factory=dict)
+    folded: dict[int, tuple[int, str]] = field(default_factory=dict)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    extra_components: list[Component] = field(default_factory=list)
+
+
 def run(
     results: Sequence[FileResult],
     settings: NpmSettings,
@@ -97,59 +109,101 @@ def run(
     disc = discover(results)
     if not (disc.packages or disc.loose or disc.problems):
         return NpmStage(tuple(results), (), (), (), frozenset(), 0, tuple(disc.notes))
-    anomalies: list[Anomaly] = []
+    walk = _Walk()
     for i, message in disc.problems:
-        anomalies.append(_at(results[i], "malformed-input", message))
-    deps: dict[tuple[str, str], _Dep] = {}
-    # per package: the dependency it is, or (owner package, path prefix inside the owner)
-    own_dep: dict[int, tuple[str, str]] = {}
-    folded: dict[int, tuple[int, str]] = {}
-    extra_components: list[Component] = []
-    judged_files: set[int] = set()
-    pkgs = disc.packages
-    levels = sorted({p.depth for p in pkgs})
-    total = len({(p.name, p.version) for p in pkgs if p.name})
-    done = 0
+        walk.anomalies.append(_at(results[i], "malformed-input", message))
     with Fetcher(opts, workdir, ctx) as fetcher:
-        for level in levels:
-            wanted: list[tuple[str, str]] = []
-            for p in (p for p in pkgs if p.depth == level):
-                fold = _fold_target(p, pkgs, folded, own_dep, deps)
-                if fold is not None:
-                    folded[p.index] = fold
-                    continue
-                if p.name is None or p.version is None:
-                    anomalies.append(_nameless(p, results))
-                    extra_components.append(_nameless_component(p))
-                    continue
-                key = (p.name, p.version)
-                dep = deps.get(key)
-                if dep is None:
-                    dep = deps[key] = _Dep(p.name, p.version)
-                    dep.skipped_by = _skip_pattern(p.name, settings)
-                    if dep.skipped_by is None:
-                        wanted.append(key)
-                dep.paths.append(p.where)
-                dep.manifest_results.append(p.manifest_result)
-                own_dep[p.index] = key
-            for key, got in _obtain_all(fetcher, wanted, settings.workers):
-                deps[key].obtained = got
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            level_pkgs = [p for p in pkgs if p.depth == level]
-            _renamed(level_pkgs, deps, own_dep, fetcher, settings)
+        _obtain_levels(disc.packages, results, settings, fetcher, walk, progress)
         request_count = fetcher.requests
 
     pins = {(p.name, p.version): p for p in settings.pins}
-    for p in pkgs:
-        pk = own_dep.get(p.index)
+    for p in disc.packages:
+        pk = walk.own_dep.get(p.index)
         if pk is not None:
-            _prove_instance(deps[pk], p, disc, pins.get(pk), results, anomalies)
+            _prove_instance(walk.deps[pk], p, disc, pins.get(pk), results, walk.anomalies)
 
+    new, judged_files = _rejudge(disc, results, walk)
+    deps = walk.deps
+    unavailable = _unavailable([d for d in deps.values() if d.status == "unavailable" and d.paths])
+    live = [d for d in deps.values() if d.paths]
+    components = [_component(d) for d in sorted(live, key=lambda d: (d.name, d.version))]
+    components.extend(walk.extra_components)
+    return NpmStage(
+        results=tuple(new.get(i, r) for i, r in enumerate(results)),
+        components=tuple(components),
+        anomalies=tuple(walk.anomalies),
+        unavailable=tuple(unavailable),
+        dependency_results=frozenset(judged_files),
+        compared=sum(1 for d in deps.values() if d.status == "verified" and d.paths),
+        notes=(*disc.notes, f"{request_count} registry request(s)"),
+    )
+
+
+def _obtain_levels(
+    pkgs: Sequence[PackageDir],
+    results: Sequence[FileResult],
+    settings: NpmSettings,
+    fetcher: Fetcher,
+    walk: _Walk,
+    progress: Progress | None,
+) -> None:
+    """Outside in, one depth at a time: fold what an enclosing tarball holds, then fetch the
+    level's dependencies concurrently (each NAME@VERSION once)."""
+    total = len({(p.name, p.version) for p in pkgs if p.name})
+    done = 0
+    for level in sorted({p.depth for p in pkgs}):
+        level_pkgs = [p for p in pkgs if p.depth == level]
+        wanted = _claim(level_pkgs, pkgs, results, settings, walk)
+        for key, got in _obtain_all(fetcher, wanted, settings.workers):
+            walk.deps[key].obtained = got
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        _renamed(level_pkgs, walk.deps, walk.own_dep, fetcher, settings)
+
+
+def _claim(
+    level_pkgs: Sequence[PackageDir],
+    pkgs: Sequence[PackageDir],
+    results: Sequence[FileResult],
+    settings: NpmSettings,
+    walk: _Walk,
+) -> list[tuple[str, str]]:
+    """Assign each folder of one level to its dependency (or its owner's tarball); returns
+    the NAME@VERSIONs first seen at this level that must be fetched."""
+    wanted: list[tuple[str, str]] = []
+    for p in level_pkgs:
+        fold = _fold_target(p, pkgs, walk.folded, walk.own_dep, walk.deps)
+        if fold is not None:
+            walk.folded[p.index] = fold
+            continue
+        if p.name is None or p.version is None:
+            walk.anomalies.append(_nameless(p, results))
+            walk.extra_components.append(_nameless_component(p))
+            continue
+        key = (p.name, p.version)
+        dep = walk.deps.get(key)
+        if dep is None:
+            dep = walk.deps[key] = _Dep(p.name, p.version)
+            dep.skipped_by = _skip_pattern(p.name, settings)
+            if dep.skipped_by is None:
+                wanted.append(key)
+        dep.paths.append(p.where)
+        dep.manifest_results.append(p.manifest_result)
+        walk.own_dep[p.index] = key
+    return wanted
+
+
+def _rejudge(
+    disc: Discovery, results: Sequence[FileResult], walk: _Walk
+) -> tuple[dict[int, FileResult], set[int]]:
+    """New results for the files of package folders (against the tarball when the package is
+    verified, else the app's own with the reason), and the indices of every such file."""
+    pkgs = disc.packages
     new: dict[int, FileResult] = {}
+    judged_files: set[int] = set()
     files_of: dict[int, list[tuple[str, int]]] = {p.index: list(p.files) for p in pkgs}
-    for idx, (owner, prefix) in folded.items():
+    for idx, (owner, prefix) in walk.folded.items():
         files_of.setdefault(owner, []).extend(
             (f"{prefix}/{rel}", i) for rel, i in files_of.get(idx, ())
         )
@@ -158,10 +212,10 @@ def run(
         for _, i in files_of.get(p.index, ()):
             judged_files.add(i)
     for p in pkgs:
-        if p.index in folded:
+        if p.index in walk.folded:
             continue
-        pk = own_dep.get(p.index)
-        d = deps[pk] if pk is not None else None
+        pk = walk.own_dep.get(p.index)
+        d = walk.deps[pk] if pk is not None else None
         ob = d.obtained if d is not None else None
         pkg_files = files_of.get(p.index, ())
         if d is not None and d.status == "verified" and ob and ob.published is not None:
@@ -179,8 +233,8 @@ def run(
             new[i] = _not_compared(
                 results[i], f"npm:{loose.where}", loose.where, "", loose.where, "unverifiable"
             )
-        anomalies.append(_loose_anomaly(loose, results))
-        extra_components.append(
+        walk.anomalies.append(_loose_anomaly(loose, results))
+        walk.extra_components.append(
             Component(
                 name=f"npm:{loose.where}",
                 version=None,
@@ -189,22 +243,7 @@ def run(
                 npm={"status": "unverifiable", "paths": [loose.where]},
             )
         )
-
-    unavailable = _unavailable([d for d in deps.values() if d.status == "unavailable" and d.paths])
-    live = [d for d in deps.values() if d.paths]
-    components = [_component(d) for d in sorted(live, key=lambda d: (d.name, d.version))]
-    components.extend(extra_components)
-    out = tuple(new.get(i, r) for i, r in enumerate(results))
-    notes = (*disc.notes, f"{request_count} registry request(s)")
-    return NpmStage(
-        results=out,
-        components=tuple(components),
-        anomalies=tuple(anomalies),
-        unavailable=tuple(unavailable),
-        dependency_results=frozenset(judged_files),
-        compared=sum(1 for d in deps.values() if d.status == "verified" and d.paths),
-        notes=notes,
-    )
+    return new, judged_files
 
 
 def _folder_name(install_path: str) -> str:
@@ -345,37 +384,7 @@ def _prove_instance(
         return
     manifest = results[p.manifest_result]
     if got.status in ("unknown-name", "unknown-version"):
-        if dep.status == "pending":
-            dep.status = "unverifiable" if got.status == "unknown-name" else "unknown-version"
-            dep.proof.append(got.reason)
-        rule = "unverifiable-dependency" if got.status == "unknown-name" else None
-        if rule is None:
-            anomalies.append(
-                _at(
-                    manifest,
-                    "unknown-dependency-version",
-                    f"{p.where} is {dep.name}@{dep.version}, a version the registry never "
-                    f"published ({got.reason}): a patched dependency with a bumped version "
-                    "looks like this",
-                    package=dep.name,
-                    version=dep.version,
-                    install_path=p.where,
-                    component=component_name(dep.name, dep.version),
-                )
-            )
-        else:
-            anomalies.append(
-                _at(
-                    manifest,
-                    rule,
-                    f"{p.where} is {dep.name}@{dep.version}, which no registry can vouch for "
-                    f"({got.reason}): a private or local package; review it",
-                    package=dep.name,
-                    version=dep.version,
-                    install_path=p.where,
-                    component=component_name(dep.name, dep.version),
-                )
-            )
+        anomalies.append(_unlisted(dep, p, got, manifest))
         return
     if got.status == "unavailable":
         dep.status = "unavailable"
@@ -386,19 +395,65 @@ def _prove_instance(
             for a in got.problems:
                 anomalies.append(_at(manifest, a.rule, a.message, **_with_comp(a, dep, p)))
         return
-    assert got.digests is not None
     if dep.status == "pending":
         dep.status = "verified"
         dep.proof.extend(got.proof)
         dep.sources.extend(got.sources)
-    checks: list[tuple[str, str, str]] = []  # (source label, algorithm, expected hex)
+    mismatches = _check_hashes(dep, p, got, _expected_hashes(disc, p, pin), manifest)
+    anomalies.extend(mismatches)
+    if mismatches:
+        dep.status = "mismatch"
+
+
+def _unlisted(dep: _Dep, p: PackageDir, got: Obtained, manifest: FileResult) -> Anomaly:
+    """A name (``unverifiable-dependency``) or version (``unknown-dependency-version``) the
+    registry does not have."""
+    if dep.status == "pending":
+        dep.status = "unverifiable" if got.status == "unknown-name" else "unknown-version"
+        dep.proof.append(got.reason)
+    where = dict(
+        package=dep.name,
+        version=dep.version,
+        install_path=p.where,
+        component=component_name(dep.name, dep.version),
+    )
+    if got.status == "unknown-name":
+        message = (
+            f"{p.where} is {dep.name}@{dep.version}, which no registry can vouch for "
+            f"({got.reason}): a private or local package; review it"
+        )
+        return _at(manifest, "unverifiable-dependency", message, **where)
+    message = (
+        f"{p.where} is {dep.name}@{dep.version}, a version the registry never "
+        f"published ({got.reason}): a patched dependency with a bumped version "
+        "looks like this"
+    )
+    return _at(manifest, "unknown-dependency-version", message, **where)
+
+
+def _expected_hashes(disc: Discovery, p: PackageDir, pin: Pin | None) -> list[tuple[str, str, str]]:
+    """(source label, algorithm, expected hex): this install's lockfile entries, the pin."""
+    checks: list[tuple[str, str, str]] = []
     for entry in disc.lock_entries(p):
         for alg, hexd in entry.hashes:
             checks.append((entry.label(), alg, hexd))
     if pin is not None:
         for alg, hexd in parse_sri(pin.integrity):
             checks.append((f"policy pin for {pin.name}@{pin.version}", alg, hexd))
-    bad = False
+    return checks
+
+
+def _check_hashes(
+    dep: _Dep,
+    p: PackageDir,
+    got: Obtained,
+    checks: Sequence[tuple[str, str, str]],
+    manifest: FileResult,
+) -> list[Anomaly]:
+    """Each expected hash against the published tarball's: a match is a line of proof, a
+    difference a ``reference-mismatch``."""
+    assert got.digests is not None
+    out: list[Anomaly] = []
     for label, alg, expected in checks:
         actual = got.digests.get(alg)
         if actual == expected:
@@ -411,8 +466,7 @@ def _prove_instance(
             if alg != "sha1" and src not in dep.sources:
                 dep.sources.append(src)
             continue
-        bad = True
-        anomalies.append(
+        out.append(
             _at(
                 manifest,
                 "reference-mismatch",
@@ -428,8 +482,7 @@ def _prove_instance(
                 actual_digest=actual,
             )
         )
-    if bad:
-        dep.status = "mismatch"
+    return out
 
 
 def _with_comp(a: Anomaly, dep: _Dep, p: PackageDir) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from verifier.binary.analyze import SNIFF, AnalysisContext, analyze, sniff
-from verifier.errors import MalformedInputError
+from verifier.errors import MalformedInputError, SchemaError
+from verifier.jsonread import Fields, is_hex64
 from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat
 from verifier.npmdeps.manifest import parse_manifest
 
@@ -36,6 +37,21 @@ CHUNK = 1 << 16
 CODE_SUFFIXES = (".node", ".dll", ".exe", ".dylib", ".so")
 DOC_SCHEMA = "biv.npm-published/v2"
 _FORMATS = {f.value: f for f in FileFormat}
+_DIGEST_KEYS = frozenset(("sha1", "sha256", "sha384", "sha512", "size"))
+_DOC_KEYS = frozenset(
+    (
+        "schema",
+        "data",
+        "files",
+        "manifest",
+        "has_binding_gyp",
+        "gyp_targets",
+        "module_name",
+        "module_path",
+        "alt_sha256",
+        "notes",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -66,9 +82,16 @@ class TarDigests:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TarDigests:
+    def from_dict(cls, d: object, where: str = "") -> TarDigests:
+        """Raises ``SchemaError`` on anything but what ``to_dict`` writes."""
+        f = Fields(d, where)
+        f.known(_DIGEST_KEYS)
         return cls(
-            str(d["sha1"]), str(d["sha256"]), str(d["sha384"]), str(d["sha512"]), int(d["size"])
+            _hex(f, "sha1", 40),
+            f.sha256("sha256"),
+            _hex(f, "sha384", 96),
+            _hex(f, "sha512", 128),
+            f.number("size"),
         )
 
 
@@ -129,35 +152,59 @@ class Published:
         }
 
     @classmethod
-    def from_doc(cls, d: Mapping[str, Any], label: str) -> Published:
-        """Raises KeyError/TypeError/ValueError on a document that is not one of ours."""
-        if d.get("schema") != DOC_SCHEMA:
-            raise ValueError("not a published-package document")
+    def from_doc(cls, d: object, label: str) -> Published:
+        """Raises ``SchemaError`` on a document that is not one of ours (what ``to_doc``
+        writes)."""
+        f = Fields(d)
+        if f.opt_text("schema") != DOC_SCHEMA:
+            raise SchemaError("not a published-package document", where="schema")
+        f.known(_DOC_KEYS)
         files: dict[str, FileEntry] = {}
         prefix = f"{label}!/"
-        for path, size, sha, fmt in d["data"]:
-            facts = BinaryFacts(format=_FORMATS[fmt], normalized_sha256=str(sha))
-            files[str(path)] = FileEntry(
-                str(path), prefix + str(path), (), int(size), str(sha), facts
-            )
-        for f in d["files"]:
-            e = FileEntry.from_ref_dict(f, prefix)
+        for i, row in enumerate(f.rows("data", 4)):
+            path, size, sha, fmt = _data_row(row, f"data[{i}]")
+            facts = BinaryFacts(format=fmt, normalized_sha256=sha)
+            files[path] = FileEntry(path, prefix + path, (), size, sha, facts)
+        if "files" not in f:
+            raise SchemaError("missing required key 'files'")
+        for x in f.objects("files"):
+            e = FileEntry.read(x, prefix)
             files[e.path] = e
-        man = d.get("manifest")
         return cls(
             files=files,
-            manifest=man if isinstance(man, dict) else None,
-            has_binding_gyp=bool(d.get("has_binding_gyp")),
-            gyp_targets=tuple(str(t) for t in d.get("gyp_targets", [])),
-            module_name=_opt_str(d.get("module_name")),
-            module_path=_opt_str(d.get("module_path")),
-            alt_sha256={str(k): str(v) for k, v in dict(d.get("alt_sha256", {})).items()},
-            notes=tuple(str(n) for n in d.get("notes", [])),
+            manifest=f.json_object("manifest"),
+            has_binding_gyp=f.flag("has_binding_gyp", False),
+            gyp_targets=f.str_list("gyp_targets"),
+            module_name=f.opt_text("module_name") or None,
+            module_path=f.opt_text("module_path") or None,
+            alt_sha256=f.sha256_map("alt_sha256"),
+            notes=f.str_list("notes"),
         )
 
 
 def _opt_str(v: object) -> str | None:
     return v if isinstance(v, str) and v else None
+
+
+def _hex(f: Fields, key: str, digits: int) -> str:
+    v = f.text(key)
+    if len(v) != digits or any(c not in "0123456789abcdef" for c in v):
+        raise f.error(key, f"expected {digits} lower-case hex digits")
+    return v
+
+
+def _data_row(row: list[Any], where: str) -> tuple[str, int, str, FileFormat]:
+    """A data file as ``[path, size, sha256, format]``."""
+    path, size, sha, fmt = row
+    if not isinstance(path, str) or not path:
+        raise SchemaError("expected a path", where=f"{where}[0]")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise SchemaError("expected a non-negative integer", where=f"{where}[1]")
+    if not isinstance(sha, str) or not is_hex64(sha):
+        raise SchemaError("expected a sha256", where=f"{where}[2]")
+    if fmt not in _FORMATS:
+        raise SchemaError(f"expected one of {', '.join(_FORMATS)}", where=f"{where}[3]")
+    return path, size, sha.lower(), _FORMATS[fmt]
 
 
 def _template_regex(template: str, module_name: str) -> re.Pattern[str] | None:

@@ -256,128 +256,108 @@ def _changed_what(r: FileResult) -> str:
 
 
 def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
+    """The finding a file's status gives under the policy, if any (the contract's table)."""
     policy = ctx.policy
     st = r.status
     ev = _base_evidence(r)
     up = ctx.upstream(r)
-    out: list[Finding] = []
     if st in (Status.IDENTICAL, Status.OWN):
-        return out
-
+        return []
     if st == Status.IDENTICAL_EXCEPT_SIGNATURE and r.shipped is not None:
+        out: list[Finding] = []
         for arch, s, u in _sig_pairs(r.shipped, r.reference):
             out.extend(_signature_change(r, arch, s, u, ev, up, policy))
         return out
-
     if st == Status.RESOURCES_ONLY:
-        renamed = r.evidence.get("renamed_from")
-        if is_allowed_resources_only(
-            r.path,
-            policy,
-            renamed_from=str(renamed) if renamed else None,
-            upstream_path=r.reference.path if r.reference else None,
-        ):
-            return out
-        out.append(
-            _finding(
-                "resources-modified",
-                r,
-                f"{r.path}: only resources or fuses differ from {up}'s "
-                f"{r.reference.path if r.reference else r.path}, but the policy does not allow "
-                "that for this file (code is unchanged)",
-                ev,
-                policy,
-            )
-        )
-        return out
-
+        return _resources_only(r, ev, up, policy)
     if st == Status.DIVERGENT and r.shipped is not None:
-        what = _changed_what(r)
-        divergent_archs = [s.arch for s in r.slices if s.status == Status.DIVERGENT]
-        if divergent_archs:
-            ev.setdefault("arch", divergent_archs[0] if len(divergent_archs) == 1 else None)
-            ev.setdefault("archs", divergent_archs)
-            if ev.get("arch") is None:
-                ev.pop("arch")
-        upstream_name = r.reference.path if r.reference else r.path
-        if _file_signed(r.shipped):
-            signer = _first_signer(r.shipped.facts.signature) or next(
-                (
-                    _first_signer(s.signature)
-                    for s in r.shipped.facts.slices
-                    if _first_signer(s.signature)
-                ),
-                None,
-            )
-            ev.setdefault("signer_actual", _signer_name(signer))
-            if r.reference is not None:
-                ev.setdefault(
-                    "signer_expected", _signer_name(_first_signer(r.reference.facts.signature))
-                )
-            out.append(
-                _finding(
-                    "signed-divergent-content",
-                    r,
-                    f"{r.path} is not {up}'s {upstream_name}: its content differs after "
-                    f"signatures are removed{what}, yet it is signed by {_signer_name(signer)}. "
-                    "A valid signature here does not mean the code is upstream's",
-                    ev,
-                    policy,
-                )
-            )
-            return out
-        if is_allowed_changed(r.path, policy):
-            return out
-        if "npm" in r.evidence:
-            detail = r.evidence.get("detail")
-            what = f": {detail}" if detail else what
-            up = f"the published npm package {r.evidence['npm']}"
-        out.append(
-            _finding(
-                "divergent-content",
-                r,
-                f"{r.path} differs from {up}'s {upstream_name}{what}",
-                ev,
-                policy,
-            )
-        )
-        return out
-
+        return _divergent(r, r.shipped, ev, up, policy)
     if st == Status.MISSING:
         if is_allowed_missing(r.path, policy):
-            return out
-        out.append(
-            _finding(
-                "missing-file",
-                r,
-                f"{r.path} from {up} is missing from the shipped artifact",
-                ev,
-                policy,
-            )
-        )
-        return out
-
+            return []
+        message = f"{r.path} from {up} is missing from the shipped artifact"
+        return [_finding("missing-file", r, message, ev, policy)]
     if st == Status.UNEXPECTED and r.shipped is not None and "npm" in r.evidence:
         return [_unexpected_file(r, ev, policy)]
-
     if st == Status.UNEXPECTED and r.shipped is not None:
-        if classify_own(r.path, policy) or not is_code(r.shipped):
-            return out
-        ev.setdefault("format", r.shipped.format.value)
-        signer = _first_signer(r.shipped.facts.signature)
-        if signer is not None:
-            ev.setdefault("signer_actual", _signer_name(signer))
-        out.append(
-            _finding(
-                "unexpected-binary",
-                r,
-                f"{r.path} is executable code ({r.shipped.format.value}) that matches no "
-                "upstream file and is not declared as the app's own",
-                ev,
-                policy,
-            )
-        )
-    return out
+        return _unexpected_binary(r, r.shipped, ev, policy)
+    return []
+
+
+def _resources_only(r: FileResult, ev: dict[str, Any], up: str, policy: Policy) -> list[Finding]:
+    renamed = r.evidence.get("renamed_from")
+    if is_allowed_resources_only(
+        r.path,
+        policy,
+        renamed_from=str(renamed) if renamed else None,
+        upstream_path=r.reference.path if r.reference else None,
+    ):
+        return []
+    message = (
+        f"{r.path}: only resources or fuses differ from {up}'s "
+        f"{r.reference.path if r.reference else r.path}, but the policy does not allow "
+        "that for this file (code is unchanged)"
+    )
+    return [_finding("resources-modified", r, message, ev, policy)]
+
+
+def _divergent(
+    r: FileResult, shipped: FileEntry, ev: dict[str, Any], up: str, policy: Policy
+) -> list[Finding]:
+    """``signed-divergent-content`` for a signed file, else ``divergent-content``."""
+    what = _changed_what(r)
+    divergent_archs = [s.arch for s in r.slices if s.status == Status.DIVERGENT]
+    if divergent_archs:
+        ev.setdefault("arch", divergent_archs[0] if len(divergent_archs) == 1 else None)
+        ev.setdefault("archs", divergent_archs)
+        if ev.get("arch") is None:
+            ev.pop("arch")
+    upstream_name = r.reference.path if r.reference else r.path
+    if _file_signed(shipped):
+        return [_signed_divergent(r, shipped, ev, f"{up}'s {upstream_name}", what, policy)]
+    if is_allowed_changed(r.path, policy):
+        return []
+    if "npm" in r.evidence:
+        detail = r.evidence.get("detail")
+        what = f": {detail}" if detail else what
+        up = f"the published npm package {r.evidence['npm']}"
+    message = f"{r.path} differs from {up}'s {upstream_name}{what}"
+    return [_finding("divergent-content", r, message, ev, policy)]
+
+
+def _signed_divergent(
+    r: FileResult, shipped: FileEntry, ev: dict[str, Any], upstream: str, what: str, policy: Policy
+) -> Finding:
+    signer = _first_signer(shipped.facts.signature) or next(
+        (_first_signer(s.signature) for s in shipped.facts.slices if _first_signer(s.signature)),
+        None,
+    )
+    ev.setdefault("signer_actual", _signer_name(signer))
+    if r.reference is not None:
+        ev.setdefault("signer_expected", _signer_name(_first_signer(r.reference.facts.signature)))
+    message = (
+        f"{r.path} is not {upstream}: its content differs after "
+        f"signatures are removed{what}, yet it is signed by {_signer_name(signer)}. "
+        "A valid signature here does not mean the code is upstream's"
+    )
+    return _finding("signed-divergent-content", r, message, ev, policy)
+
+
+def _unexpected_binary(
+    r: FileResult, shipped: FileEntry, ev: dict[str, Any], policy: Policy
+) -> list[Finding]:
+    """Code that matches no upstream file and is not the app's own."""
+    if classify_own(r.path, policy) or not is_code(shipped):
+        return []
+    ev.setdefault("format", shipped.format.value)
+    signer = _first_signer(shipped.facts.signature)
+    if signer is not None:
+        ev.setdefault("signer_actual", _signer_name(signer))
+    message = (
+        f"{r.path} is executable code ({shipped.format.value}) that matches no "
+        "upstream file and is not declared as the app's own"
+    )
+    return [_finding("unexpected-binary", r, message, ev, policy)]
 
 
 #: file suffixes that make an unexpected file inside an npm package folder high (DESIGN.md)

@@ -12,18 +12,19 @@ dates kept as strings (validated by the schema, then parsed).
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from verifier.errors import PolicyError
+from verifier.inputs import read_regular
 from verifier.model import Severity, SigstoreIdentity
 from verifier.npmdeps.lockfile import parse_sri
 from verifier.policy.glob import GlobError, check_glob
@@ -43,6 +44,9 @@ from verifier.upstream import npm
 MAX_POLICY_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_EXTENDS = 8
+
+if TYPE_CHECKING:
+    import jsonschema
 
 JsonPath = tuple[str | int, ...]
 
@@ -165,8 +169,6 @@ def _check_events(text: str, path: str) -> None:
 
 
 def _parse(path: str) -> tuple[_Doc, bytes]:
-    from verifier.inputs import read_regular
-
     raw = read_regular(path, MAX_POLICY_BYTES, what="policy file", error=PolicyError)
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyError(f"policy file larger than {MAX_POLICY_BYTES} bytes", where=path)
@@ -267,13 +269,18 @@ def _schema_error(doc: _Doc, err: jsonschema.ValidationError) -> PolicyError:
     return doc.error(path, err.message)
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(POLICY_SCHEMA)
+@functools.cache
+def _validator() -> Any:
+    """The policy schema's validator; jsonschema is loaded only when a policy file is read."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(POLICY_SCHEMA)
 
 
 def _validate(doc: _Doc) -> None:
     if not isinstance(doc.data, dict):
         raise doc.error((), f"a policy must be a mapping of keys, got {_type_of(doc.data)}")
-    errors = list(_VALIDATOR.iter_errors(doc.data))
+    errors = list(_validator().iter_errors(doc.data))
     if errors:
         first = min(errors, key=lambda e: (doc.line(tuple(e.absolute_path)), -len(e.path)))
         raise _schema_error(doc, first)
@@ -325,35 +332,32 @@ def _relative_to(policy_file: str, path: str | None) -> str | None:
     return str(Path(policy_file).parent / path)
 
 
-def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
-    d: dict[str, Any] = doc.data
-    allow = d.get("allow", {})
-    resources_only = _globs(doc, ("allow", "resources_only"), allow.get("resources_only"))
-    missing = _globs(doc, ("allow", "missing"), allow.get("missing"))
-    changed = _globs(doc, ("allow", "changed"), allow.get("changed"))
-    own = _globs(doc, ("own",), d.get("own"))
-    vendor = _matcher(doc, ("vendor",), d["vendor"]) if "vendor" in d else None
-
+def _components(doc: _Doc, d: Mapping[str, Any]) -> list[ComponentSpec]:
+    """``components``: sources, each with the Sigstore identity that must have signed it."""
     components = []
     for i, c in enumerate(d.get("components", [])):
         ss = c.get("sigstore")
-        ident = None
-        if ss is not None:
-            sp: JsonPath = ("components", i, "sigstore")
-            if ("identity" in ss) == ("identity_regex" in ss):
-                raise doc.error(sp, "give exactly one of 'identity' or 'identity_regex'")
-            if ("issuer" in ss) == ("issuer_regex" in ss):
-                raise doc.error(sp, "give exactly one of 'issuer' or 'issuer_regex'")
-            ident = SigstoreIdentity(
-                identity=ss.get("identity"),
-                identity_regex=_regex(doc, (*sp, "identity_regex"), ss.get("identity_regex")),
-                issuer=ss.get("issuer"),
-                issuer_regex=_regex(doc, (*sp, "issuer_regex"), ss.get("issuer_regex")),
-                bundle=_relative_to(doc.file, ss.get("bundle")),
-                instance=ss.get("instance", "production"),
-            )
+        ident = None if ss is None else _sigstore(doc, ("components", i, "sigstore"), ss)
         components.append(ComponentSpec(c["name"], c["source"], ident))
+    return components
 
+
+def _sigstore(doc: _Doc, sp: JsonPath, ss: Mapping[str, Any]) -> SigstoreIdentity:
+    if ("identity" in ss) == ("identity_regex" in ss):
+        raise doc.error(sp, "give exactly one of 'identity' or 'identity_regex'")
+    if ("issuer" in ss) == ("issuer_regex" in ss):
+        raise doc.error(sp, "give exactly one of 'issuer' or 'issuer_regex'")
+    return SigstoreIdentity(
+        identity=ss.get("identity"),
+        identity_regex=_regex(doc, (*sp, "identity_regex"), ss.get("identity_regex")),
+        issuer=ss.get("issuer"),
+        issuer_regex=_regex(doc, (*sp, "issuer_regex"), ss.get("issuer_regex")),
+        bundle=_relative_to(doc.file, ss.get("bundle")),
+        instance=ss.get("instance", "production"),
+    )
+
+
+def _signer_rules(doc: _Doc, d: Mapping[str, Any]) -> list[SignerRule]:
     rules = []
     for i, r in enumerate(d.get("signers", [])):
         rp: JsonPath = ("signers", i)
@@ -369,8 +373,11 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 reason=r.get("reason", ""),
             )
         )
+    return rules
 
-    offset = len(base.waivers) if base else 0
+
+def _waivers(doc: _Doc, d: Mapping[str, Any], offset: int) -> list[WaiverRule]:
+    """``waivers``, numbered after the ``offset`` waivers of the policy this one extends."""
     waivers = []
     for i, w in enumerate(d.get("waivers", [])):
         wp: JsonPath = ("waivers", i)
@@ -396,9 +403,11 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 where=doc.where(wp),
             )
         )
+    return waivers
 
-    npm_d = d.get("npm_dependencies", {})
-    npm_skip = tuple(str(x) for x in npm_d.get("skip", ()))
+
+def _npm_pins(doc: _Doc, npm_d: Mapping[str, Any]) -> list[NpmPin]:
+    """``npm_dependencies.pin``: name, version and a strong integrity hash, each checked."""
     pins = []
     for i, pin in enumerate(npm_d.get("pin", ())):
         pp: JsonPath = ("npm_dependencies", "pin", i)
@@ -413,7 +422,40 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
                 "base64 of the right length",
             )
         pins.append(NpmPin(pin["name"], pin["version"], pin["integrity"]))
+    return pins
 
+
+def _check_vendor_rules(doc: _Doc, d: Mapping[str, Any], pol: Policy) -> None:
+    """``unsigned-or-vendor-signed`` needs a vendor identity, in the rule or the policy."""
+    for i, r in enumerate(d.get("signers", [])):
+        if (
+            r["require"] == SignerRequirement.UNSIGNED_OR_VENDOR_SIGNED.value
+            and pol.vendor is None
+            and not any(k in r for k in ("subject", "issuer", "thumbprint", "team_id"))
+        ):
+            raise doc.error(
+                ("signers", i, "require"),
+                "unsigned-or-vendor-signed needs the vendor's identity: add subject/issuer/"
+                "thumbprint/team_id to this rule or a top-level 'vendor'",
+            )
+
+
+def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
+    """This document's settings added to (or replacing) those of the policy it extends."""
+    d: dict[str, Any] = doc.data
+    allow = d.get("allow", {})
+    # checked in document order: the first fault found is the one reported
+    resources_only = _globs(doc, ("allow", "resources_only"), allow.get("resources_only"))
+    missing = _globs(doc, ("allow", "missing"), allow.get("missing"))
+    changed = _globs(doc, ("allow", "changed"), allow.get("changed"))
+    own = _globs(doc, ("own",), d.get("own"))
+    vendor = _matcher(doc, ("vendor",), d["vendor"]) if "vendor" in d else None
+    components = _components(doc, d)
+    rules = _signer_rules(doc, d)
+    waivers = _waivers(doc, d, len(base.waivers) if base else 0)
+    npm_d = d.get("npm_dependencies", {})
+    npm_skip = tuple(str(x) for x in npm_d.get("skip", ()))
+    pins = _npm_pins(doc, npm_d)
     severity = {k: Severity(v) for k, v in d.get("severity", {}).items()}
     fail_on = Severity(d["fail_on"]) if "fail_on" in d else None
     name = d.get("name") or Path(doc.file).stem
@@ -439,17 +481,7 @@ def _build(doc: _Doc, base: Policy | None, sha256: str) -> Policy:
         source_path=doc.file,
         sha256=sha256,
     )
-    for i, r in enumerate(d.get("signers", [])):
-        if (
-            r["require"] == SignerRequirement.UNSIGNED_OR_VENDOR_SIGNED.value
-            and pol.vendor is None
-            and not any(k in r for k in ("subject", "issuer", "thumbprint", "team_id"))
-        ):
-            raise doc.error(
-                ("signers", i, "require"),
-                "unsigned-or-vendor-signed needs the vendor's identity: add subject/issuer/"
-                "thumbprint/team_id to this rule or a top-level 'vendor'",
-            )
+    _check_vendor_rules(doc, d, pol)
     return pol
 
 

@@ -208,56 +208,91 @@ def _payload_rows(ev: Mapping[str, Any]) -> list[str]:
 
 
 def _evidence(ev: Mapping[str, Any]) -> str:
+    """A finding's evidence: the known kinds as tables, the rest as key/value rows."""
     parts: list[str] = []
     handled: set[str] = set()
+    for part in (_ev_pairs, _ev_flags, _ev_sections, _ev_ranges, _ev_hidden, _ev_explained):
+        html, keys = part(ev)
+        if html:
+            parts.append(html)
+        handled |= keys
+    rest = {k: v for k, v in ev.items() if k not in handled and v is not None}
+    if rest:
+        rows = [
+            f"<tr><th>{esc(k)}</th><td><code>{esc(_plain(v))}</code></td></tr>"
+            for k, v in sorted(rest.items(), key=lambda kv: str(kv[0]))
+        ]
+        parts.append(f'<table class="kv">{"".join(rows)}</table>')
+    return "".join(parts)
+
+
+_Part = tuple[str, set[str]]  # (HTML, the evidence keys it shows)
+
+
+def _ev_pairs(ev: Mapping[str, Any]) -> _Part:
     pairs = _pairs(ev)
-    if pairs:
-        rows = ["<tr><th></th><th>expected (upstream)</th><th>actual (shipped)</th></tr>"]
-        for label, ek, ak, mono in pairs:
-            rows.append(_compare_row(label, ev.get(ek), ev.get(ak), mono))
-            handled |= {ek, ak}
-        parts.append(f'<table class="cmp">{"".join(rows)}</table>')
+    if not pairs:
+        return "", set()
+    rows = ["<tr><th></th><th>expected (upstream)</th><th>actual (shipped)</th></tr>"]
+    handled: set[str] = set()
+    for label, ek, ak, mono in pairs:
+        rows.append(_compare_row(label, ev.get(ek), ev.get(ak), mono))
+        handled |= {ek, ak}
+    return f'<table class="cmp">{"".join(rows)}</table>', handled
+
+
+def _ev_flags(ev: Mapping[str, Any]) -> _Part:
     changed = [
         (k[: -len(_CHANGED_SUFFIX)].replace("_", " "), v)
         for k, v in ev.items()
         if isinstance(k, str) and k.endswith(_CHANGED_SUFFIX) and isinstance(v, bool)
     ]
-    if changed:
-        flags = " ".join(
-            _badge(f"{name}: {'changed' if v else 'same'}", "sev-high" if v else "st-own")
-            for name, v in changed
-        )
-        parts.append(f"<p>{flags}</p>")
-        handled |= {k for k in ev if isinstance(k, str) and k.endswith(_CHANGED_SUFFIX)}
+    if not changed:
+        return "", set()
+    flags = " ".join(
+        _badge(f"{name}: {'changed' if v else 'same'}", "sev-high" if v else "st-own")
+        for name, v in changed
+    )
+    return f"<p>{flags}</p>", {k for k in ev if isinstance(k, str) and k.endswith(_CHANGED_SUFFIX)}
+
+
+def _ev_sections(ev: Mapping[str, Any]) -> _Part:
     sections = ev.get("sections")
-    if isinstance(sections, list | tuple) and sections:
-        rows = ["<tr><th>section</th><th>differing bytes</th></tr>"]
-        for s in sections:
-            if isinstance(s, Mapping):
-                rows.append(
-                    f"<tr><td><code>{esc(s.get('name', '?'))}</code></td>"
-                    f"<td>{_size(s.get('differing_bytes'))}</td></tr>"
-                )
-            else:
-                rows.append(f"<tr><td colspan=2><code>{esc(s)}</code></td></tr>")
-        parts.append(f"<h4>Differing sections</h4><table>{''.join(rows)}</table>")
-        handled.add("sections")
+    if not isinstance(sections, list | tuple) or not sections:
+        return "", set()
+    rows = ["<tr><th>section</th><th>differing bytes</th></tr>"]
+    for s in sections:
+        if isinstance(s, Mapping):
+            rows.append(
+                f"<tr><td><code>{esc(s.get('name', '?'))}</code></td>"
+                f"<td>{_size(s.get('differing_bytes'))}</td></tr>"
+            )
+        else:
+            rows.append(f"<tr><td colspan=2><code>{esc(s)}</code></td></tr>")
+    return f"<h4>Differing sections</h4><table>{''.join(rows)}</table>", {"sections"}
+
+
+def _ev_ranges(ev: Mapping[str, Any]) -> _Part:
     ranges = ev.get("ranges")
-    if isinstance(ranges, list | tuple) and ranges:
-        rows = ["<tr><th>offset</th><th>length</th></tr>"]
-        for r in ranges:
-            if isinstance(r, Mapping) and isinstance(r.get("offset"), int):
-                off = int(r["offset"])
-                rows.append(
-                    f"<tr><td><code>0x{off:x}</code> ({off:,})</td>"
-                    f"<td>{_size(r.get('length'))}</td></tr>"
-                )
-            else:
-                rows.append(f"<tr><td colspan=2><code>{esc(r)}</code></td></tr>")
-        parts.append(f"<h4>Byte ranges</h4><table>{''.join(rows)}</table>")
-        handled.add("ranges")
+    if not isinstance(ranges, list | tuple) or not ranges:
+        return "", set()
+    rows = ["<tr><th>offset</th><th>length</th></tr>"]
+    for r in ranges:
+        if isinstance(r, Mapping) and isinstance(r.get("offset"), int):
+            off = int(r["offset"])
+            rows.append(
+                f"<tr><td><code>0x{off:x}</code> ({off:,})</td>"
+                f"<td>{_size(r.get('length'))}</td></tr>"
+            )
+        else:
+            rows.append(f"<tr><td colspan=2><code>{esc(r)}</code></td></tr>")
+    return f"<h4>Byte ranges</h4><table>{''.join(rows)}</table>", {"ranges"}
+
+
+def _ev_hidden(ev: Mapping[str, Any]) -> _Part:
     top = {k: ev[k] for k in ("entropy", "first_bytes") if k in ev}
     rows = _payload_rows(top)
+    handled: set[str] = set()
     payload = ev.get("payload")
     if isinstance(payload, Mapping):
         rows += _payload_rows(payload)
@@ -271,23 +306,19 @@ def _evidence(ev: Mapping[str, Any]) -> str:
             for k, v in sorted(extra.items(), key=lambda kv: str(kv[0]))
         ]
         handled.add("payload")
-    if rows:
-        parts.append(f'<h4>Hidden data</h4><table class="kv">{"".join(rows)}</table>')
-        handled |= set(top)
-    if any(k in ev for k in EXPLAIN_KEYS):
-        parts.append(
-            "<p class='muted'>What changed, with the disassembly: see <a href='#changed'>"
-            "Divergent files</a>.</p>"
-        )
-        handled |= set(EXPLAIN_KEYS) | ({"slices"} if _explained_slices(ev) else set())
-    rest = {k: v for k, v in ev.items() if k not in handled and v is not None}
-    if rest:
-        rows = [
-            f"<tr><th>{esc(k)}</th><td><code>{esc(_plain(v))}</code></td></tr>"
-            for k, v in sorted(rest.items(), key=lambda kv: str(kv[0]))
-        ]
-        parts.append(f'<table class="kv">{"".join(rows)}</table>')
-    return "".join(parts)
+    if not rows:
+        return "", handled
+    return f'<h4>Hidden data</h4><table class="kv">{"".join(rows)}</table>', handled | set(top)
+
+
+def _ev_explained(ev: Mapping[str, Any]) -> _Part:
+    if not any(k in ev for k in EXPLAIN_KEYS):
+        return "", set()
+    html = (
+        "<p class='muted'>What changed, with the disassembly: see <a href='#changed'>"
+        "Divergent files</a>.</p>"
+    )
+    return html, set(EXPLAIN_KEYS) | ({"slices"} if _explained_slices(ev) else set())
 
 
 def _explained_slices(ev: Mapping[str, Any]) -> bool:

@@ -12,6 +12,7 @@ import json
 import os
 import posixpath
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key, fingerprint
@@ -114,57 +115,88 @@ def render_sarif(
         if f.rule not in RULES and f.rule not in rule_ids:
             rule_ids.append(f.rule)
     index = {rid: i for i, rid in enumerate(rule_ids)}
+    where = _Where(uri, artifact_name, index)
+    results = [_result(f, finding_key(f, shas.get(f.path)), where, baseline) for f in findings]
+    log: JSON = {
+        "$schema": SARIF_SCHEMA_URI,
+        "version": SARIF_VERSION,
+        "runs": [_run(report, rule_ids, artifact_name, results, baseline)],
+    }
+    return json.dumps(json_safe(log), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
-    results: list[JSON] = []
-    for f in findings:
-        key = finding_key(f, shas.get(f.path))
-        props: JSON = {
-            "biv-severity": f.severity.value,
-            "path": f.path,
-            "location": f.location,
-            "sha256": key[2] or None,
-            "evidence": _jsonable(f.evidence),
-        }
-        if f.evidence.get("expected_sha256"):
-            props["expected_sha256"] = f.evidence.get("expected_sha256")
-        explained = summary_lines(f.evidence)
-        if explained:
-            props["explanation_summary"] = explained
-        if baseline is not None:
-            props["new_since_baseline"] = key in baseline.new_findings
-        res: JSON = {
-            "ruleId": f.rule,
-            "ruleIndex": index[f.rule],
-            "level": SARIF_LEVEL[f.severity],
-            "message": {"text": _message(f)},
-            "locations": [
-                {
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
-                        "region": {"startLine": 1},
-                    },
-                    "logicalLocations": [
-                        {
-                            "name": posixpath.basename(f.path) or f.path or artifact_name,
-                            "fullyQualifiedName": f.location or f.path or artifact_name,
-                            "kind": "resource",
-                        }
-                    ],
-                }
-            ],
-            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(key)},
-            "properties": props,
-        }
-        if f.suppressed:
-            sup: JSON = {"kind": "external", "status": "accepted"}
-            if f.waiver is not None:
-                sup["justification"] = (
-                    f"{f.waiver.reason} (waiver expires {f.waiver.expires}, "
-                    f"sha256 {f.waiver.sha256})"
-                )
-            res["suppressions"] = [sup]
-        results.append(res)
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """What every result of one run shares: the anchor URI, the artifact's name, rule indexes."""
+
+    uri: str
+    artifact_name: str
+    index: Mapping[str, int]
+
+
+def _result(
+    f: Finding,
+    key: tuple[str, str, str],
+    where: _Where,
+    baseline: BaselineAnnotations | None,
+) -> JSON:
+    """One finding as a SARIF result."""
+    props: JSON = {
+        "biv-severity": f.severity.value,
+        "path": f.path,
+        "location": f.location,
+        "sha256": key[2] or None,
+        "evidence": _jsonable(f.evidence),
+    }
+    if f.evidence.get("expected_sha256"):
+        props["expected_sha256"] = f.evidence.get("expected_sha256")
+    explained = summary_lines(f.evidence)
+    if explained:
+        props["explanation_summary"] = explained
+    if baseline is not None:
+        props["new_since_baseline"] = key in baseline.new_findings
+    name = where.artifact_name
+    res: JSON = {
+        "ruleId": f.rule,
+        "ruleIndex": where.index[f.rule],
+        "level": SARIF_LEVEL[f.severity],
+        "message": {"text": _message(f)},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": where.uri, "uriBaseId": "%SRCROOT%"},
+                    "region": {"startLine": 1},
+                },
+                "logicalLocations": [
+                    {
+                        "name": posixpath.basename(f.path) or f.path or name,
+                        "fullyQualifiedName": f.location or f.path or name,
+                        "kind": "resource",
+                    }
+                ],
+            }
+        ],
+        "partialFingerprints": {FINGERPRINT_KEY: fingerprint(key)},
+        "properties": props,
+    }
+    if f.suppressed:
+        sup: JSON = {"kind": "external", "status": "accepted"}
+        if f.waiver is not None:
+            sup["justification"] = (
+                f"{f.waiver.reason} (waiver expires {f.waiver.expires}, sha256 {f.waiver.sha256})"
+            )
+        res["suppressions"] = [sup]
+    return res
+
+
+def _run(
+    report: Report,
+    rule_ids: list[str],
+    artifact_name: str,
+    results: list[JSON],
+    baseline: BaselineAnnotations | None,
+) -> JSON:
+    """The one SARIF run: the tool and its rules, the invocation and its notes, the results."""
     run_props: JSON = {
         "verdict": report.verdict.value,
         "fail_on": report.fail_on.value,
@@ -175,42 +207,33 @@ def render_sarif(
     }
     if baseline is not None:
         run_props["baseline"] = _jsonable(baseline.summary())
-    log: JSON = {
-        "$schema": SARIF_SCHEMA_URI,
-        "version": SARIF_VERSION,
-        "runs": [
+    return {
+        "tool": {
+            "driver": {
+                "name": "biv",
+                "fullName": "biv build-integrity verifier",
+                "version": report.tool_version,
+                "semanticVersion": report.tool_version,
+                "informationUri": INFORMATION_URI,
+                "rules": [_rule_descriptor(rule(rid)) for rid in rule_ids],
+            }
+        },
+        "automationDetails": {"id": f"biv/{artifact_name}/"},
+        "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "The repository root."}}},
+        "invocations": [
             {
-                "tool": {
-                    "driver": {
-                        "name": "biv",
-                        "fullName": "biv build-integrity verifier",
-                        "version": report.tool_version,
-                        "semanticVersion": report.tool_version,
-                        "informationUri": INFORMATION_URI,
-                        "rules": [_rule_descriptor(rule(rid)) for rid in rule_ids],
-                    }
-                },
-                "automationDetails": {"id": f"biv/{artifact_name}/"},
-                "originalUriBaseIds": {
-                    "%SRCROOT%": {"description": {"text": "The repository root."}}
-                },
-                "invocations": [
+                "executionSuccessful": True,
+                "properties": {"generated_at": report.generated_at},
+                "toolExecutionNotifications": [
                     {
-                        "executionSuccessful": True,
-                        "properties": {"generated_at": report.generated_at},
-                        "toolExecutionNotifications": [
-                            {
-                                "level": "note",
-                                "message": {"text": f"{n.location}: {n.message}"},
-                                "descriptor": {"id": n.kind},
-                            }
-                            for n in report.notes
-                        ],
+                        "level": "note",
+                        "message": {"text": f"{n.location}: {n.message}"},
+                        "descriptor": {"id": n.kind},
                     }
+                    for n in report.notes
                 ],
-                "results": results,
-                "properties": run_props,
             }
         ],
+        "results": results,
+        "properties": run_props,
     }
-    return json.dumps(json_safe(log), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -120,7 +120,7 @@ class Cache:
         with contextlib.suppress(OSError):
             self._record_path("proofs", key_digest(key)).unlink()
 
-    def get_ref(self, archive_sha256: str, version: str, expect_sha256: str | None) -> Any:
+    def get_ref(self, archive_sha256: str, version: str, expect_sha256: str | None) -> object:
         """The cached reference inventory, only if its bytes hash to ``expect_sha256``."""
         p = self._record_path("refs", f"{archive_sha256}-{_safe(version)}")
         try:

@@ -30,6 +30,7 @@ from verifier.upstream import npm
 from verifier.upstream.cache import is_sha256
 from verifier.upstream.http import HttpClient
 from verifier.upstream.options import DEFAULT_ELECTRON_BASE, FetchOptions
+from verifier.upstream.target import choose
 
 NIGHTLY_BASE = "https://github.com/electron/nightlies/releases/download/"
 VERSION_RE = re.compile(r"^v?(\d{1,4}\.\d{1,4}\.\d{1,4}(?:-[0-9A-Za-z.]{1,64})?)$")
@@ -108,8 +109,6 @@ def detect_targets(shipped: Inventory) -> list[tuple[str, str]]:
     The choice is ``upstream.target.choose``'s (main executable, then majority of code
     bytes); where candidates remain, all of them.
     """
-    from verifier.upstream.target import choose
-
     return sorted({t for option in choose(shipped).options for t in option})
 
 

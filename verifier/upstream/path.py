@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from typing import Any
 
 from verifier.binary.analyze import AnalysisContext
-from verifier.errors import ArtifactError, UsageError
+from verifier.errors import ArtifactError, SchemaError, UsageError
+from verifier.hashing import sha256_file
 from verifier.inventory import build_reference
+from verifier.jsonread import Fields
 from verifier.model import Component, FileEntry, Reference
 
 
@@ -31,8 +35,6 @@ def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext)
         raise UsageError(f"upstream reference cannot be read: {exc.message}", where=source) from exc
     digests = {}
     if os.path.isfile(location):
-        from verifier.hashing import sha256_file
-
         digests[os.path.basename(location)] = sha256_file(location)
     comp = Component(comp.name, None, source, digests=digests, proof=comp.proof)
     return Reference(comp, ref.files, ref.problems, ref.anomalies, ref.links)
@@ -48,13 +50,21 @@ def _is_refs_document(location: str) -> bool:
     return head.startswith(b"{")
 
 
-def _file_entry_hook(d: dict[str, Any]) -> Any:
-    """A ``files`` item (it has a path, a size and a sha256) as a FileEntry, else ``d``."""
-    if "path" in d and "sha256" in d and "size" in d:
+class _FilesHook:
+    """``json.load``'s object hook: each ``files`` item (it has a path, a size and a sha256)
+    becomes a FileEntry as soon as it is parsed, read strictly; the parsed document of
+    100,000 files would otherwise hold ten times the memory of the entries."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, d: dict[str, Any]) -> object:
+        if not ("path" in d and "sha256" in d and "size" in d):
+            return d
         if d.get("normalized_sha256") == d["sha256"]:
             d["normalized_sha256"] = d["sha256"]  # one string for both (data files)
-        return FileEntry.from_ref_dict(d)
-    return d
+        self.count += 1
+        return FileEntry.read(Fields(d, f"files[{self.count - 1}]"))
 
 
 def _load_refs_document(source: str, location: str) -> Reference:
@@ -63,24 +73,18 @@ def _load_refs_document(source: str, location: str) -> Reference:
     Statuses are the same as against the release itself; byte counts of differing sections
     are not available (``differing_bytes: null``).
     """
-    import json
-
-    from verifier.errors import MalformedInputError
-
     if os.path.getsize(location) > _REFS_CAP:
         raise UsageError("reference inventory larger than 256 MiB", where=source)
     try:
         with open(location, encoding="utf-8") as fh:
-            # each file entry becomes a FileEntry as soon as it is parsed: the parsed
-            # document of 100,000 files would hold ten times the memory of the entries
-            doc = json.load(fh, object_hook=_file_entry_hook)
-        files = doc.get("files", []) if isinstance(doc, dict) else None
-        if not isinstance(files, list) or not all(isinstance(f, FileEntry) for f in files):
-            raise ValueError("'files' must be a list of file entries")
-        ref = Reference.from_dict({**doc, "files": []})
-        ref = Reference(ref.component, tuple(files), ref.problems)
-    except (ValueError, KeyError, TypeError, MalformedInputError) as exc:
-        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from exc
+            doc = json.load(fh, object_hook=_FilesHook())
+        ref = _reference(doc)
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from None
+    except SchemaError as exc:
+        raise UsageError(
+            f"not a valid biv.refs/v1 document: {exc.diagnostics()}", where=source
+        ) from exc
     proof = (*ref.component.proof, f"reference inventory {os.path.basename(location)}")
     comp = Component(
         ref.component.name,
@@ -92,3 +96,16 @@ def _load_refs_document(source: str, location: str) -> Reference:
         proof,
     )
     return Reference(comp, ref.files, ref.problems, ref.anomalies, ref.links)
+
+
+def _reference(doc: object) -> Reference:
+    """The Reference of a document whose ``files`` the hook has read already."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        return Reference.from_dict(doc)  # raises: no object, or no list of files
+    files = doc["files"]
+    for i, item in enumerate(files):
+        if not isinstance(item, FileEntry):  # not recognised as a file: say what is wrong
+            FileEntry.read(Fields(item, f"files[{i}]"))
+            raise SchemaError("not a file entry", where=f"files[{i}]")
+    ref = Reference.from_dict({**doc, "files": []})
+    return dataclasses.replace(ref, files=tuple(files))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from verifier.binary.analyze import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
@@ -18,6 +19,9 @@ from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIde
 from verifier.upstream.path import resolve_path
 from verifier.upstream.sigstore import check_source, identity_for_source
 from verifier.upstream.source_options import split_options
+
+if TYPE_CHECKING:
+    from verifier.upstream.options import FetchOptions
 
 REMOTE_SCHEMES = ("electron:", "pypi:", "npm:", "url:")
 
@@ -38,7 +42,7 @@ def resolve(
     shipped: Inventory,
     workdir: str,
     ctx: AnalysisContext,
-    fetch_options: object | None = None,
+    fetch_options: FetchOptions | None = None,
     sigstore_declared: SigstoreIdentity | None = None,
 ) -> list[Reference]:
     """Resolve one SOURCE; raises ReferenceUnavailableError (exit 3) for unobtainable remotes."""
@@ -62,6 +66,7 @@ def resolve(
             "npm:NAME@VER or url:URL#sha256=HEX)",
             where=source,
         )
+    # fetched sources need requests: imported only when a source is fetched (start-up)
     from verifier.upstream import sources
 
     spec = sources.parse_source(source)
@@ -70,7 +75,7 @@ def resolve(
         return sources.resolve_remote(spec, shipped, fetch_options, workdir, ctx)
     # the bundle covers the source's primary archive: prove it before analysing anything
     try:
-        archives = sources.fetch_source(spec, shipped, fetch_options)  # type: ignore[arg-type]
+        archives = sources.fetch_source(spec, shipped, fetch_options)
     except ReferenceMismatchError:
         archives = []
     proof = ()

@@ -17,11 +17,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.hashing import sha256_file
 from verifier.model import Anomaly, SigstoreIdentity
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 MAX_BUNDLE_BYTES = 4 << 20
 _OID_SAN_OTHERNAME = "1.3.6.1.4.1.57264.1.7"
@@ -49,7 +52,7 @@ def _der_utf8(value: bytes) -> str | None:
         return None
 
 
-def cert_identities(cert: Any) -> tuple[set[str], str | None]:
+def cert_identities(cert: x509.Certificate) -> tuple[set[str], str | None]:
     """(SAN identities, OIDC issuer) of a Fulcio certificate."""
     from cryptography import x509
 
@@ -107,7 +110,7 @@ class IdentityPolicy:
         iss = self.issuer if self.issuer is not None else f"/{self.issuer_regex}/"
         return f"identity {ident} issued by {iss}"
 
-    def verify(self, cert: Any) -> None:
+    def verify(self, cert: x509.Certificate) -> None:
         from sigstore.errors import VerificationError
 
         sans, issuer = cert_identities(cert)

@@ -31,14 +31,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from verifier import __version__
+from verifier import __version__, inventory
+from verifier.binary.analyze import AnalysisContext
 from verifier.errors import (
     ArtifactError,
     MalformedInputError,
     ReferenceMismatchError,
     ReferenceUnavailableError,
+    SchemaError,
     UsageError,
 )
+from verifier.jsonread import Fields
 from verifier.model import Anomaly, Component, Inventory, Reference
 from verifier.upstream import electron, npm, pypi, target
 from verifier.upstream.cache import Cache, is_sha256
@@ -119,14 +122,12 @@ class Analyzer:
     ``version`` keys the cached inventories: a new analysis version re-analyses archives.
     """
 
-    build: Callable[[Component, str, str, Any], Reference]
+    build: Callable[[Component, str, str, AnalysisContext], Reference]
     version: str
 
 
 def default_analyzer() -> Analyzer:
-    from verifier import inventory
-
-    version = f"{__version__}+{getattr(inventory, 'ANALYSIS_VERSION', '0')}"
+    version = f"{__version__}+{inventory.ANALYSIS_VERSION}"
     # the inventory is cached and compared against later builds: every digest, always
     return Analyzer(inventory.build_reference_full, version)
 
@@ -362,9 +363,9 @@ def _plan_url(spec: SourceSpec) -> Planned:
 def resolve_remote(
     spec: str | SourceSpec,
     shipped: Inventory,
-    opts: FetchOptions | object | None,
+    opts: FetchOptions | None,
     workdir: str,
-    ctx: Any = None,
+    ctx: AnalysisContext | None = None,
     *,
     analyzer: Analyzer | None = None,
 ) -> list[Reference]:
@@ -373,9 +374,6 @@ def resolve_remote(
         spec = parse_source(spec)
     if opts is None:
         opts = FetchOptions()
-    elif not isinstance(opts, FetchOptions):
-        # never silently drop --offline, --cache-dir or --mirror
-        raise TypeError(f"fetch options must be FetchOptions, not {type(opts).__name__}")
     cache = Cache(opts.resolved_cache_dir())
     with HttpClient(opts) as http:
         tmp = cache.tmp_dir()
@@ -419,7 +417,7 @@ def _materialize_all(
     cache: Cache,
     http: HttpClient,
     workdir: str,
-    ctx: Any,
+    ctx: AnalysisContext | None,
     analyzer: Analyzer | None,
 ) -> list[Reference]:
     an = analyzer
@@ -443,7 +441,7 @@ def _materialize(
     http: HttpClient,
     an: Analyzer,
     workdir: str,
-    ctx: Any,
+    ctx: AnalysisContext | None,
 ) -> Reference:
     with cache.lock(p.key):
         warm = _from_cache(p, spec, cache, an, workdir, ctx)
@@ -525,13 +523,10 @@ def fetch_source(
     with HttpClient(opts) as http:
         for p in _plan(spec, shipped, opts, http, cache.tmp_dir()):
             with cache.lock(p.key):
-                rec = cache.get_proof(p.key)
-                path = None
-                if rec is not None and is_sha256(str(rec.get("archive_sha256"))):
-                    path = cache.get_blob(str(rec["archive_sha256"]))
-                if rec is not None and path is not None:
-                    comp = replace(Component.from_dict(rec["component"]), source=spec.text)
-                    out.append((comp, path))
+                cached = _cached_archive(cache, p.key)
+                if cached is not None:
+                    comp, path = cached
+                    out.append((replace(comp, source=spec.text), path))
                     continue
                 got = _download_proven(p, spec, cache, http)
                 if isinstance(got, Reference):
@@ -542,26 +537,50 @@ def fetch_source(
     return out
 
 
-def _from_cache(
-    p: Planned, spec: SourceSpec, cache: Cache, an: Analyzer, workdir: str, ctx: Any
-) -> Reference | None:
-    rec = cache.get_proof(p.key)
+def _proof_record(cache: Cache, key: str) -> tuple[Component, str, str | None] | None:
+    """(component, archive sha256, reference inventory sha256) of a cached proof record; an
+    unreadable record is dropped (a miss)."""
+    rec = cache.get_proof(key)
     if rec is None:
         return None
     try:
-        comp = replace(Component.from_dict(rec["component"]), source=spec.text)
-        sha = str(rec["archive_sha256"])
-    except (KeyError, TypeError, ValueError):
-        cache.drop_proof(p.key)
+        f = Fields(rec)
+        comp = Component.from_dict(rec.get("component"), "component")
+        sha = f.sha256("archive_sha256")
+        ref_sha = f.opt_sha256("ref_sha256")
+    except SchemaError:
+        cache.drop_proof(key)
         return None
-    if not is_sha256(sha):
-        cache.drop_proof(p.key)
+    return comp, sha, ref_sha
+
+
+def _cached_archive(cache: Cache, key: str) -> tuple[Component, str] | None:
+    """The proven archive of a cached proof record, re-hashed (None: a miss)."""
+    rec = _proof_record(cache, key)
+    if rec is None:
         return None
-    doc = cache.get_ref(sha, an.version, rec.get("ref_sha256"))
+    path = cache.get_blob(rec[1])
+    return (rec[0], path) if path is not None else None
+
+
+def _from_cache(
+    p: Planned,
+    spec: SourceSpec,
+    cache: Cache,
+    an: Analyzer,
+    workdir: str,
+    ctx: AnalysisContext | None,
+) -> Reference | None:
+    rec = _proof_record(cache, p.key)
+    if rec is None:
+        return None
+    comp, sha, ref_sha = rec
+    comp = replace(comp, source=spec.text)
+    doc = cache.get_ref(sha, an.version, ref_sha)
     if isinstance(doc, dict):
         try:
-            cached = Reference.from_dict(doc)
-        except (MalformedInputError, KeyError, TypeError, ValueError):
+            cached: Reference | None = Reference.from_dict(doc)
+        except MalformedInputError:
             cached = None
         if cached is not None:
             proof = (*comp.proof, f"reference inventory from the cache ({cache.root})")
@@ -583,10 +602,10 @@ def _analyse(
     cache: Cache,
     an: Analyzer,
     workdir: str,
-    ctx: Any,
+    ctx: AnalysisContext | None,
 ) -> Reference:
     try:
-        ref = an.build(comp, path, workdir, ctx)
+        ref = an.build(comp, path, workdir, ctx or AnalysisContext())
     except (ArtifactError, MalformedInputError) as exc:
         raise ReferenceUnavailableError(
             f"proven upstream archive cannot be unpacked: {exc.message}", where=path

@@ -15,12 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from tuf.api import exceptions as tuf_exc
-from tuf.ngclient import Updater  # type: ignore[attr-defined]
-from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from verifier import __version__
 from verifier.errors import MalformedInputError, ReferenceUnavailableError, UsageError
@@ -29,6 +25,12 @@ from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.distrust_lists import KnownBad, RevokedCert, parse_time
 from verifier.upstream.options import default_cache_dir
 from verifier.upstream.tuf_publish import INDEX
+
+if TYPE_CHECKING:
+    from tuf.ngclient import Updater  # type: ignore[attr-defined]
+
+# python-tuf is loaded where it is used (only with --refs): ``biv verify`` without it never
+# pays for the import
 
 
 class RefsVerificationError(ReferenceUnavailableError):
@@ -107,6 +109,10 @@ def load_refs(
 def _load_online(
     base: str, meta_dir: Path, tgt_dir: Path, have_state: bool, root_bytes: bytes, timeout: float
 ) -> RefsBundle:
+    from tuf.api import exceptions as tuf_exc
+    from tuf.ngclient import Updater  # type: ignore[attr-defined]
+    from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
+
     try:
         updater = Updater(
             metadata_dir=str(meta_dir),
@@ -149,6 +155,7 @@ def _bundle(base: str, get: Callable[[str], bytes]) -> RefsBundle:
 
 def _load_offline(base: str, meta_dir: Path, tgt_dir: Path, have_state: bool) -> RefsBundle:
     """Verify the cached trusted state again, without any network access."""
+    from tuf.api import exceptions as tuf_exc
     from tuf.api.metadata import Targets  # type: ignore[attr-defined]
     from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
     from tuf.ngclient.config import EnvelopeType
@@ -186,6 +193,8 @@ def _load_offline(base: str, meta_dir: Path, tgt_dir: Path, have_state: bool) ->
 
 
 def _target(updater: Updater, name: str) -> bytes:
+    from tuf.api import exceptions as tuf_exc
+
     info = updater.get_targetinfo(name)
     if info is None:
         raise tuf_exc.RepositoryError(f"target {name!r} is not in the signed targets")

@@ -21,40 +21,35 @@ import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
-from tuf.api.metadata import (  # type: ignore[attr-defined]
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
-from tuf.api.serialization.json import JSONSerializer
 
-from verifier.errors import UsageError
+from verifier.errors import SchemaError, UsageError
 from verifier.model import Reference
 from verifier.upstream.cache import is_sha256
-from verifier.upstream.distrust_lists import (
-    THREECX_KNOWN_BAD as THREECX_KNOWN_BAD,
-)
-from verifier.upstream.distrust_lists import (
-    KnownBad as KnownBad,
-)
-from verifier.upstream.distrust_lists import (
-    RevokedCert as RevokedCert,
-)
-from verifier.upstream.distrust_lists import (
-    parse_time as parse_time,
-)
+from verifier.upstream.distrust_lists import THREECX_KNOWN_BAD as THREECX_KNOWN_BAD
+from verifier.upstream.distrust_lists import KnownBad as KnownBad
+from verifier.upstream.distrust_lists import RevokedCert as RevokedCert
+from verifier.upstream.distrust_lists import parse_time as parse_time
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+    from tuf.api.metadata import (  # type: ignore[attr-defined]
+        Metadata,
+        Root,
+        Snapshot,
+        TargetFile,
+        Targets,
+        Timestamp,
+    )
+
+# python-tuf and securesystemslib are loaded where they are used (publishing, key files):
+# importing this module for its layout names costs nothing
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 INDEX = "index.json"
@@ -73,6 +68,8 @@ DEFAULT_EXPIRY = {
 
 def generate_key(path: str | Path) -> str:
     """Write a new Ed25519 private key (PKCS#8 PEM, unencrypted, mode 0600); returns its keyid."""
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -88,6 +85,8 @@ def generate_key(path: str | Path) -> str:
 
 def load_signer(path: str | Path, password: bytes | None = None) -> CryptoSigner:
     """A signer from a PEM private key file (Ed25519 recommended; RSA/ECDSA also work)."""
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
+
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -127,11 +126,6 @@ class PublishResult:
     targets: tuple[str, ...]
 
 
-@dataclass
-class _Payload:
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -156,6 +150,61 @@ def publish(
     now: datetime | None = None,
 ) -> PublishResult:
     """Create or update the TUF repository in ``repo_dir``."""
+    from tuf.api.metadata import MetaFile, Snapshot, Targets, Timestamp  # type: ignore[attr-defined]
+
+    _check_inputs(references, known_bad, revoked)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    exp = {**DEFAULT_EXPIRY, **(expires or {})}
+    signers = {role: load_signer(keys.of(role)) for role in ROLES}
+
+    repo = Path(repo_dir)
+    meta_dir = repo / "metadata"
+    tgt_dir = repo / "targets"
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    tgt_dir.mkdir(parents=True, exist_ok=True)
+
+    payload = _payload(references, known_bad, revoked)
+    root_path = meta_dir / "root.json"
+    root_md, old = _root(root_path, signers, now + exp["root"])
+
+    targets = Targets(version=old["targets"] + 1, expires=now + exp["targets"])
+    for name, data in payload.items():
+        targets.targets[name] = _write_target(tgt_dir, name, data)
+    targets_md = _signed(targets, signers["targets"])
+    _write(meta_dir / f"{targets.version}.targets.json", targets_md)
+
+    snapshot = Snapshot(version=old["snapshot"] + 1, expires=now + exp["snapshot"])
+    snapshot.meta["targets.json"] = MetaFile(version=targets.version)
+    snapshot_md = _signed(snapshot, signers["snapshot"])
+    _write(meta_dir / f"{snapshot.version}.snapshot.json", snapshot_md)
+
+    timestamp = Timestamp(
+        version=old["timestamp"] + 1,
+        expires=now + exp["timestamp"],
+        snapshot_meta=MetaFile(version=snapshot.version),
+    )
+    _write(meta_dir / "timestamp.json", _signed(timestamp, signers["timestamp"]))
+    # plain names too, for people reading the repository by hand
+    _write(meta_dir / "snapshot.json", snapshot_md)
+    _write(meta_dir / "targets.json", targets_md)
+
+    return PublishResult(
+        str(repo),
+        str(root_path),
+        {
+            "root": root_md.signed.version,
+            "targets": targets.version,
+            "snapshot": snapshot.version,
+            "timestamp": timestamp.version,
+        },
+        tuple(sorted(payload)),
+    )
+
+
+def _check_inputs(
+    references: Sequence[Reference], known_bad: Sequence[KnownBad], revoked: Sequence[RevokedCert]
+) -> None:
+    """Digests that are sha256, dates that parse, and only proven references."""
     for b in known_bad:
         if not is_sha256(b.sha256):
             raise UsageError(f"known-bad digest is not a sha256: {b.sha256!r}")
@@ -172,18 +221,12 @@ def publish(
                 f"refusing to publish an unproven reference: {ref.component.name} "
                 f"{ref.component.version} ({ref.problems[0].message})"
             )
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
-    exp = dict(DEFAULT_EXPIRY)
-    exp.update(expires or {})
-    signers = {role: load_signer(keys.of(role)) for role in ROLES}
 
-    repo = Path(repo_dir)
-    meta_dir = repo / "metadata"
-    tgt_dir = repo / "targets"
-    meta_dir.mkdir(parents=True, exist_ok=True)
-    tgt_dir.mkdir(parents=True, exist_ok=True)
 
-    # payload targets
+def _payload(
+    references: Sequence[Reference], known_bad: Sequence[KnownBad], revoked: Sequence[RevokedCert]
+) -> dict[str, bytes]:
+    """Target name -> bytes: one ``biv.refs/v1`` per reference, the lists, the index."""
     payload: dict[str, bytes] = {}
     names: list[str] = []
     for ref in sorted(references, key=ref_target_name):
@@ -212,9 +255,17 @@ def publish(
             "revoked": REVOKED,
         }
     )
+    return payload
 
-    # root: create once; keep it while the keys match
-    root_path = meta_dir / "root.json"
+
+def _root(
+    root_path: Path, signers: Mapping[str, CryptoSigner], expires: datetime
+) -> tuple[Metadata[Root], dict[str, int]]:
+    """The root metadata (created once, kept while the keys match) and the current versions
+    of the other roles (0 in a new repository)."""
+    from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+
+    meta_dir = root_path.parent
     if root_path.exists():
         root_md = Metadata[Root].from_bytes(root_path.read_bytes())
         for role in ROLES:
@@ -228,58 +279,36 @@ def publish(
         old = {
             role: _current_version(meta_dir, role) for role in ("targets", "snapshot", "timestamp")
         }
-    else:
-        root_md = Metadata(Root(expires=now + exp["root"], consistent_snapshot=True))
-        for role in ROLES:
-            root_md.signed.add_key(signers[role].public_key, role)
-        root_md.sign(signers["root"])
-        _write(meta_dir / f"{root_md.signed.version}.root.json", root_md)
-        _write(root_path, root_md)
-        old = {"targets": 0, "snapshot": 0, "timestamp": 0}
+        return root_md, old
+    root_md = Metadata(Root(expires=expires, consistent_snapshot=True))
+    for role in ROLES:
+        root_md.signed.add_key(signers[role].public_key, role)
+    root_md.sign(signers["root"])
+    _write(meta_dir / f"{root_md.signed.version}.root.json", root_md)
+    _write(root_path, root_md)
+    return root_md, {"targets": 0, "snapshot": 0, "timestamp": 0}
 
-    targets = Targets(version=old["targets"] + 1, expires=now + exp["targets"])
-    for name, data in payload.items():
-        tf = TargetFile.from_data(name, data, ["sha256"])
-        targets.targets[name] = tf
-        sub, _, base = name.rpartition("/")
-        d = tgt_dir / sub if sub else tgt_dir
-        d.mkdir(parents=True, exist_ok=True)
-        digest = tf.hashes["sha256"]
-        _atomic(d / f"{digest}.{base}", data)
-        _atomic(d / base, data)
-    targets_md = Metadata(targets)
-    targets_md.sign(signers["targets"])
-    _write(meta_dir / f"{targets.version}.targets.json", targets_md)
 
-    snapshot = Snapshot(version=old["snapshot"] + 1, expires=now + exp["snapshot"])
-    snapshot.meta["targets.json"] = MetaFile(version=targets.version)
-    snapshot_md = Metadata(snapshot)
-    snapshot_md.sign(signers["snapshot"])
-    _write(meta_dir / f"{snapshot.version}.snapshot.json", snapshot_md)
+def _write_target(tgt_dir: Path, name: str, data: bytes) -> TargetFile:
+    """Write one target under its plain and its consistent-snapshot (digest-prefixed) name."""
+    from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 
-    timestamp = Timestamp(
-        version=old["timestamp"] + 1,
-        expires=now + exp["timestamp"],
-        snapshot_meta=MetaFile(version=snapshot.version),
-    )
-    timestamp_md = Metadata(timestamp)
-    timestamp_md.sign(signers["timestamp"])
-    _write(meta_dir / "timestamp.json", timestamp_md)
-    # plain names too, for people reading the repository by hand
-    _write(meta_dir / "snapshot.json", snapshot_md)
-    _write(meta_dir / "targets.json", targets_md)
+    tf = TargetFile.from_data(name, data, ["sha256"])
+    sub, _, base = name.rpartition("/")
+    d = tgt_dir / sub if sub else tgt_dir
+    d.mkdir(parents=True, exist_ok=True)
+    digest = tf.hashes["sha256"]
+    _atomic(d / f"{digest}.{base}", data)
+    _atomic(d / base, data)
+    return tf
 
-    return PublishResult(
-        str(repo),
-        str(root_path),
-        {
-            "root": root_md.signed.version,
-            "targets": targets.version,
-            "snapshot": snapshot.version,
-            "timestamp": timestamp.version,
-        },
-        tuple(sorted(payload)),
-    )
+
+def _signed(role: Targets | Snapshot | Timestamp, signer: CryptoSigner) -> Metadata[Any]:
+    from tuf.api.metadata import Metadata
+
+    md: Metadata[Any] = Metadata(role)
+    md.sign(signer)
+    return md
 
 
 def _current_version(meta_dir: Path, role: str) -> int:
@@ -296,6 +325,8 @@ def _current_version(meta_dir: Path, role: str) -> int:
 
 
 def _write(path: Path, md: Metadata[Any]) -> None:
+    from tuf.api.serialization.json import JSONSerializer
+
     _atomic(path, md.to_bytes(JSONSerializer(compact=False)))
 
 
@@ -315,21 +346,21 @@ def _load_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read: {exc.strerror}", where=str(path)) from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"not JSON: {exc}", where=str(path)) from exc
 
 
 def load_reference_file(path: str | Path) -> Reference:
     """A ``biv.refs/v1`` document (``Reference.to_dict()``) from a file."""
-    from verifier.errors import MalformedInputError
-
     d = _load_json(path)
     if not isinstance(d, dict):
         raise UsageError("not a biv.refs/v1 object", where=str(path))
     try:
         return Reference.from_dict(d)
-    except (MalformedInputError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=str(path)) from exc
+    except SchemaError as exc:
+        raise UsageError(
+            f"not a valid biv.refs/v1 document: {exc.diagnostics()}", where=str(path)
+        ) from exc
 
 
 def load_known_bad_file(path: str | Path) -> list[KnownBad]:

@@ -363,25 +363,13 @@ def sign(
     le = h.linkedit
     assert le is not None, "needs a __LINKEDIT segment"
     buf = bytearray(binary)
-    if h.code_signature is not None:
-        cmd_off, dataoff, _size = h.code_signature
-        del buf[dataoff:]
-    else:
-        end = 32 + h.sizeofcmds
-        first = min((s.offset for s in h.sections if s.offset), default=len(buf))
-        assert end + 16 <= first and not any(buf[end : end + 16]), "no room for LC_CODE_SIGNATURE"
-        cmd_off = end
-        dataoff = _align(len(buf), 16)
-        struct.pack_into("<2I", buf, 16, h.ncmds + 1, h.sizeofcmds + 16)
-    dataoff = _align(dataoff, 16)
-    buf.extend(b"\0" * (dataoff - len(buf)))
+    cmd_off, dataoff = _make_room(buf, h)
     flags = cs.CS_ADHOC | cs.CS_LINKER_SIGNED if linker_signed else 0
     if identity is None and not linker_signed:
         flags = cs.CS_ADHOC
-    team = identity.team_id if identity else None
-    specials: dict[int, bytes] = {}
     reqs = _blob(cs.CSMAGIC_REQUIREMENTS, struct.pack(">I", 0))
     ents = _blob(cs.CSMAGIC_EMBEDDED_ENTITLEMENTS, entitlements) if entitlements else None
+    specials: dict[int, bytes] = {}
     if not linker_signed:
         specials[cs.CSSLOT_REQUIREMENTS] = reqs
         if info_plist is not None:
@@ -394,45 +382,105 @@ def sign(
     exec_seg = (
         (text.fileoff, text.filesize, 1 if h.filetype == MH_EXECUTE else 0) if text else (0, 0, 0)
     )
-
-    def assemble(size_hint: int) -> bytes:
-        struct.pack_into("<4I", buf, cmd_off, mo.LC_CODE_SIGNATURE, 16, dataoff, size_hint)
-        new_le_size = dataoff + size_hint - le.fileoff
-        struct.pack_into("<Q", buf, le.cmd_offset + 32, _align(new_le_size, PAGE))
-        struct.pack_into("<Q", buf, le.cmd_offset + 48, new_le_size)
-        code = bytes(buf[:dataoff])
-        cds = [
-            _code_directory(
-                code,
-                identifier,
-                flags=flags,
-                hash_type=t,
-                specials=specials,
-                team_id=team,
-                exec_seg=exec_seg,
-            )
-            for t in hash_types
-        ]
-        entries: list[tuple[int, bytes]] = [(cs.CSSLOT_CODEDIRECTORY, cds[0])]
-        if not linker_signed:
-            entries.append((cs.CSSLOT_REQUIREMENTS, reqs))
-            if ents is not None:
-                entries.append((cs.CSSLOT_ENTITLEMENTS, ents))
-        for i, cd in enumerate(cds[1:]):
-            entries.append((cs.CSSLOT_ALTERNATE_CODEDIRECTORIES + i, cd))
-        if identity is not None:
-            entries.append(
-                (cs.CSSLOT_SIGNATURESLOT, _blob(cs.CSMAGIC_BLOBWRAPPER, make_cms(cds, identity)))
-            )
-        elif not linker_signed:
-            entries.append((cs.CSSLOT_SIGNATURESLOT, _blob(cs.CSMAGIC_BLOBWRAPPER, b"")))
-        return _superblob(entries)
-
-    trial = assemble(0)
+    plan = _Plan(
+        identifier,
+        flags,
+        tuple(hash_types),
+        specials,
+        identity.team_id if identity else None,
+        exec_seg,
+        reqs,
+        ents,
+        identity,
+        linker_signed,
+    )
+    place = _Place(le.fileoff, le.cmd_offset, cmd_off, dataoff)
+    trial = _assemble(buf, place, 0, plan)
     size = _align(len(trial) + (256 if identity else 0), 16)
-    sb = assemble(size)
+    sb = _assemble(buf, place, size, plan)
     assert len(sb) <= size
     return bytes(buf) + sb + b"\0" * (size - len(sb))
+
+
+def _make_room(buf: bytearray, h: mo.SliceHeader) -> tuple[int, int]:
+    """Drop the old signature, or add an ``LC_CODE_SIGNATURE`` command in the free space
+    after the load commands; pad to the signature's offset. Returns (command offset, data
+    offset)."""
+    if h.code_signature is not None:
+        cmd_off, dataoff, _size = h.code_signature
+        del buf[dataoff:]
+    else:
+        end = 32 + h.sizeofcmds
+        first = min((s.offset for s in h.sections if s.offset), default=len(buf))
+        assert end + 16 <= first and not any(buf[end : end + 16]), "no room for LC_CODE_SIGNATURE"
+        cmd_off = end
+        dataoff = _align(len(buf), 16)
+        struct.pack_into("<2I", buf, 16, h.ncmds + 1, h.sizeofcmds + 16)
+    dataoff = _align(dataoff, 16)
+    buf.extend(b"\0" * (dataoff - len(buf)))
+    return cmd_off, dataoff
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a signature will hold (everything but its size and the code it hashes)."""
+
+    identifier: str
+    flags: int
+    hash_types: tuple[int, ...]
+    specials: dict[int, bytes]
+    team_id: str | None
+    exec_seg: tuple[int, int, int]
+    requirements: bytes
+    entitlements: bytes | None
+    identity: TestIdentity | None
+    linker_signed: bool
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where the signature goes: ``__LINKEDIT``'s file offset and command, the
+    ``LC_CODE_SIGNATURE`` command, the signature's data offset."""
+
+    linkedit_fileoff: int
+    linkedit_cmd: int
+    cmd_off: int
+    dataoff: int
+
+
+def _assemble(buf: bytearray, at: _Place, size_hint: int, plan: _Plan) -> bytes:
+    """Point the load commands at a signature of ``size_hint`` bytes and build its SuperBlob
+    over the code that results."""
+    struct.pack_into("<4I", buf, at.cmd_off, mo.LC_CODE_SIGNATURE, 16, at.dataoff, size_hint)
+    new_le_size = at.dataoff + size_hint - at.linkedit_fileoff
+    struct.pack_into("<Q", buf, at.linkedit_cmd + 32, _align(new_le_size, PAGE))
+    struct.pack_into("<Q", buf, at.linkedit_cmd + 48, new_le_size)
+    code = bytes(buf[: at.dataoff])
+    cds = [
+        _code_directory(
+            code,
+            plan.identifier,
+            flags=plan.flags,
+            hash_type=t,
+            specials=plan.specials,
+            team_id=plan.team_id,
+            exec_seg=plan.exec_seg,
+        )
+        for t in plan.hash_types
+    ]
+    entries: list[tuple[int, bytes]] = [(cs.CSSLOT_CODEDIRECTORY, cds[0])]
+    if not plan.linker_signed:
+        entries.append((cs.CSSLOT_REQUIREMENTS, plan.requirements))
+        if plan.entitlements is not None:
+            entries.append((cs.CSSLOT_ENTITLEMENTS, plan.entitlements))
+    for i, cd in enumerate(cds[1:]):
+        entries.append((cs.CSSLOT_ALTERNATE_CODEDIRECTORIES + i, cd))
+    if plan.identity is not None:
+        cms_blob = _blob(cs.CSMAGIC_BLOBWRAPPER, make_cms(cds, plan.identity))
+        entries.append((cs.CSSLOT_SIGNATURESLOT, cms_blob))
+    elif not plan.linker_signed:
+        entries.append((cs.CSSLOT_SIGNATURESLOT, _blob(cs.CSMAGIC_BLOBWRAPPER, b"")))
+    return _superblob(entries)
 
 
 # --- fat files -----------------------------------------------------------------------------

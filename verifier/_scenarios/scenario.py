@@ -9,7 +9,7 @@
                      resources and signed by the "Vendor Test CA"; ffmpeg.dll re-signed by the
                      vendor (identical except signature); d3dcompiler_47.dll untouched;
                      resources/app.asar (the app's own code and its npm dependencies, which
-                     ``verifier.demo.npm_deps`` writes and serves from a local registry);
+                     ``verifier._scenarios.npm_deps`` writes and serves from a local registry);
                      default_app.asar removed
       compromised/   clean, except ffmpeg.dll has a loader added (then vendor-signed),
                      d3dcompiler_47.dll carries an RC4 payload (FE ED FA CE) inside its
@@ -32,9 +32,10 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier.demo import osslsign, pewriter
-from verifier.demo.payload import PaddingResult, inject_signature_padding, make_payload
-from verifier.demo.pki import PkiPaths, upstream_pki, vendor_pki
+from verifier._scenarios import osslsign, pewriter
+from verifier._scenarios.npm_deps import app_files
+from verifier._scenarios.payload import PaddingResult, inject_signature_padding, make_payload
+from verifier._scenarios.pki import PkiPaths, upstream_pki, vendor_pki
 
 ELECTRON_VERSION = "30.0.0"
 PRODUCT = "3CXDesktopApp"
@@ -121,8 +122,6 @@ def _default_app() -> dict[str, bytes]:
 
 
 def _vendor_app(*, patched: bool = False) -> dict[str, bytes]:
-    from verifier.demo.npm_deps import app_files
-
     return {
         **app_files(patched=patched),
         "package.json": json.dumps(
@@ -191,24 +190,29 @@ def build_scenario(out_dir: StrPath, *, timestamp: bool = True) -> Scenario:
     vpki = vendor_pki().write(root / "pki" / "vendor")
     trust = root / "trust.pem"
     trust.write_bytes(Path(upki.root_cert).read_bytes() + Path(vpki.root_cert).read_bytes())
-
-    def vendor_sign(src: Path, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        osslsign.sign(
-            src,
-            dst,
-            vpki.signer_chain,
-            vpki.signer_key,
-            description=PRODUCT,
-            url="https://www.example.com/3cx-demo",
-            signing_time=VENDOR_SIGNING_TIME,
-        )
-
-    # upstream: Electron-like release
     exe_spec = pewriter.electron_exe(ELECTRON_VERSION)
+    _build_upstream(up, work, exe_spec, upki, timestamp=timestamp)
+    _build_clean(up, clean, work, exe_spec, vpki)
+    padding = _build_compromised(clean, bad, work, vpki)
+    shutil.rmtree(work)
+    return Scenario(
+        root=str(root),
+        upstream=str(up),
+        clean=str(clean),
+        compromised=str(bad),
+        trust_store=str(trust),
+        upstream_pki=upki,
+        vendor_pki=vpki,
+        padding=padding,
+    )
+
+
+def _build_upstream(
+    up: Path, work: Path, exe_spec: pewriter.PESpec, upki: PkiPaths, *, timestamp: bool
+) -> None:
+    """The Electron-like release: PE files, d3dcompiler_47.dll signed by upstream's CA."""
     _write(up / "electron.exe", pewriter.build_pe(exe_spec))
-    ffmpeg_clean = pewriter.build_pe(pewriter.ffmpeg_dll())
-    _write(up / "ffmpeg.dll", ffmpeg_clean)
+    _write(up / "ffmpeg.dll", pewriter.build_pe(pewriter.ffmpeg_dll()))
     _write(up / "libEGL.dll", pewriter.build_pe(pewriter.libegl_dll()))
     d3d_unsigned = work / "d3dcompiler_47.unsigned.dll"
     _write(d3d_unsigned, pewriter.build_pe(pewriter.d3dcompiler_dll()))
@@ -230,34 +234,44 @@ def build_scenario(out_dir: StrPath, *, timestamp: bool = True) -> Scenario:
     for name, size in _BLOBS.items():
         _write(up / name, _filler(name, size))
 
-    # clean vendor build
+
+def _build_clean(
+    up: Path, clean: Path, work: Path, exe_spec: pewriter.PESpec, vpki: PkiPaths
+) -> None:
+    """The vendor's honest build: electron.exe renamed and rebranded, ffmpeg.dll re-signed,
+    the app's own app.asar."""
     shutil.copytree(up, clean)
     (clean / "electron.exe").unlink()
     (clean / "resources" / "default_app.asar").unlink()
     exe_unsigned = work / f"{PRODUCT}.unsigned.exe"
     _write(exe_unsigned, pewriter.build_pe(pewriter.vendor_exe(exe_spec, PRODUCT, PRODUCT_VERSION)))
-    vendor_sign(exe_unsigned, clean / f"{PRODUCT}.exe")
+    _vendor_sign(vpki, exe_unsigned, clean / f"{PRODUCT}.exe")
     (clean / "ffmpeg.dll").unlink()
-    vendor_sign(up / "ffmpeg.dll", clean / "ffmpeg.dll")
+    _vendor_sign(vpki, up / "ffmpeg.dll", clean / "ffmpeg.dll")
     write_asar(clean / "resources" / "app.asar", _vendor_app())
 
-    # compromised build
+
+def _build_compromised(clean: Path, bad: Path, work: Path, vpki: PkiPaths) -> PaddingResult:
+    """The 3CX build: a trojaned, vendor-signed ffmpeg.dll, a payload in d3dcompiler_47.dll's
+    signature padding, a patched npm dependency in app.asar."""
     shutil.copytree(clean, bad)
     trojan = work / "ffmpeg.trojaned.dll"
     _write(trojan, pewriter.build_pe(pewriter.trojaned_ffmpeg_dll()))
     (bad / "ffmpeg.dll").unlink()
-    vendor_sign(trojan, bad / "ffmpeg.dll")
+    _vendor_sign(vpki, trojan, bad / "ffmpeg.dll")
     padding = inject_signature_padding(bad / "d3dcompiler_47.dll", make_payload())
     write_asar(bad / "resources" / "app.asar", _vendor_app(patched=True))
+    return padding
 
-    shutil.rmtree(work)
-    return Scenario(
-        root=str(root),
-        upstream=str(up),
-        clean=str(clean),
-        compromised=str(bad),
-        trust_store=str(trust),
-        upstream_pki=upki,
-        vendor_pki=vpki,
-        padding=padding,
+
+def _vendor_sign(vpki: PkiPaths, src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    osslsign.sign(
+        src,
+        dst,
+        vpki.signer_chain,
+        vpki.signer_key,
+        description=PRODUCT,
+        url="https://www.example.com/3cx-demo",
+        signing_time=VENDOR_SIGNING_TIME,
     )

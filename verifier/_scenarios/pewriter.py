@@ -547,73 +547,37 @@ def _optional(
     text_rva = lay.rva[".text"]
     sub = 2 if spec.gui else 3
     dllchars = 0x8160 if spec.is64 else 0x8140
+    # PE32+ has no BaseOfData and an 8-byte ImageBase and stack/heap sizes
+    bases: tuple[int, ...]
     if spec.is64:
-        head = struct.pack(
-            "<HBBIIIIIQIIHHHHHHIIIIHHQQQQII",
-            0x20B,
-            14,
-            0,
-            code,
-            init,
-            0,
-            entry,
-            text_rva,
-            lay.base,
-            SECT_ALIGN,
-            FILE_ALIGN,
-            6,
-            0,
-            0,
-            0,
-            6,
-            0,
-            0,
-            size_of_image,
-            hdr,
-            0,
-            sub,
-            dllchars,
-            0x100000,
-            0x1000,
-            0x100000,
-            0x1000,
-            0,
-            16,
-        )
+        fmt, magic, bases = "<HBBIIIIIQIIHHHHHHIIIIHHQQQQII", 0x20B, (lay.base,)
     else:
-        head = struct.pack(
-            "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII",
-            0x10B,
-            14,
-            0,
-            code,
-            init,
-            0,
-            entry,
-            text_rva,
-            lay.rva[".rdata"],
-            lay.base,
-            SECT_ALIGN,
-            FILE_ALIGN,
-            6,
-            0,
-            0,
-            0,
-            6,
-            0,
-            0,
-            size_of_image,
-            hdr,
-            0,
-            sub,
-            dllchars,
-            0x100000,
-            0x1000,
-            0x100000,
-            0x1000,
-            0,
-            16,
-        )
+        fmt, magic, bases = "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII", 0x10B, (lay.rva[".rdata"], lay.base)
+    versions = (6, 0, 0, 0, 6, 0, 0)  # OS, image, subsystem (major, minor); Win32VersionValue
+    stack_heap = (0x100000, 0x1000, 0x100000, 0x1000)  # reserve, commit; reserve, commit
+    head = struct.pack(
+        fmt,
+        magic,
+        14,  # linker version 14.0
+        0,
+        code,
+        init,
+        0,  # SizeOfUninitializedData
+        entry,
+        text_rva,
+        *bases,
+        SECT_ALIGN,
+        FILE_ALIGN,
+        *versions,
+        size_of_image,
+        hdr,
+        0,  # CheckSum (set by build_pe)
+        sub,
+        dllchars,
+        *stack_heap,
+        0,  # LoaderFlags
+        16,  # NumberOfRvaAndSizes
+    )
     return head + b"".join(struct.pack("<II", a, s) for a, s in _dirs(spec, lay, blobs))
 
 

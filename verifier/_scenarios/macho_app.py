@@ -21,8 +21,9 @@ import plistlib
 import shutil
 from pathlib import Path
 
+from verifier._scenarios import macho as w
 from verifier.binary import macho as mo
-from verifier.demo import macho as w
+from verifier.signing import codesign as cs
 
 FRAMEWORK = "Electron Framework.framework"
 FW_VERSION = f"Contents/Frameworks/{FRAMEWORK}/Versions/A"
@@ -71,8 +72,6 @@ def _sign_any(data: bytes, identifier: str, identity: w.TestIdentity | None, **k
 
 
 def _first_cdhash(data: bytes) -> bytes:
-    from verifier.signing import codesign as cs
-
     thin = w.thin_slices(data)[0] if mo.sniff(data[:8]) == "fat" else data
     h = mo.parse_slice_header(thin[:65536], len(thin))
     assert h.code_signature is not None

@@ -1,0 +1,292 @@
+"""``biv.refs/v1`` read back strictly (``Reference.from_dict``, ``verifier.jsonread``).
+
+What ``to_dict`` writes reads back to the same document; anything else (a wrong type, a
+missing key, an unknown key or enum value) is one ``SchemaError`` naming the key path, never
+a default or a coercion (``"false"`` is not false, ``"12"`` is not 12). A ``path:`` source
+that is such a document exits 2 with that message.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.cli import biv
+
+from verifier._scenarios.scenario import Scenario
+from verifier.binary.analyze import AnalysisContext
+from verifier.errors import SchemaError, UsageError
+from verifier.inventory import build_reference
+from verifier.model import BinaryFacts, Component, FileEntry, FileFormat, Reference
+from verifier.npmdeps.tarball import Published, TarDigests
+from verifier.upstream.path import _load_refs_document
+from verifier.upstream.tuf_publish import load_reference_file
+
+Doc = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def win_doc(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Doc:
+    comp = Component("electron", "30.0.0", f"path:{scenario.upstream}", "win32", "x64")
+    work = tmp_path_factory.mktemp("refs-win")
+    ref = build_reference(comp, scenario.upstream, str(work), AnalysisContext())
+    return ref.to_dict()
+
+
+@pytest.fixture(scope="module")
+def mac_doc(mac_scenario: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Doc:
+    comp = Component("electron", "30.0.0", "path:upstream-x64", "darwin", "x64")
+    work = tmp_path_factory.mktemp("refs-mac")
+    ref = build_reference(comp, str(mac_scenario["upstream-x64"]), str(work), AnalysisContext())
+    return ref.to_dict()
+
+
+def _index(doc: Doc, pred: Callable[[Doc], bool]) -> int:
+    return next(i for i, f in enumerate(doc["files"]) if pred(f))
+
+
+def _signed_pe(doc: Doc) -> int:
+    return _index(doc, lambda f: f["format"] == "pe" and f["signature"]["signed"])
+
+
+def _macho(doc: Doc) -> int:
+    return _index(doc, lambda f: f["format"] == "macho" and f["slices"])
+
+
+def test_what_biv_writes_reads_back_unchanged(win_doc: Doc, mac_doc: Doc) -> None:
+    for doc in (win_doc, mac_doc):
+        assert doc["files"]
+        back = Reference.from_dict(json.loads(json.dumps(doc)))
+        assert back.to_dict() == doc
+    # the documents exercise what the checks below break: signatures, sections, slices
+    assert win_doc["files"][_signed_pe(win_doc)]["sections"]
+    assert mac_doc["files"][_macho(mac_doc)]["slices"][0]["signature"]["signed"]
+
+
+def _set(path: tuple[str | int, ...], value: object) -> Callable[[Doc], str]:
+    def change(doc: Doc) -> str:
+        target: Any = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        return ""
+
+    return change
+
+
+def _drop(path: tuple[str | int, ...]) -> Callable[[Doc], str]:
+    def change(doc: Doc) -> str:
+        target: Any = doc
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+        return ""
+
+    return change
+
+
+# case -> (which document, change, where the error points, what it says)
+CASES: dict[str, tuple[str, Callable[[Doc], str], str, str]] = {
+    "size as a string": ("win", _set(("files", 0, "size"), "12"), "files[0].size", "integer"),
+    "size as a boolean": ("win", _set(("files", 0, "size"), True), "files[0].size", "integer"),
+    "size as a float": ("win", _set(("files", 0, "size"), 12.0), "files[0].size", "integer"),
+    "negative size": ("win", _set(("files", 0, "size"), -1), "files[0].size", "non-negative"),
+    "digest not hex": ("win", _set(("files", 0, "sha256"), "abc"), "files[0].sha256", "sha256"),
+    "unknown format": ("win", _set(("files", 0, "format"), "exe"), "files[0].format", "one of"),
+    "missing path": ("win", _drop(("files", 0, "path")), "files[0]", "missing required key"),
+    "missing format": ("win", _drop(("files", 0, "format")), "files[0]", "'format'"),
+    "misspelt key": (
+        "win",
+        _set(("files", 0, "normalised_sha256"), "0" * 64),
+        "files[0].normalised_sha256",
+        "unknown key",
+    ),
+    "files not a list": ("win", _set(("files",), {}), "files", "expected a list"),
+    "missing files": ("win", _drop(("files",)), "", "missing required key 'files'"),
+    "missing component": ("win", _drop(("component",)), "", "missing required key 'component'"),
+    "component name a number": (
+        "win",
+        _set(("component", "name"), 7),
+        "component.name",
+        "expected a string",
+    ),
+    "component digests a list": (
+        "win",
+        _set(("component", "digests"), ["x"]),
+        "component.digests",
+        "expected an object",
+    ),
+    "other schema": ("win", _set(("schema",), "biv.refs/v2"), "schema", "not a biv.refs/v1"),
+    "unknown link kind": (
+        "win",
+        _set(("links",), [{"path": "a", "target": "b", "kind": "junction"}]),
+        "links[0].kind",
+        "symlink, hardlink",
+    ),
+    "link without target": ("win", _set(("links",), [{"path": "a"}]), "links[0]", "'target'"),
+}
+
+
+def _signed_as_text(doc: Doc) -> str:
+    i = _signed_pe(doc)
+    doc["files"][i]["signature"]["signed"] = "false"
+    return f"files[{i}].signature.signed"
+
+
+def _unknown_signature_kind(doc: Doc) -> str:
+    i = _signed_pe(doc)
+    doc["files"][i]["signature"]["kind"] = "pgp"
+    return f"files[{i}].signature.kind"
+
+
+def _section_size_text(doc: Doc) -> str:
+    i = _signed_pe(doc)
+    doc["files"][i]["sections"][0]["size"] = "4096"
+    return f"files[{i}].sections[0].size"
+
+
+def _slice_arch_number(doc: Doc) -> str:
+    i = _macho(doc)
+    doc["files"][i]["slices"][0]["arch"] = 64
+    return f"files[{i}].slices[0].arch"
+
+
+def _slice_signer_thumbprint(doc: Doc) -> str:
+    i = _macho(doc)
+    doc["files"][i]["slices"][0]["signature"]["signers"][0]["sha256"] = None
+    return f"files[{i}].slices[0].signature.signers[0].sha256"
+
+
+def _anomaly_without_rule(doc: Doc) -> str:
+    doc["anomalies"] = [{"message": "m", "arch": None, "region_sha256": None}]
+    return "anomalies[0]"
+
+
+# the same, where the path depends on the document
+LOCATED: dict[str, tuple[str, Callable[[Doc], str], str]] = {
+    "signed as a string": ("win", _signed_as_text, "expected true or false"),
+    "unknown signature kind": ("win", _unknown_signature_kind, "authenticode"),
+    "section size as a string": ("win", _section_size_text, "integer"),
+    "slice arch a number": ("mac", _slice_arch_number, "expected a string"),
+    "signer thumbprint null": ("mac", _slice_signer_thumbprint, "expected a string"),
+    "anomaly without rule": ("win", _anomaly_without_rule, "missing required key 'rule'"),
+}
+
+
+def _broken(base: Doc, change: Callable[[Doc], str]) -> tuple[Doc, str]:
+    doc = copy.deepcopy(base)
+    where = change(doc)
+    return doc, where
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_malformed_document_is_one_clear_error(win_doc: Doc, mac_doc: Doc, case: str) -> None:
+    which, change, where, words = CASES[case]
+    doc, _ = _broken(win_doc if which == "win" else mac_doc, change)
+    with pytest.raises(SchemaError) as err:
+        Reference.from_dict(doc)
+    assert (err.value.where or "") == where
+    assert words in err.value.message
+
+
+@pytest.mark.parametrize("case", sorted(LOCATED))
+def test_a_malformed_nested_value_is_named_by_its_path(
+    win_doc: Doc, mac_doc: Doc, case: str
+) -> None:
+    which, change, words = LOCATED[case]
+    doc, where = _broken(win_doc if which == "win" else mac_doc, change)
+    with pytest.raises(SchemaError) as err:
+        Reference.from_dict(doc)
+    assert err.value.where == where
+    assert words in err.value.message
+
+
+@pytest.mark.parametrize("value", [None, [], "biv.refs/v1", 3])
+def test_a_document_that_is_no_object_is_refused(value: object) -> None:
+    with pytest.raises(SchemaError, match="expected an object"):
+        Reference.from_dict(value)
+
+
+def test_a_path_source_that_is_a_malformed_document_exits_2(
+    scenario: Scenario, win_doc: Doc, tmp_path: Path
+) -> None:
+    cases = {
+        "text-size.json": json.dumps(_broken(win_doc, CASES["size as a string"][1])[0]),
+        "signed-text.json": json.dumps(_broken(win_doc, _signed_as_text)[0]),
+        "truncated.json": json.dumps(win_doc)[:200],
+        "deep.json": '{"files": ' + "[" * 100_000,
+    }
+    expected = {
+        "text-size.json": "files[0].size: expected a non-negative integer, got the string '12'",
+        "signed-text.json": ".signature.signed: expected true or false, got the string 'false'",
+        "truncated.json": "not a valid biv.refs/v1 document",
+        "deep.json": "not a valid biv.refs/v1 document",
+    }
+    for name, text in cases.items():
+        doc = tmp_path / name
+        doc.write_text(text)
+        r = biv("verify", scenario.clean, "--against", f"path:{doc}", "--format", "json")
+        assert r.returncode == 2, (name, r.stdout[-500:], r.stderr)
+        assert r.stdout == ""
+        line = r.stderr.strip()
+        assert line.startswith(f"biv: error: path:{doc}: not a valid biv.refs/v1 document")
+        assert expected[name] in line and "Traceback" not in r.stderr, line
+
+
+def test_a_path_source_reads_the_document_as_from_dict_does(mac_doc: Doc, tmp_path: Path) -> None:
+    """``path:REFS.json`` turns files into entries while it parses (memory): the same
+    Reference as ``from_dict``, the release's anomalies included."""
+    doc = copy.deepcopy(mac_doc)
+    doc["anomalies"] = [
+        {
+            "rule": "bundle-seal-broken",
+            "arch": None,
+            "region_sha256": None,
+            "message": "m",
+            "path": "Electron.app/Contents/MacOS/Electron",
+            "bundle": "Electron.app",
+        }
+    ]
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps(doc))
+    got = _load_refs_document(f"path:{path}", str(path))
+    want = Reference.from_dict(doc)
+    assert got.files == want.files and got.anomalies == want.anomalies
+    assert len(got.anomalies) == 1 and got.anomalies[0].evidence["bundle"] == "Electron.app"
+
+
+def test_refs_publish_input_names_the_key(win_doc: Doc, tmp_path: Path) -> None:
+    doc, where = _broken(win_doc, _section_size_text)
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UsageError) as err:
+        load_reference_file(path)
+    assert err.value.where == str(path)
+    assert f"{where}: expected a non-negative integer" in err.value.message
+
+
+# --- the npm stage's cached documents -------------------------------------------------------
+
+
+def _published() -> Published:
+    facts = BinaryFacts(format=FileFormat.DATA, normalized_sha256="a" * 64)
+    data = FileEntry("index.js", "x!/index.js", (), 10, "a" * 64, facts)
+    return Published({"index.js": data}, {"name": "x", "version": "1.0.0"}, notes=("n",))
+
+
+def test_cached_npm_documents_read_back_and_refuse_the_rest() -> None:
+    doc = json.loads(json.dumps(_published().to_doc()))
+    assert Published.from_doc(doc, "x").to_doc() == doc
+    doc["data"][0][1] = "10"
+    with pytest.raises(SchemaError) as err:
+        Published.from_doc(doc, "x")
+    assert err.value.where == "data[0][1]"
+    digests = {"sha1": "b" * 40, "sha256": "c" * 64, "sha384": "d" * 96, "sha512": "e" * 128}
+    assert TarDigests.from_dict({**digests, "size": 3}) == TarDigests(**digests, size=3)
+    for bad in ({**digests, "size": "3"}, {**digests}, {**digests, "size": 3, "md5": "f"}):
+        with pytest.raises(SchemaError):
+            TarDigests.from_dict(bad)
