@@ -7,8 +7,8 @@ import io
 import random
 import shutil
 import stat
-import subprocess
 import struct
+import subprocess
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path

@@ -76,8 +76,7 @@ def name_collision_anomalies(inv: Inventory) -> list[Anomaly]:
         out.append(
             Anomaly(
                 "name-collision",
-                f"{path!r} and {first!r} differ only by {why}: on {where} one "
-                "overwrites the other",
+                f"{path!r} and {first!r} differ only by {why}: on {where} one overwrites the other",
                 {"location": location, "path": path, "colliding_with": first},
             )
         )
