@@ -125,7 +125,7 @@ def startup(repeat: int) -> dict[str, Timing]:
 _PER_FILE = r"""
 import hashlib, json, os, sys, time
 from verifier.api import make_context
-from verifier.binary.analyze import analyze
+from verifier.analysis import analyze
 from verifier.model import Blob
 
 root = sys.argv[1]

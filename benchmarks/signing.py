@@ -10,7 +10,7 @@ a warm page cache:
   timestamp and chain checks; the goal is ``authenticode <= 3 x hash + 50 ms``;
 * ``signature``: the checks alone (parse and verify, no hashing), which is what re-encoding
   ASN.1 made take minutes on ``msvcp140.dll``;
-* ``analyze``: ``binary.analyze.analyze``, everything biv computes for a PE (every digest,
+* ``analyze``: ``analysis.analyze``, everything biv computes for a PE (every digest,
   section and shape), for information;
 * ``inspect``: ``biv inspect FILE`` as a child process (start-up included); the goal is
   <= 0.5 s;
@@ -188,8 +188,8 @@ def roots_load_seconds() -> dict[str, float]:
 
 
 def measure(path: Path, repeat: int) -> dict[str, Any]:
+    from verifier.analysis import AnalysisContext, analyze
     from verifier.binary import pe
-    from verifier.binary.analyze import AnalysisContext, analyze
     from verifier.hashing import View, digest_views
     from verifier.model import Blob
     from verifier.signing import authenticode
@@ -201,7 +201,7 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
     info = pe.read_pe_info(blob)
     table_bytes = blob.read(info.cert_offset, info.cert_size)
     _sha, facts = analyze(blob, path.name, ctx)
-    digests = facts.signature.details.get("signatures", [{}])
+    digests = facts.signature.details_dict().get("signatures", [{}])
     algs = {s.get("digest_algorithm") for s in digests}
 
     def table() -> authenticode.CertificateTable:

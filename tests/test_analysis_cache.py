@@ -22,6 +22,7 @@ from support.fetch import CACHE, msvc_wheel, npm_tarball
 
 import verifier
 from verifier import api, factcodec
+from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import (
     KEY_NAME,
     AnalysisCache,
@@ -30,7 +31,6 @@ from verifier.analysis_cache import (
     interval_around,
     load_or_create_key,
 )
-from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.hashing import sha256_file
 from verifier.inventory import analyze_members
 from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind

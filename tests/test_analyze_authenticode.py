@@ -9,8 +9,8 @@ import pytest
 from support.selfsigned import make_signer, sign
 
 from verifier._scenarios import pewriter as w
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary import pe
-from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.model import Blob, SignatureKind
 from verifier.signing import trust as trust_mod
 

@@ -1,4 +1,4 @@
-"""analyze(): format sniffing (PE, Mach-O, ELF, ASAR, Java class, data) and its fallbacks."""
+"""analyze(): format sniffing (PE, Mach-O, ELF, ASAR, Java class, data) and dispatch."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from verifier._scenarios import pewriter as w
-from verifier.binary import analyze as an
-from verifier.binary.analyze import AnalysisContext, analyze, analyze_macho_basic, macho_archs
+from verifier.analysis import AnalysisContext, analyze, dispatch
+from verifier.binary import sniff as an
 from verifier.binary.fuses import SENTINEL
-from verifier.errors import MalformedInputError
-from verifier.model import Blob, FileFormat
+from verifier.model import Blob, FileFormat, SignatureKind
 
 WIRE = SENTINEL + b"\x01\x03" + b"101"
 
@@ -91,26 +90,14 @@ def test_blob_inside_a_larger_file(tmp_path: Path) -> None:
     assert facts.fuses.offset == pe_bytes.find(SENTINEL) + 34
 
 
-def test_macho_fallback_reads_archs_and_fuses(tmp_path: Path) -> None:
-    data = _fat([0x01000007, 0x0100000C]) + bytes(200) + WIRE + b" Electron/30.1.2\0"
-    blob = _write(tmp_path, data)
-    sha, facts = analyze_macho_basic(blob, data[:4096])
+def test_fat_file_with_unparsable_slices_names_its_archs(tmp_path: Path) -> None:
+    data = _fat([0x01000007, 0x0100000C]).ljust(0x1000, b"\0") + b"\x01" * 0x2000
+    sha, facts = analyze(_write(tmp_path, data), "f", AnalysisContext())
+    # the slices' headers are not Mach-O headers: malformed, never a pass; the archs are named
     assert sha == hashlib.sha256(data).hexdigest()
     assert facts.format == FileFormat.MACHO and facts.archs == ("x86_64", "arm64")
-    assert facts.fuses is not None and facts.fuses.values == "101"
-    assert facts.markers == {"electron_version": "30.1.2"}
-    assert macho_archs(_thin(7, b"\xfe\xed\xfa\xce")) == ("i386",)
-    with pytest.raises(MalformedInputError):
-        macho_archs(b"\xca\xfe\xba\xbe\x00\x00\x00\x05" + bytes(10))
-
-
-def test_macho_fallback_used_without_macho_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the Mach-O module belongs to another stage; analyze must work when it is absent
-    monkeypatch.setattr(an, "_macho_module", lambda: None)
-    _, facts = analyze(_write(tmp_path, _thin(0x0100000C) + bytes(64)), "m", AnalysisContext())
-    assert facts.format == FileFormat.MACHO and facts.archs == ("arm64",)
+    assert {a.rule for a in facts.anomalies} == {"malformed-input"}
+    assert facts.signature.kind == SignatureKind.NONE and facts.signature.valid is None
     _, facts = analyze(
         _write(tmp_path, b"\xca\xfe\xba\xbe\x00\x00\x00\x05"), "t", AnalysisContext()
     )
@@ -149,12 +136,10 @@ def test_low_level_error_from_another_parser_is_malformed_input(
 ) -> None:
     """A fault we cannot cause with real input: a delegate parser lets struct.error through."""
 
-    class Broken:
-        @staticmethod
-        def analyze_macho(blob: Blob, name: str, ctx: object) -> object:
-            raise struct.error("unpack requires a buffer of 4 bytes")
+    def broken(*_args: object) -> object:
+        raise struct.error("unpack requires a buffer of 4 bytes")
 
-    monkeypatch.setattr(an, "_macho_module", lambda: Broken)
+    monkeypatch.setitem(dispatch._HANDLERS, FileFormat.MACHO, broken)
     _, facts = analyze(_write(tmp_path, _thin(0x0100000C)), "m", AnalysisContext())
     assert [a.rule for a in facts.anomalies] == ["malformed-input"]
     assert "struct.error" in facts.anomalies[0].message or "error" in facts.anomalies[0].message

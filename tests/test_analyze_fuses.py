@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from verifier._scenarios import pewriter as w
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary.fuses import (
     SENTINEL,
     FuseMaskedView,

@@ -1,4 +1,4 @@
-"""Authenticode through ``binary.analyze``: one streaming pass gives sha256 and the digest."""
+"""Authenticode through ``analysis.analyze``: one streaming pass gives sha256 and the digest."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from support.authenticode import check_file
 
 from verifier._scenarios import osslsign, pewriter
 from verifier._scenarios import pki as P
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.analysis import AnalysisContext, analyze
 from verifier.model import Blob, SignatureKind
 from verifier.signing.trust import TrustConfig
 
@@ -34,8 +34,8 @@ def test_analyze_verifies_authenticode(tmp_path: Path) -> None:
     ours, _, _ = check_file(f, TrustConfig(extra_pem=(paths.root_cert,)))
     assert sig.container_sha256 == ours.container_sha256
     assert (
-        sig.details["signatures"][0]["computed_digest"]
-        == (ours.details["signatures"][0]["computed_digest"])
+        sig.details_dict()["signatures"][0]["computed_digest"]
+        == (ours.details_dict()["signatures"][0]["computed_digest"])
     )
     # default context: Microsoft roots only, so the test signer is not trusted
     _, facts2 = analyze(Blob.of_file(f), "s.exe", AnalysisContext())

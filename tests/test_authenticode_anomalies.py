@@ -105,7 +105,7 @@ def test_oversized_unauthenticated_attribute(
     assert raw[rng["offset"] : rng["offset"] + rng["length"]] == attr.dump()
     assert rng["offset"] > off
     assert a.region_sha256 == hashlib.sha256(attr.dump()).hexdigest()
-    sizes = facts.details["signatures"][0]["unauthenticated_attributes"]
+    sizes = facts.details_dict()["signatures"][0]["unauthenticated_attributes"]
     assert sizes == [{"oid": "1.3.6.1.4.1.42921.1.2.1", "size": len(attr.dump())}]
     clean, _, _ = check_file(f, trust)
     assert facts.signers == clean.signers
@@ -182,8 +182,8 @@ def test_dwlength_larger_than_directory(signed: tuple[Path, TrustConfig], tmp_pa
 def test_data_after_the_table_has_its_content_digest(
     signed: tuple[Path, TrustConfig], tmp_path: Path
 ) -> None:
-    """Through ``binary.analyze`` (the one streaming pass): the trailing bytes' sha256."""
-    from verifier.binary.analyze import AnalysisContext, analyze
+    """Through ``analysis.analyze`` (the one streaming pass): the trailing bytes' sha256."""
+    from verifier.analysis import AnalysisContext, analyze
 
     f, trust = signed
     out = tmp_path / "tail.exe"

@@ -61,7 +61,7 @@ def test_microsoft_dll_agrees_with_osslsigncode(dlls: dict[str, Path], name: str
     assert facts.signers[0].serial.lower().lstrip("0") == (
         (theirs.primary.signer_serial or "").lower().lstrip("0")
     )
-    sigs = facts.details["signatures"]
+    sigs = facts.details_dict()["signatures"]
     assert len(sigs) == len(theirs.signatures) == 2  # Microsoft signs twice (nested)
     for s in sigs:
         assert s["trusted"]["ok"] is True
@@ -156,7 +156,7 @@ def test_unauthenticated_blob_changes_primary_container(
     assert facts.signers == upstream.signers
     assert facts.primary_container_sha256 != upstream.primary_container_sha256
     assert facts.nested_sha256 == upstream.nested_sha256
-    sizes = facts.details["signatures"][0]["unauthenticated_attributes"]
+    sizes = facts.details_dict()["signatures"][0]["unauthenticated_attributes"]
     assert any(a["oid"] not in ("1.3.6.1.4.1.311.3.3.1", "1.3.6.1.4.1.311.2.4.1") for a in sizes)
     assert "invalid-signature" not in rules(anomalies)
 
@@ -170,7 +170,7 @@ def test_tampered_rfc3161_timestamp(dlls: dict[str, Path], tmp_path: Path) -> No
     """
     src = dlls["vcruntime140.dll"]
     clean, _, table = check_file(src, TrustConfig())
-    gen = clean.details["signatures"][0]["timestamps"][0]["time"]  # 2026-05-27T02:14:28.545Z
+    gen = clean.details_dict()["signatures"][0]["timestamps"][0]["time"]  # 2026-05-27T02:14:28.545Z
     digits = "".join(c for c in gen[:19] if c.isdigit()).encode()
     data = bytearray(src.read_bytes())
     i = data.find(b"\x18\x13" + digits, table.table_offset)
@@ -180,9 +180,9 @@ def test_tampered_rfc3161_timestamp(dlls: dict[str, Path], tmp_path: Path) -> No
     f.write_bytes(bytes(data))
     while_valid = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # inside the signer's validity
     facts, anomalies, _ = check_file(f, TrustConfig(), while_valid)
-    (ts,) = facts.details["signatures"][0]["timestamps"]
+    (ts,) = facts.details_dict()["signatures"][0]["timestamps"]
     assert ts["valid"] is False and "messageDigest" in ts["reason"]
-    assert facts.details["signatures"][1]["timestamps"][0]["valid"] is True
+    assert facts.details_dict()["signatures"][1]["timestamps"][0]["valid"] is True
     assert facts.valid is osslsign.verify(f, roots_for(f), at=while_valid).valid is True
     later = dt.datetime(2028, 1, 1, tzinfo=dt.UTC)
     facts, anomalies, _ = check_file(f, TrustConfig(), later)

@@ -39,7 +39,7 @@ def test_node_exe_agrees_with_osslsigncode(tmp_path: Path) -> None:
     assert facts.valid is True and theirs.valid is True
     assert not anomalies
     assert "OpenJS Foundation" in facts.signers[0].subject
-    sig = facts.details["signatures"][0]
+    sig = facts.details_dict()["signatures"][0]
     assert sig["trusted"]["ok"] is True
     assert sig["chain"][-1]["subject"].startswith("CN=DigiCert Trusted Root G4")
     assert [t["kind"] for t in sig["timestamps"]] == ["rfc3161"]

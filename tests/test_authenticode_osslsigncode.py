@@ -79,7 +79,7 @@ def test_digest_algorithms_agree(env: Env, digest: str) -> None:
     facts, _, table = check_file(f, env.trust)
     assert table.digest_algorithms == {digest}
     assert facts.signers[0].subject.startswith("CN=biv Test Signer")
-    sig = facts.details["signatures"][0]
+    sig = facts.details_dict()["signatures"][0]
     assert sig["signed_digest"] == sig["computed_digest"]
     assert ("weak-digest" in found) == (digest == "sha1")
     assert found <= {"weak-digest"}
@@ -152,7 +152,7 @@ def test_nested_signature_by_untrusted_signer_is_caught(env: Env) -> None:
     assert ours is True
     assert "invalid-nested-signature" in found and "untrusted-signer" not in found
     facts, anomalies, table = check_file(nested, env.trust)
-    per_sig = [s["valid"] for s in facts.details["signatures"]]
+    per_sig = [s["valid"] for s in facts.details_dict()["signatures"]]
     theirs_each = [s.verified for s in osslsign.verify(nested, env.paths.root_cert).signatures]
     assert per_sig == theirs_each == [True, False]
     (a,) = [a for a in anomalies if a.rule == "invalid-nested-signature"]
@@ -168,9 +168,9 @@ def test_rfc3161_timestamp_from_local_openssl_tsa(env: Env) -> None:
     ours, theirs, _ = both(env, f)
     assert ours is True and theirs is True
     facts, _, _ = check_file(f, env.trust)
-    (ts,) = facts.details["signatures"][0]["timestamps"]
+    (ts,) = facts.details_dict()["signatures"][0]["timestamps"]
     assert ts["kind"] == "rfc3161" and ts["valid"] is True
-    assert facts.details["signatures"][0]["time_source"] == "timestamp"
+    assert facts.details_dict()["signatures"][0]["time_source"] == "timestamp"
     assert "Timestamping Authority" in ts["signer"]["subject"]
 
 
@@ -180,7 +180,7 @@ def test_legacy_countersignature_from_local_server(env: Env) -> None:
     ours, theirs, _ = both(env, f)
     assert ours is True and theirs is True
     facts, _, _ = check_file(f, env.trust)
-    (ts,) = facts.details["signatures"][0]["timestamps"]
+    (ts,) = facts.details_dict()["signatures"][0]["timestamps"]
     assert ts["kind"] == "legacy" and ts["valid"] is True
 
 
@@ -214,7 +214,7 @@ def test_expired_signer_with_timestamp_is_valid(env: Env) -> None:
     assert ours is True and theirs is True
     assert not found
     facts, _, _ = check_file(f, env.trust)
-    sig = facts.details["signatures"][0]
+    sig = facts.details_dict()["signatures"][0]
     assert sig["time_source"] == "timestamp"
     assert sig["verified_at"].startswith("2020-06-01")
 
@@ -275,7 +275,7 @@ def test_root_expired_since_the_timestamp_is_accepted(env: Env) -> None:
         theirs = osslsign.verify(f, d / "root.pem")
         assert facts.valid is expect and theirs.valid is expect
     facts, _, _ = check_file(stamped, trust)
-    sig = facts.details["signatures"][0]
+    sig = facts.details_dict()["signatures"][0]
     assert sig["time_source"] == "timestamp" and sig["verified_at"].startswith("2018-06-01")
     assert sig["chain"][-1]["subject"] == "CN=Root Of 2015"
     (ts,) = sig["timestamps"]
@@ -363,7 +363,7 @@ def test_expired_signer_with_untrusted_timestamp_is_invalid(env: Env) -> None:
     ours, theirs, _ = both(env, f)
     assert ours is False and theirs is False
     facts, anomalies, _ = check_file(f, env.trust)
-    (ts,) = facts.details["signatures"][0]["timestamps"]
+    (ts,) = facts.details_dict()["signatures"][0]["timestamps"]
     assert ts["valid"] is False and "no trusted issuer" in ts["reason"]
     (u,) = [a for a in anomalies if a.rule == "untrusted-signer"]
     assert "timestamp not valid" in u.message

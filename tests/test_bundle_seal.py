@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from verifier._scenarios import macho_app as ma
-from verifier.binary import macho
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
+from verifier.analysis.macho import analyze_macho
+from verifier.binary.macho_compare import compare_slices
+from verifier.checks.macos import bundle
 from verifier.model import BinaryFacts, Blob, FileEntry, Status
-from verifier.signing import bundle
 from verifier.signing.trust import TrustConfig
 
 
@@ -30,7 +31,7 @@ def _copy(app: Path, tmp_path: Path) -> Path:
 
 
 def _entry(path: Path, rel: str, ctx: AnalysisContext | None = None) -> FileEntry:
-    sha, facts = macho.analyze_macho(Blob.of_file(path), rel, ctx)
+    sha, facts = analyze_macho(Blob.of_file(path), rel, ctx)
     return FileEntry(rel, rel, (), path.stat().st_size, sha, facts, Blob.of_file(path))
 
 
@@ -44,7 +45,7 @@ def test_sealed_bundles_verify(
     assert r.signature.signed and r.signature.valid is True
     (fw,) = r.nested
     assert fw.path.endswith("Electron Framework.framework") and fw.valid is True
-    assert r.details["checked"] >= 3
+    assert r.details.checked >= 3
 
 
 def test_untrusted_without_trust_store(mac_scenario: dict[str, Path]) -> None:
@@ -131,12 +132,12 @@ def test_3cx_pattern_compared_per_slice(
     clean = _entry(mac_scenario["vendor-clean"] / ma.FFMPEG, "libffmpeg.dylib", ctx)
     assert evil.facts.signature.signed and evil.facts.signature.valid is True
     assert evil.facts.signature.signers[0].team_id == "ACME000001"
-    res, ev = macho.compare_slices(evil, [up_x, up_a])
+    res, ev = compare_slices(evil, [up_x, up_a])
     st = {r.arch: r.status for r in res}
     assert st == {"x86_64": Status.DIVERGENT, "arm64": Status.IDENTICAL_EXCEPT_SIGNATURE}
     assert ev["arch"] == "x86_64"
     assert {s["name"]: s["differing_bytes"] for s in ev["sections"]}["__TEXT,__text"] == 7
-    res, ev = macho.compare_slices(clean, [up_x, up_a])
+    res, ev = compare_slices(clean, [up_x, up_a])
     assert {r.status for r in res} == {Status.IDENTICAL_EXCEPT_SIGNATURE}
 
 
@@ -144,7 +145,7 @@ def test_framework_fuses_are_resources_only(mac_scenario: dict[str, Path]) -> No
     rel = f"{ma.FW_VERSION}/Electron Framework"
     refs = [_entry(mac_scenario[k] / rel, k) for k in ("upstream-x64", "upstream-arm64")]
     shipped = _entry(mac_scenario["vendor-clean"] / rel, "fw")
-    res, ev = macho.compare_slices(shipped, refs)
+    res, ev = compare_slices(shipped, refs)
     assert {r.status for r in res} == {Status.RESOURCES_ONLY}
     assert ev["slices"][0]["fuses"] == {"expected": "1101", "actual": "1001"}
 
@@ -198,7 +199,7 @@ def test_symlinks_out_of_the_bundle_are_not_followed(
 def test_known_digests_and_facts_are_reused(
     mac_scenario: dict[str, Path], ctx: AnalysisContext, tmp_path: Path
 ) -> None:
-    from verifier.binary.analyze import analyze
+    from verifier.analysis import analyze
 
     app = _copy(mac_scenario["vendor-clean"], tmp_path)
     known: dict[str, tuple[str, BinaryFacts | None]] = {}
@@ -296,7 +297,7 @@ def test_sealed_symlink_replaced_or_retargeted_stays_invalid(
 
 
 def test_linkless_containers() -> None:
-    from verifier.macos_checks import holds_links
+    from verifier.checks.macos import holds_links
 
     assert holds_links(())
     assert holds_links(("app.zip",)) and holds_links(("x.tar.gz", "inner.zip"))

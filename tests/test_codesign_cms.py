@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from verifier._scenarios import macho as w
+from verifier.analysis import AnalysisContext
+from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
-from verifier.binary.analyze import AnalysisContext
 from verifier.model import BinaryFacts, Blob, SignatureKind
 from verifier.signing import codesign
 from verifier.signing.trust import TrustConfig
@@ -30,7 +31,7 @@ def ctx(ident: w.TestIdentity, tmp_path: Path) -> AnalysisContext:
 def _analyze(tmp_path: Path, data: bytes, ctx: object = None) -> BinaryFacts:
     p = tmp_path / "bin"
     p.write_bytes(data)
-    _sha, f = macho.analyze_macho(Blob.of_file(p), "bin", ctx)
+    _sha, f = analyze_macho(Blob.of_file(p), "bin", ctx)
     return f
 
 
@@ -48,7 +49,7 @@ def test_signed_with_trusted_root(
     assert s.kind == SignatureKind.MACHO and s.signed and s.valid is True
     assert s.signers[0].team_id == "VENDOR1234"
     assert "Developer ID Application: Vendor Inc (VENDOR1234)" in s.signers[0].subject
-    d = f.slices[0].signature.details
+    d = f.slices[0].signature.details_dict()
     assert d["team_id"] == "VENDOR1234" and d["identifier"] == "libffmpeg"
     assert d["chain"][-1]["subject"] == "CN=biv test code signing root"
 
@@ -59,7 +60,7 @@ def test_signed_without_trusted_root_is_untrusted(tmp_path: Path, ident: w.TestI
     assert rules == {"untrusted-signer"}
     # intact, but not chained to a trusted root: not valid (as for Authenticode)
     assert f.signature.valid is False and f.signature.signed
-    assert f.slices[0].signature.details["trusted"] is False
+    assert f.slices[0].signature.details_dict()["trusted"] is False
 
 
 def test_sha1_and_sha256_code_directories(
@@ -67,7 +68,7 @@ def test_sha1_and_sha256_code_directories(
 ) -> None:
     f = _analyze(tmp_path, _binary(ident, hash_types=(1, 2)), ctx)
     assert f.anomalies == ()
-    d = f.slices[0].signature.details
+    d = f.slices[0].signature.details_dict()
     assert d["hash_types"] == ["sha1", "sha256"]
     assert [c["slot"] for c in d["code_directories"]] == [0, 0x1000]
 
@@ -116,7 +117,7 @@ def test_special_slot_mismatch(tmp_path: Path) -> None:
     assert f.signature.valid is False
     (a,) = f.anomalies
     assert a.rule == "invalid-signature" and "entitlements" in a.message
-    assert f.slices[0].signature.details["special_slots"]["entitlements"] == "mismatch"
+    assert f.slices[0].signature.details_dict()["special_slots"]["entitlements"] == "mismatch"
 
 
 def test_expired_leaf_verified_at_given_time(tmp_path: Path, ident: w.TestIdentity) -> None:
@@ -135,7 +136,7 @@ def test_adhoc_and_linker_signed_do_not_count(tmp_path: Path) -> None:
     for kw, flags in (({}, "adhoc"), ({"linker_signed": True}, "adhoc, linker-signed")):
         f = _analyze(tmp_path, w.sign(raw, "x", **kw))  # type: ignore[arg-type]
         assert f.signature.signed is False and f.signature.valid is True
-        assert f.slices[0].signature.details["flags"] == flags
+        assert f.slices[0].signature.details_dict()["flags"] == flags
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,12 @@ import pytest
 from support.fetch import CACHE, fetch_pinned, npm_tarball
 
 from verifier._scenarios import macho as writer
+from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
+from verifier.binary.macho_compare import compare_slices
 from verifier.hashing import sha256_file
 from verifier.model import Blob, SignatureKind
+from verifier.signing import apple
 
 pytestmark = pytest.mark.network
 
@@ -76,7 +79,7 @@ def _member(wheel: Path, name: str, dest: Path) -> Path:
 def test_node_developer_id_signature_verifies(
     node_bins: dict[str, Path], arch: str, slice_arch: str
 ) -> None:
-    sha, facts = macho.analyze_macho(Blob.of_file(node_bins[arch]), "node")
+    sha, facts = analyze_macho(Blob.of_file(node_bins[arch]), "node")
     assert facts.archs == (slice_arch,)
     assert facts.anomalies == ()
     sig = facts.signature
@@ -85,7 +88,7 @@ def test_node_developer_id_signature_verifies(
     assert signer.team_id == NODE_TEAM
     assert "Developer ID Application: Node.js Foundation" in signer.subject
     sl = facts.slices[0]
-    d = sl.signature.details
+    d = sl.signature.details_dict()
     assert d["team_id"] == NODE_TEAM and d["identifier"] == "node"
     assert d["runtime"] is True and d["adhoc"] is False
     # every code page was hashed and compared
@@ -116,7 +119,7 @@ def test_node_universal_one_byte_changed_in_one_slice(
         b = fh.read(1)
         fh.seek(pos)
         fh.write(bytes([b[0] ^ 0xFF]))
-    _sha, facts = macho.analyze_macho(Blob.of_file(fat), "node")
+    _sha, facts = analyze_macho(Blob.of_file(fat), "node")
     by_arch = {s.arch: s for s in facts.slices}
     assert by_arch["x86_64"].signature.valid is False
     assert by_arch["arm64"].signature.valid is True
@@ -130,9 +133,8 @@ def test_node_universal_one_byte_changed_in_one_slice(
 
 
 def test_apple_root_is_the_well_known_one() -> None:
-    from verifier.signing import codesign
 
-    roots = codesign.apple_roots()
+    roots = apple.apple_roots()
     assert [r.sha256 for r in roots] == [APPLE_ROOT_SHA256]
 
 
@@ -140,27 +142,27 @@ def test_wheel_adhoc_dylibs_are_not_signed(tmp_path: Path) -> None:
     whl = fetch_pinned(CRC32C_URL, CRC32C_SHA256)
     so = _member(whl, "google_crc32c/_crc32c.cpython-312-darwin.so", tmp_path)
     dylib = _member(whl, "google_crc32c/.dylibs/libcrc32c.1.1.0.dylib", tmp_path)
-    _sha, f = macho.analyze_macho(Blob.of_file(so), so.name)
+    _sha, f = analyze_macho(Blob.of_file(so), so.name)
     assert f.signature.kind == SignatureKind.MACHO
     assert f.signature.signed is False and f.signature.valid is True and f.signature.signers == ()
-    d = f.slices[0].signature.details
+    d = f.slices[0].signature.details_dict()
     assert d["adhoc"] is True and d["linker_signed"] is False and d["cms"] is False
-    _sha, f = macho.analyze_macho(Blob.of_file(dylib), dylib.name)
+    _sha, f = analyze_macho(Blob.of_file(dylib), dylib.name)
     assert f.archs == ("x86_64", "arm64")
     for s in f.slices:
-        assert s.signature.details["adhoc"] is True and not s.signature.signed
+        assert s.signature.details_dict()["adhoc"] is True and not s.signature.signed
         assert s.signature.valid is True
 
 
 def test_wheel_linker_signed_slice_and_unsigned_slice(tmp_path: Path) -> None:
     whl = fetch_pinned(MARKUPSAFE_URL, MARKUPSAFE_SHA256)
     so = _member(whl, "markupsafe/_speedups.cpython-312-darwin.so", tmp_path)
-    _sha, f = macho.analyze_macho(Blob.of_file(so), so.name)
+    _sha, f = analyze_macho(Blob.of_file(so), so.name)
     by_arch = {s.arch: s for s in f.slices}
     assert by_arch["x86_64"].signature.kind == SignatureKind.NONE
     arm = by_arch["arm64"].signature
     assert arm.kind == SignatureKind.MACHO and arm.valid is True and not arm.signed
-    assert arm.details["linker_signed"] is True and arm.details["adhoc"] is True
+    assert arm.details_dict()["linker_signed"] is True and arm.details_dict()["adhoc"] is True
     assert f.signature.signed is False
     assert f.signature.valid is None  # one slice carries no signature at all
 
@@ -174,10 +176,10 @@ def test_node_resigned_adhoc_is_identical_except_signature(
     resigned.write_bytes(writer.sign(node_bins["arm64"].read_bytes(), "node"))
 
     def entry(p: Path) -> FileEntry:
-        sha, facts = macho.analyze_macho(Blob.of_file(p), "node")
+        sha, facts = analyze_macho(Blob.of_file(p), "node")
         return FileEntry("node", str(p), (), p.stat().st_size, sha, facts, Blob.of_file(p))
 
     shipped, ref = entry(resigned), entry(node_bins["arm64"])
     assert shipped.facts.signature.valid is True and not shipped.facts.signature.signed
-    (r,), _ev = macho.compare_slices(shipped, ref)
+    (r,), _ev = compare_slices(shipped, ref)
     assert r.status == Status.IDENTICAL_EXCEPT_SIGNATURE

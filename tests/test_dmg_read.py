@@ -9,9 +9,9 @@ import pytest
 
 from verifier._scenarios import macho_app as ma
 from verifier._scenarios.macho_dmg import make_dmg, wrap_udif
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
+from verifier.checks.macos import bundle
 from verifier.errors import MalformedInputError, ToolMissingError
-from verifier.signing import bundle
 from verifier.signing.trust import TrustConfig
 from verifier.unpack import dmg, registry
 from verifier.unpack.limits import Limits

@@ -14,7 +14,7 @@ from verifier._scenarios.pewriter import build_pe, electron_exe
 from verifier._scenarios.scenario import write_asar
 from verifier.binary import pe
 from verifier.binary.pe_resources import find_resource, list_resources
-from verifier.electron_checks import asar_header_sha256, fuse_states, insecure_fuses
+from verifier.checks.electron import asar_header_sha256, fuse_states, insecure_fuses
 from verifier.errors import MalformedInputError
 from verifier.model import Blob, FileEntry, FuseWire, Report
 

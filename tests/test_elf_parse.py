@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary import elf
-from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.hashing import sha256_file
 from verifier.model import Blob, FileFormat

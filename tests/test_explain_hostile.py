@@ -187,7 +187,7 @@ def test_lying_macho_tables_give_notes(tmp_path: Path) -> None:
     p = tmp_path / "m"
     p.write_bytes(data)
     blob = Blob.of_file(p)
-    head = macho._read_header(blob, 0, blob.size)
+    head = macho.read_header(blob, 0, blob.size)
     h = macho.parse_slice_header(head, blob.size)
     t = macho_tables.read_tables(blob, 0, blob.size, head, h)
     assert any("LC_SYMTAB points past" in n for n in t.notes)

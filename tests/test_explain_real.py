@@ -23,6 +23,7 @@ from support.fetch import fetch_pinned, msvc_wheel
 
 from verifier import api
 from verifier.binary import explain, pe, pe_tables
+from verifier.binary.macho_compare import compare_slices
 from verifier.model import Blob, FileFormat
 
 pytestmark = pytest.mark.network
@@ -219,8 +220,8 @@ def test_real_universal_macho_per_slice(tmp_path: Path) -> None:
     after the function LC_FUNCTION_STARTS and LC_SYMTAB give, slice by slice."""
     from test_codesign_real import MARKUPSAFE_SHA256, MARKUPSAFE_URL
 
+    from verifier.analysis import analyze
     from verifier.binary import macho
-    from verifier.binary.analyze import analyze
     from verifier.binary.diff import describe_macho_divergence
     from verifier.model import FileEntry
 
@@ -254,7 +255,7 @@ def test_real_universal_macho_per_slice(tmp_path: Path) -> None:
         return FileEntry(p.name, str(p), (), blob.size, sha, facts, blob)
 
     s, u = entry(shipped), entry(up)
-    _slices, ev = macho.compare_slices(s, [u])
+    _slices, ev = compare_slices(s, [u])
     ev = describe_macho_divergence(s, [u], ev)
     per = {x["arch"]: x for x in ev["slices"]}
     assert set(patched) == {"x86_64", "arm64"} <= set(per)

@@ -35,7 +35,7 @@ def test_unknown_certificate_algorithm_is_a_signature_finding(tmp_path: Path) ->
     does not know raised ``UnsupportedAlgorithm`` out of the chain builder (an internal error
     for the whole run). It cannot have issued anything: the signature is untrusted, the file
     is still parsed (not a parser slip)."""
-    from verifier.binary.analyze import analyze
+    from verifier.analysis import analyze
     from verifier.model import Blob
 
     src = HERE / "regressions" / "macho" / "cms-cert-unknown-signature-algorithm"

@@ -22,6 +22,23 @@ def test_word_sum_backends_agree(n: int) -> None:
     assert wordsum.mod_ffff(bytes(data)) == want  # read-only buffers too
 
 
+def test_word_sum_accumulates_pieces_like_one_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``WordSum`` adds pieces (each at an even offset) and folds once: the same value as
+    ``mod_ffff`` of their sum, with libcrypto where loaded and in Python without it."""
+    pieces = [os.urandom(n) for n in (0, 2, 1000, CHUNK, 4096, 7, CHUNK + 6)]
+    want = sum(int.from_bytes(p, "little") for p in pieces) % 0xFFFF
+    for backend in ("default", "python"):
+        if backend == "python":
+            monkeypatch.setattr(wordsum, "_lib", lambda: None)
+        acc = wordsum.WordSum()
+        for p in pieces:
+            acc.add(memoryview(bytearray(p)))
+        assert acc.value() == want
+        assert acc.value() == want  # reading it again gives the same value
+        acc.add(b"\x01\x00")
+        assert acc.value() == (want + 1) % 0xFFFF
+
+
 def test_word_sum_of_extremes() -> None:
     ones = b"\xff" * 1000
     assert wordsum.mod_ffff(ones) == int.from_bytes(ones, "little") % 0xFFFF == 0

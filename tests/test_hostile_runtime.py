@@ -107,8 +107,8 @@ def test_row7_fat_macho_with_41_slices_is_macho(tmp_path: Path) -> None:
 
 
 def test_row7_one_rule_for_cafebabe(tmp_path: Path) -> None:
+    from verifier.analysis import analyze
     from verifier.binary import cafebabe
-    from verifier.binary.analyze import analyze
     from verifier.model import Blob, FileFormat
 
     fat2 = tmp_path / "fat2"

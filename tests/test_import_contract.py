@@ -62,6 +62,11 @@ VIOLATIONS = {
         "from verifier.report import text",
         ["verifier.policy is not allowed to import verifier.report"],
     ),
+    "parsing-calls-verification": (
+        "verifier/binary/macho.py",
+        "from verifier.signing import codesign",
+        ["verifier.binary is not allowed to import verifier.signing"],
+    ),
     "cycle-inside-a-package": (
         "verifier/upstream/sources.py",
         "from verifier.upstream import resolve",
@@ -120,12 +125,13 @@ def _hidden_imports() -> list[tuple[str, str]]:
 
 def test_imports_made_with_importlib_are_declared_for_the_contract() -> None:
     """import-linter reads import statements only: a module loaded with importlib must also be
-    named in an import the graph sees (``if TYPE_CHECKING:``), so the contract judges it."""
+    named in an import the graph sees (``if TYPE_CHECKING:``), so the contract judges it. None
+    is today (the one that was hid a back-edge from parsing to verification)."""
     hidden = _hidden_imports()
-    assert ("verifier.binary.analyze", "verifier.signing.authenticode") in hidden
     graph = grimp.build_graph("verifier")
     undeclared = [(a, b) for a, b in hidden if b not in graph.find_modules_directly_imported_by(a)]
     assert undeclared == []
+    assert hidden == []
 
 
 def test_every_product_module_is_forbidden_the_test_kit() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from verifier._scenarios import macho as w
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.analysis import AnalysisContext, analyze
+from verifier.compare import is_seal_file
 from verifier.hashing import sha256_file
 from verifier.model import Blob, FileFormat, SignatureKind
-from verifier.signing.bundle import is_seal_file
 
 
 def test_dispatcher_uses_macho_analyzer(tmp_path: Path) -> None:

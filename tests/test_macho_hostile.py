@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 
 from verifier._scenarios import macho as w
+from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
 from verifier.errors import MalformedInputError
 from verifier.model import BinaryFacts, Blob, FileFormat
-from verifier.signing import codesign
+from verifier.signing import codesign, codesign_pages, codesign_verify
 
 
 def _analyze(tmp_path: Path, data: bytes) -> BinaryFacts:
     p = tmp_path / "hostile"
     p.write_bytes(data)
-    _sha, f = macho.analyze_macho(Blob.of_file(p), "hostile")
+    _sha, f = analyze_macho(Blob.of_file(p), "hostile")
     return f
 
 
@@ -110,12 +111,12 @@ def test_code_limit_past_eof_with_consistent_slots() -> None:
     cd = codesign.parse_code_directory(cd_raw, 0)
     assert cd.n_code_slots == 5
     short = code[: 2 * 4096]
-    pager = codesign.PageHasher(cd, 0, len(short))
+    pager = codesign_pages.PageHasher(cd, 0, len(short))
     pager.feed(0, memoryview(short))
     pager.finish()
     assert pager.past_eof and pager.bad_pages == [2, 3, 4]
     sig = codesign.EmbeddedSignature(size=0, sha256="", code_directories=(cd,))
-    facts, anomalies = codesign.verify_slice(sig, [pager], arch="x86_64")
+    facts, anomalies = codesign_verify.verify_slice(sig, [pager], arch="x86_64")
     assert facts.valid is False
     (a,) = anomalies
     assert "runs past the end" in a.message

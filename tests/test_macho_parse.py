@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 from verifier._scenarios import macho as w
+from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
 from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind
 
@@ -13,7 +14,7 @@ from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind
 def _analyze(tmp_path: Path, data: bytes, name: str = "bin") -> tuple[str, BinaryFacts]:
     p = tmp_path / name
     p.write_bytes(data)
-    return macho.analyze_macho(Blob.of_file(p), name)
+    return analyze_macho(Blob.of_file(p), name)
 
 
 def test_thin_executable_facts(tmp_path: Path) -> None:

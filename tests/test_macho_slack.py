@@ -18,8 +18,9 @@ import pytest
 from support.fetch import pypi_file
 
 from verifier._scenarios import macho as w
+from verifier.analysis import AnalysisContext
+from verifier.analysis.macho import analyze_macho
 from verifier.binary import macho
-from verifier.binary.analyze import AnalysisContext
 from verifier.model import BinaryFacts, Blob, Severity
 from verifier.signing import codesign
 from verifier.signing.trust import TrustConfig
@@ -44,7 +45,7 @@ def _analyze(tmp_path: Path, data: bytes, ident: w.TestIdentity) -> BinaryFacts:
     p = tmp_path / "bin"
     p.write_bytes(data)
     ctx = AnalysisContext(trust=TrustConfig(extra_pem=(str(pem),)))
-    return macho.analyze_macho(Blob.of_file(p), "bin", ctx)[1]
+    return analyze_macho(Blob.of_file(p), "bin", ctx)[1]
 
 
 def _slack_span(data: bytes) -> tuple[int, int]:
@@ -113,7 +114,7 @@ def test_kitware_cmake_arm64_slack_is_a_remnant(tmp_path: Path) -> None:
     out = tmp_path / "cmake"
     with zipfile.ZipFile(wheel) as z, z.open("cmake/data/bin/cmake") as src, out.open("wb") as d:
         shutil.copyfileobj(src, d, 1 << 20)
-    _sha, f = macho.analyze_macho(Blob.of_file(out), "cmake")
+    _sha, f = analyze_macho(Blob.of_file(out), "cmake")
     assert f.signature.valid is True
     assert {s.arch: s.signature.valid for s in f.slices} == {"x86_64": True, "arm64": True}
     assert "Kitware" in f.signature.signers[0].subject

@@ -10,7 +10,7 @@ import pytest
 from support.selfsigned import make_signer, sign
 
 from verifier._scenarios import pewriter as w
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary.diff import (
     count_differing_bytes,
     describe_pe_divergence,

@@ -14,8 +14,8 @@ import pytest
 from support.fetch import fetch_pinned
 
 from verifier._scenarios import pewriter as w
+from verifier.analysis import AnalysisContext, analyze
 from verifier.binary import pe
-from verifier.binary.analyze import AnalysisContext, analyze
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.hashing import View, digest_views
 from verifier.model import Blob, FileFormat

@@ -18,7 +18,7 @@ import pytest
 from support.cli import biv
 
 from verifier._scenarios.scenario import Scenario
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.errors import SchemaError, UsageError
 from verifier.inventory import build_reference
 from verifier.model import BinaryFacts, Component, FileEntry, FileFormat, Reference

@@ -217,14 +217,17 @@ def test_validity_agrees_with_osslsigncode(pkg: Package, tmp_path: Path) -> None
         valid.append(facts.valid)
         theirs = osslsign.verify(f, roots_for(f))
         assert theirs.primary is not None
-        ours_each = [s["valid"] for s in facts.details["signatures"]]
+        ours_each = [s["valid"] for s in facts.details_dict()["signatures"]]
         theirs_each = [s.verified for s in theirs.signatures]
         if facts.valid != theirs.primary.verified or ours_each != theirs_each:
             why = "; ".join(a.message for a in anomalies)
             if not any(x in why for x in ALLOWED):
                 disagreements.append(f"{f.name}: biv {ours_each} osslsigncode {theirs_each}: {why}")
         # the primary signature's timestamps are where distrust lists and reports read them
-        assert facts.details["timestamps"] == facts.details["signatures"][0]["timestamps"]
+        assert (
+            facts.details_dict()["timestamps"]
+            == facts.details_dict()["signatures"][0]["timestamps"]
+        )
     assert not disagreements, "\n".join(disagreements)
     # every file of these genuine packages is valid
     assert all(valid)

@@ -174,9 +174,9 @@ def test_revoked_signer_is_judged_at_the_timestamp(tmp_path: Path) -> None:
         f = tmp_path / "vcruntime140_1.dll"
         f.write_bytes(z.read(name))
     facts, _, _ = check_file(f)
-    signed_at = facts.details["timestamps"][0]["time"]
-    assert facts.valid is True and facts.details["time_source"] == "timestamp"
-    from verifier.binary.analyze import AnalysisContext, analyze
+    signed_at = facts.details_dict()["timestamps"][0]["time"]
+    assert facts.valid is True and facts.details_dict()["time_source"] == "timestamp"
+    from verifier.analysis import AnalysisContext, analyze
 
     sha, bf = analyze(Blob.of_file(f), f.name, AnalysisContext())
     entry = FileEntry(f.name, f.name, (), f.stat().st_size, sha, bf, Blob.of_file(f))

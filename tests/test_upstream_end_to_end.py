@@ -19,7 +19,7 @@ from support.electron_release import ReleaseWorld, make_zip
 from verifier import compare as compare_mod
 from verifier import inventory
 from verifier._scenarios import pewriter
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.model import FileEntry, Status
 from verifier.unpack import unpack
 from verifier.upstream import electron

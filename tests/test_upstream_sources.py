@@ -267,7 +267,7 @@ def test_default_analyzer_builds_reference_with_lead_inventory(tmp_path: Path) -
         an = default_analyzer()
     except ImportError as exc:
         pytest.skip(f"verifier.inventory not importable yet: {exc}")
-    from verifier.binary.analyze import AnalysisContext
+    from verifier.analysis import AnalysisContext
 
     with ReleaseWorld() as w:
         refs = resolve_remote(

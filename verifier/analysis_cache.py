@@ -1,7 +1,7 @@
 """Content-addressed analysis cache: a file's facts, computed once per content.
 
 Why: a release gate runs on every build, and most files of a build are byte-identical to
-the previous build's and to upstream's. The facts ``binary.analyze`` learns about a file
+the previous build's and to upstream's. The facts ``analysis.analyze`` learns about a file
 depend only on its bytes, its name (messages name it), biv's analysis code and the trust
 configuration, and on the judging time only through the validity periods of certificates.
 So facts are stored under ``<cache dir>/analysis/`` keyed by
@@ -64,6 +64,7 @@ _TAG = b"biv-analysis-cache-v1\0"
 
 # the modules whose code decides what facts say (their source is part of the context key)
 _FACT_SOURCES = (
+    "analysis",
     "binary",
     "signing",
     "data",
@@ -321,7 +322,7 @@ def _times_of(v: object) -> set[float]:
 def signature_times(blob: Blob, facts: BinaryFacts) -> set[float] | None:
     """Times in the file's signature data; None when they cannot be read (not cacheable)."""
     from verifier.binary import macho, pe
-    from verifier.binary.analyze import SNIFF
+    from verifier.binary.sniff import SNIFF
     from verifier.errors import MalformedInputError
 
     try:
@@ -335,7 +336,7 @@ def signature_times(blob: Blob, facts: BinaryFacts) -> set[float] | None:
         if facts.format == FileFormat.MACHO:
             out: set[float] = set()
             for s in facts.slices:
-                head = macho._read_header(blob, s.offset, s.size)
+                head = macho.read_header(blob, s.offset, s.size)
                 h = macho.parse_slice_header(head, s.size)
                 if h.code_signature is None:
                     continue

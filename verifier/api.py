@@ -16,11 +16,13 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from verifier import __version__, lifecycle
+from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import AnalysisCache
 from verifier.analysis_cache import default_cache_dir as default_analysis_cache_dir
-from verifier.archive_checks import link_anomalies, name_collision_anomalies
 from verifier.attest.intoto import verify_layout
-from verifier.binary.analyze import AnalysisContext, analyze
+from verifier.checks.archive import link_anomalies, name_collision_anomalies
+from verifier.checks.electron import asar_integrity_anomalies, fuse_anomalies
+from verifier.checks.macos import bundle_seal_anomalies
 from verifier.compare import (
     CompareOptions,
     aggregate_slices,
@@ -29,7 +31,6 @@ from verifier.compare import (
     unexplained_code,
 )
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
-from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import (
     ArtifactError,
     ReferenceMismatchError,
@@ -39,7 +40,6 @@ from verifier.errors import (
 from verifier.inputs import check_regular
 from verifier.inventory import build as build_inventory
 from verifier.inventory import complete as complete_inventories
-from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -465,9 +465,9 @@ def inspect(
     ctx = make_context(trust_stores, at)
     sha, facts = analyze(Blob.of_file(path), os.path.basename(path), ctx)
     d = facts.to_ref_dict()
-    d["signature"]["details"] = dict(facts.signature.details)
+    d["signature"]["details"] = facts.signature.details_dict()
     for s, sl in zip(d["slices"], facts.slices, strict=True):
-        s["signature"]["details"] = dict(sl.signature.details)
+        s["signature"]["details"] = sl.signature.details_dict()
     return {
         "schema": "biv.inspect/v1",
         "tool": {"name": "biv", "version": __version__},
@@ -494,7 +494,7 @@ def inspect_against(
 ) -> dict[str, Any]:
     """One shipped file against its upstream file: status and the full explanation of what
     changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
-    from verifier.binary import diff, explain, macho  # the explainer: capstone, cryptography
+    from verifier.binary import diff, explain, macho_compare  # the explainer: capstone
 
     ctx = make_context(trust_stores, at)
     entries = []
@@ -508,7 +508,7 @@ def inspect_against(
     shipped, ref = entries
     ev: dict[str, Any]
     if shipped.format == FileFormat.MACHO and ref.format == FileFormat.MACHO:
-        slices, ev = macho.compare_slices(shipped, [ref])
+        slices, ev = macho_compare.compare_slices(shipped, [ref])
         status = aggregate_slices(slices) if slices else Status.DIVERGENT
         if shipped.sha256 == ref.sha256:
             status = Status.IDENTICAL

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from verifier.binary import diff as pe_diff
+from verifier.binary import macho_compare
 from verifier.model import (
     FileEntry,
     FileFormat,
@@ -271,10 +272,8 @@ def _macho_match(
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
 ) -> FileResult:
-    from verifier.binary import macho  # cryptography (signing.codesign): Mach-O files only
-
     refs = [rf for _, rf in candidates if rf.format == FileFormat.MACHO]
-    slices, evidence = macho.compare_slices(entry, refs)
+    slices, evidence = macho_compare.compare_slices(entry, refs)
     ev: dict[str, Any] = {"expected_sha256": refs[0].sha256, "actual_sha256": entry.sha256}
     ev.update(evidence)
     if renamed_from:

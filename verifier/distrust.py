@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
-from verifier.model import Anomaly, FileEntry, FileResult
+from verifier.model import (
+    Anomaly,
+    AuthenticodeDetails,
+    FileEntry,
+    FileResult,
+    MachOSignatureDetails,
+    SignatureDetails,
+)
 from verifier.upstream.distrust_lists import THREECX_KNOWN_BAD, KnownBad, RevokedCert, parse_time
 
 BUILTIN_KNOWN_BAD: Mapping[str, KnownBad] = {k.sha256: k for k in THREECX_KNOWN_BAD}
@@ -52,12 +58,17 @@ def known_bad_anomalies(
     return out
 
 
-def _signing_time(details: Mapping[str, Any]) -> datetime | None:
+def _signing_time(details: SignatureDetails | None) -> datetime | None:
     """The signing time proven by a valid timestamp, if any."""
-    for ts in details.get("timestamps", []) or []:
-        if isinstance(ts, Mapping) and ts.get("valid") and ts.get("time"):
+    stamps = (
+        details.timestamps
+        if isinstance(details, AuthenticodeDetails | MachOSignatureDetails)
+        else ()
+    )
+    for ts in stamps:
+        if ts.valid and ts.time:
             try:
-                return parse_time(str(ts["time"]))
+                return parse_time(ts.time)
             except ValueError:
                 continue
     return None

@@ -1,7 +1,7 @@
 """Unpacked members -> Inventory: analyse every file (format, digests, signatures) in parallel.
 
 Hashing releases the GIL, so a thread pool keeps both cores busy on large trees while each
-file is still read exactly once (``binary.analyze`` does all of its digests in one pass).
+file is still read exactly once (``analysis.analyze`` does all of its digests in one pass).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import AnalysisCache
-from verifier.binary.analyze import AnalysisContext, analyze, sniff
+from verifier.binary.sniff import sniff
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -107,8 +108,8 @@ def _name(m: Member) -> str:
     return m.path.rsplit("/", 1)[-1]
 
 
-# the formats whose "core" analysis leaves digests out (Mach-O is always analysed in full)
-_LAZY = (FileFormat.PE, FileFormat.ELF)
+# the formats whose "core" analysis leaves digests out
+_LAZY = (FileFormat.PE, FileFormat.ELF, FileFormat.MACHO)
 
 
 def _level_of(facts: BinaryFacts, ctx: AnalysisContext) -> AnalysisContext:
@@ -267,7 +268,7 @@ def build_reference(
     # a lone binary is a reference of one file (``--against path:node.exe``)
     unpacked = single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
-    from verifier.macos_checks import bundle_seal_anomalies
+    from verifier.checks.macos import bundle_seal_anomalies
 
     # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
     seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)

@@ -1,6 +1,6 @@
 """Frozen dataclasses shared by every stage (docs/contract.md "Data flow").
 
-    unpack    -> Inventory(FileEntry...)          (FileEntry.facts from binary.analyze)
+    unpack    -> Inventory(FileEntry...)          (FileEntry.facts from analysis.analyze)
     upstream  -> Reference(Component, FileEntry...)  (same shape; blob may be None)
     compare   -> FileResult per path
     policy    -> Finding per problem
@@ -199,6 +199,376 @@ class Anomaly:
 _ANOMALY_KEYS = frozenset(("rule", "arch", "region_sha256", "message"))
 
 
+# --- signature details ---------------------------------------------------------------------
+# What signature verification found beyond the verdict (``SignatureFacts.details``): chains,
+# timestamps, each signature of an Authenticode table, each CodeDirectory of a Mach-O slice.
+# ``to_dict`` gives the JSON ``biv inspect`` prints (``signature.details``); times are ISO 8601
+# strings in UTC ("...Z"), as there.
+
+
+@dataclass(frozen=True, slots=True)
+class CertSummary:
+    """A certificate as reports show it."""
+
+    subject: str
+    issuer: str
+    serial: str
+    sha256: str
+    not_before: str | None
+    not_after: str | None
+
+    def to_dict(self) -> JSON:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "sha256": self.sha256,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+        }
+
+    def chain_entry(self) -> JSON:
+        """The shorter form a Mach-O signature's chain lists."""
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "sha256": self.sha256,
+            "not_after": self.not_after,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFacts:
+    """A certificate path the chain engine built (or the best it found) and its verdict."""
+
+    trusted: bool
+    reason: str
+    eku: str
+    at: str | None
+    anchor_source: str | None
+    chain: tuple[CertSummary, ...] = ()  # leaf first
+
+    def to_dict(self) -> JSON:
+        return {
+            "trusted": self.trusted,
+            "reason": self.reason,
+            "eku": self.eku,
+            "at": self.at,
+            "anchor_source": self.anchor_source,
+            "chain": [c.to_dict() for c in self.chain],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampFacts:
+    """A legacy countersignature or an RFC 3161 token, verified."""
+
+    kind: str  # "legacy" | "rfc3161"
+    time: str | None
+    signer: CertSummary | None
+    valid: bool
+    reason: str
+    chain: ChainFacts | None = None
+
+    def to_dict(self) -> JSON:
+        return {
+            "kind": self.kind,
+            "time": self.time,
+            "signer": self.signer.to_dict() if self.signer else None,
+            "valid": self.valid,
+            "reason": self.reason,
+            "chain": self.chain.to_dict() if self.chain else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CertTableEntry:
+    """One WIN_CERTIFICATE of a PE certificate table (absolute file offsets)."""
+
+    offset: int
+    length: int  # dwLength
+    revision: int
+    cert_type: int
+    der_offset: int
+    der_length: int | None  # None when the PKCS#7 could not be delimited
+    slack_offset: int
+    slack_length: int
+    alignment_allowed: int
+    clean: bool  # the slack is zero bytes, no more than 8-byte alignment needs
+
+    def to_dict(self) -> JSON:
+        return {
+            "offset": self.offset,
+            "length": self.length,
+            "revision": f"0x{self.revision:04x}",
+            "type": f"0x{self.cert_type:04x}",
+            "der_offset": self.der_offset,
+            "der_length": self.der_length,
+            "slack_offset": self.slack_offset,
+            "slack_length": self.slack_length,
+            "alignment_allowed": self.alignment_allowed,
+        }
+
+    def padding(self) -> JSON:
+        """The bytes after the entry's PKCS#7, and whether they are clean alignment."""
+        return {
+            "offset": self.slack_offset,
+            "length": self.slack_length,
+            "alignment_allowed": self.alignment_allowed,
+            "clean": self.clean,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrustVerdict:
+    """Whether an Authenticode signer's chain reaches a trusted root, and why (not)."""
+
+    ok: bool
+    reason: str
+    anchor: str | None
+
+    def to_dict(self) -> JSON:
+        return {"ok": self.ok, "reason": self.reason, "anchor": self.anchor}
+
+
+@dataclass(frozen=True, slots=True)
+class SignerCheck:
+    """What was checked of an Authenticode PKCS#7 that parsed."""
+
+    signed_digest: str
+    computed_digest: str | None
+    digest_ok: bool
+    signer: CertSummary | None
+    signature_ok: bool
+    unauthenticated_attributes: tuple[tuple[str, int], ...]  # (oid, size)
+    timestamps: tuple[TimestampFacts, ...]
+    verified_at: str | None
+    time_source: str
+    chain: tuple[CertSummary, ...] | None = None  # None when there is no signer certificate
+    trusted: TrustVerdict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticodeSignatureDetails:
+    """One PKCS#7 of a certificate table: the primary signature or a nested one."""
+
+    role: str  # "primary", "nested 1", "nested 1.1"...
+    digest_algorithm: str | None
+    errors: tuple[str, ...]
+    valid: bool
+    check: SignerCheck | None = None  # None when the PKCS#7 did not parse
+    crashed: bool = False  # verification failed unexpectedly: only ``errors`` is known
+
+    def to_dict(self) -> JSON:
+        if self.crashed:
+            return {"errors": list(self.errors)}
+        d: JSON = {"role": self.role, "digest_algorithm": self.digest_algorithm}
+        c = self.check
+        if c is not None:
+            d["signed_digest"] = c.signed_digest
+            d["computed_digest"] = c.computed_digest
+            d["digest_ok"] = c.digest_ok
+            if c.signer is not None:
+                d["signer"] = c.signer.to_dict()
+            d["signature_ok"] = c.signature_ok
+            d["unauthenticated_attributes"] = [
+                {"oid": o, "size": n} for o, n in c.unauthenticated_attributes
+            ]
+            d["timestamps"] = [t.to_dict() for t in c.timestamps]
+            d["verified_at"] = c.verified_at
+            d["time_source"] = c.time_source
+            if c.chain is not None and c.trusted is not None:
+                d["chain"] = [x.to_dict() for x in c.chain]
+                d["trusted"] = c.trusted.to_dict()
+        d["errors"] = list(self.errors)
+        d["valid"] = self.valid
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticodeDetails:
+    """An Authenticode certificate table (PE or MSI) and each signature in it."""
+
+    table_offset: int
+    table_size: int
+    entries: tuple[CertTableEntry, ...]
+    signatures: tuple[AuthenticodeSignatureDetails, ...]  # the primary first
+
+    @property
+    def timestamps(self) -> tuple[TimestampFacts, ...]:
+        """The primary signature's timestamps."""
+        c = self.signatures[0].check if self.signatures else None
+        return c.timestamps if c is not None else ()
+
+    def to_dict(self) -> JSON:
+        d: JSON = {
+            "table": {"offset": self.table_offset, "size": self.table_size},
+            "entries": [e.to_dict() for e in self.entries],
+            "signatures": [s.to_dict() for s in self.signatures],
+            "padding": [e.padding() for e in self.entries],
+        }
+        if self.signatures:
+            # the primary signature's timestamps and judging time, where every consumer of
+            # the facts (distrust lists, reports) finds them
+            c = self.signatures[0].check
+            d["timestamps"] = [t.to_dict() for t in self.timestamps]
+            d["verified_at"] = c.verified_at if c is not None else None
+            d["time_source"] = c.time_source if c is not None else None
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class CodeDirectoryFacts:
+    """One CodeDirectory of a Mach-O code signature."""
+
+    slot: int
+    version: int
+    flags: int
+    flag_names: tuple[str, ...]
+    identifier: str
+    team_id: str | None
+    hash_type: str  # "sha1", "sha256", "sha256-truncated", "sha384"
+    hash_size: int
+    page_size: int
+    code_limit: int
+    n_code_slots: int
+    n_special_slots: int
+    cdhash: str
+    platform: int
+    runtime: int | None
+    special_hashes: tuple[tuple[int, str], ...]  # (slot, hex) for the slots with a hash
+
+    def to_dict(self) -> JSON:
+        return {
+            "slot": self.slot,
+            "version": f"0x{self.version:x}",
+            "flags": f"0x{self.flags:x}",
+            "flag_names": list(self.flag_names),
+            "identifier": self.identifier,
+            "team_id": self.team_id,
+            "hash_type": self.hash_type,
+            "hash_size": self.hash_size,
+            "page_size": self.page_size,
+            "code_limit": self.code_limit,
+            "n_code_slots": self.n_code_slots,
+            "n_special_slots": self.n_special_slots,
+            "cdhash": self.cdhash,
+            "platform": self.platform,
+            "runtime": f"0x{self.runtime:x}" if self.runtime is not None else None,
+            "special_hashes": {str(n): h for n, h in self.special_hashes},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSigner:
+    """Who signed a Mach-O slice's CMS signature, when, and whether the chain is trusted."""
+
+    digest_algorithm: str | None
+    time_source: str  # "timestamp", "--at" or "now"
+    signing_time: str | None
+    verified_at: str | None
+    chain: tuple[CertSummary, ...]
+    trusted: bool
+    trust_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSignatureDetails:
+    """A Mach-O slice's embedded code signature, verified."""
+
+    code_directories: tuple[CodeDirectoryFacts, ...]
+    identifier: str
+    team_id: str | None
+    cdhash: str
+    flags: str
+    adhoc: bool
+    linker_signed: bool
+    runtime: bool
+    page_size: int
+    code_limit: int
+    hash_types: tuple[str, ...]
+    signature_size: int
+    pages_checked: int
+    special_slots: tuple[tuple[str, str], ...]  # (slot name, "ok"/"mismatch"/...) in order
+    entitlements: str | None = None
+    der_entitlements_size: int | None = None
+    requirements_sha256: str | None = None
+    requirements: tuple[str, ...] = ()
+    cms: bool = False
+    timestamps: tuple[TimestampFacts, ...] = ()
+    signer: MachOSigner | None = None
+    untrusted: str | None = None
+
+    def to_dict(self) -> JSON:
+        d: JSON = {
+            "code_directories": [cd.to_dict() for cd in self.code_directories],
+            "identifier": self.identifier,
+            "team_id": self.team_id,
+            "cdhash": self.cdhash,
+            "flags": self.flags,
+            "adhoc": self.adhoc,
+            "linker_signed": self.linker_signed,
+            "runtime": self.runtime,
+            "page_size": self.page_size,
+            "code_limit": self.code_limit,
+            "hash_types": list(self.hash_types),
+            "signature_size": self.signature_size,
+            "pages_checked": self.pages_checked,
+            "special_slots": dict(self.special_slots),
+        }
+        if self.entitlements is not None:
+            d["entitlements"] = self.entitlements
+        if self.der_entitlements_size is not None:
+            d["der_entitlements_size"] = self.der_entitlements_size
+        if self.requirements_sha256 is not None:
+            d["requirements_sha256"] = self.requirements_sha256
+            d["requirements"] = list(self.requirements)
+        d["cms"] = self.cms
+        if self.timestamps:
+            d["timestamps"] = [t.to_dict() for t in self.timestamps]
+        s = self.signer
+        if s is not None:
+            d["digest_algorithm"] = s.digest_algorithm
+            d["time_source"] = s.time_source
+            d["signing_time"] = s.signing_time
+            d["verified_at"] = s.verified_at
+            d["chain"] = [c.chain_entry() for c in s.chain]
+            d["trusted"] = s.trusted
+            d["trust_reason"] = s.trust_reason
+        if self.untrusted is not None:
+            d["untrusted"] = self.untrusted
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSignatureError:
+    """A Mach-O slice's code signature that could not be parsed."""
+
+    error: str
+
+    def to_dict(self) -> JSON:
+        return {"error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class MachOFileDetails:
+    """A Mach-O file's signature: how many slices were judged and each one's details."""
+
+    slices: int
+    per_slice: tuple[tuple[str, MachOSignatureDetails | MachOSignatureError | None], ...]
+
+    def to_dict(self) -> JSON:
+        per: JSON = {}
+        for arch, d in self.per_slice:
+            per[arch] = d.to_dict() if d is not None else {}
+        return {"slices": self.slices, "per_slice": per}
+
+
+SignatureDetails = (
+    AuthenticodeDetails | MachOSignatureDetails | MachOSignatureError | MachOFileDetails
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SignatureFacts:
     kind: SignatureKind = SignatureKind.NONE
@@ -213,7 +583,7 @@ class SignatureFacts:
     primary_container_sha256: str | None = None
     # signers of nested (appended) signatures, outermost first
     nested_signers: tuple[Signer, ...] = ()
-    details: Mapping[str, Any] = field(default_factory=dict)  # chain, timestamps, digests...
+    details: SignatureDetails | None = None  # chain, timestamps, digests...
     # sha256 of each nested signature's PKCS#7 DER, sorted (Authenticode); with
     # primary_container_sha256 it tells "vendor appended a nested signature" (upstream's
     # nested digests all still present) from "upstream's nested signature was changed"
@@ -227,6 +597,10 @@ class SignatureFacts:
             "signers": [s.to_dict() for s in self.signers],
             "anomalies": sorted(set(self.anomalies)),
         }
+
+    def details_dict(self) -> JSON:
+        """``details`` as ``biv inspect`` prints them ({} when there are none)."""
+        return self.details.to_dict() if self.details is not None else {}
 
     def to_ref_dict(self) -> JSON:
         d = self.to_dict()
@@ -404,7 +778,7 @@ class SliceFacts:
 
 @dataclass(frozen=True, slots=True)
 class BinaryFacts:
-    """What ``binary.analyze`` learns about one file in one pass."""
+    """What ``analysis.analyze`` learns about one file in one pass."""
 
     format: FileFormat = FileFormat.DATA
     archs: tuple[str, ...] = ()

@@ -30,7 +30,7 @@ def _child(target: str, args: list[str]) -> None:
 
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     with atheris.instrument_imports(include=["verifier"]):
-        import verifier.binary.analyze
+        import verifier.analysis
         import verifier.binary.elf
         import verifier.binary.macho
         import verifier.binary.pe
@@ -38,6 +38,7 @@ def _child(target: str, args: list[str]) -> None:
         import verifier.signing.asn1
         import verifier.signing.authenticode
         import verifier.signing.codesign
+        import verifier.signing.codesign_cms
         import verifier.unpack.asar
         import verifier.unpack.tarreader
         import verifier.unpack.zipreader

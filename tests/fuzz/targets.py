@@ -41,7 +41,7 @@ def _file(d: Path, data: bytes, name: str = "input") -> str:
 
 
 def _analyze(data: bytes, name: str) -> None:
-    from verifier.binary.analyze import AnalysisContext, analyze
+    from verifier.analysis import AnalysisContext, analyze
     from verifier.model import Blob
 
     with _scratch() as d:
@@ -107,6 +107,7 @@ def authenticode(data: bytes) -> None:
 def codesign(data: bytes) -> None:
     """A Mach-O code signature SuperBlob and its CMS blob."""
     from verifier.signing import codesign as cs
+    from verifier.signing.codesign_cms import verify_cms
 
     try:
         sig = cs.parse_superblob(data)
@@ -114,7 +115,7 @@ def codesign(data: bytes) -> None:
         return
     cms = getattr(sig, "cms", None)
     if cms:
-        cs.verify_cms(bytes(cms), b"", list(getattr(sig, "code_directories", ()) or ()))
+        verify_cms(bytes(cms), b"", list(getattr(sig, "code_directories", ()) or ()))
 
 
 def _extract(reader_name: str, data: bytes) -> None:

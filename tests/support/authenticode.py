@@ -1,7 +1,7 @@
 """Test-only helpers for Authenticode tests: digest a PE file and run biv's verifier on it.
 
 Uses ``verifier.binary.pe`` (headers) and ``hashing.View`` (one streaming pass), the same
-ingredients ``binary.analyze`` uses, so the tests exercise ``signing.authenticode`` alone.
+ingredients ``analysis.analyze`` uses, so the tests exercise ``signing.authenticode`` alone.
 """
 
 from __future__ import annotations

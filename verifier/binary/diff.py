@@ -20,8 +20,9 @@ from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat, SectionDige
 
 if TYPE_CHECKING:
     from verifier.binary import explain
-# ``explain`` (disassembler, Mach-O parser, cryptography) is imported where it is used, so
-# that ``import verifier.api`` does not pay for it.
+# A decided lazy import (docs/INTERNALS.md): ``explain`` and what it loads (layouts, symbol
+# tables, the disassembler's front end: some ten modules) are imported when a divergent file
+# is explained, so that ``import verifier.api`` (start-up) does not pay for them.
 
 CHUNK = 1 << 20
 RSRC = ".rsrc"

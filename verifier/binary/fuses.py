@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from verifier.hashing import Span, View
 from verifier.model import FuseWire
@@ -49,9 +49,11 @@ def find_fuse_wire(data: bytes, base: int = 0) -> FuseWire | None:
 class FuseScanner(View):
     """A View that hashes nothing: it finds fuse wires and the ``Electron/X.Y.Z`` marker.
 
-    Each chunk is searched once, as one copy (``bytes.find`` needs a bytes object); a wire or
-    marker that straddles two chunks is found in the seam: the last ``MAX_WIRE`` bytes of
-    the previous chunk joined with the first ``MAX_WIRE`` of this one. ``wires`` lists every
+    Each chunk is searched once, copied into one buffer the scanner keeps (``find`` needs a
+    buffer of its own; a fresh copy per chunk would cost more than the search, its pages
+    faulted in every time); a wire or marker that straddles two chunks is found in the seam:
+    the last ``MAX_WIRE`` bytes of the previous chunk joined with the first ``MAX_WIRE`` of
+    this one. ``wires`` lists every
     wire's sentinel offset and fuse bytes as soon as its header is complete, so views fed
     after this one in the same pass can mask the fuse bytes of the chunk they are given.
     """
@@ -64,47 +66,66 @@ class FuseScanner(View):
     _tail: bytes = field(default=b"", init=False, repr=False)
     _tail_pos: int = field(default=0, init=False, repr=False)
     _seen: set[int] = field(default_factory=set, init=False, repr=False)
+    _buf: bytearray = field(default_factory=bytearray, init=False, repr=False)
 
     def feed(self, pos: int, chunk: memoryview) -> None:
         lo = max(pos, self.start)
         hi = pos + len(chunk) if self.end is None else min(pos + len(chunk), self.end)
         if lo >= hi:
             return
-        piece = bytes(chunk[lo - pos : hi - pos])
+        n = hi - lo
+        if len(self._buf) < n:
+            self._buf = bytearray(n)
+        buf = self._buf  # one buffer for every chunk: a copy, but no allocation
+        buf[:n] = chunk[lo - pos : hi - pos]
         if self._tail and self._tail_pos + len(self._tail) == lo:
-            seam = self._tail + piece[:MAX_WIRE]
-            self._search(seam, self._tail_pos, len(self._tail))
-            tail = self._tail + piece if len(piece) < MAX_WIRE else piece
+            seam = self._tail + buf[: min(MAX_WIRE, n)]
+            self._search(seam, 0, len(seam), self._tail_pos, len(self._tail))
+            tail = self._tail + buf[:n] if n < MAX_WIRE else buf[n - MAX_WIRE : n]
         else:
-            tail = piece
-        self._search(piece, lo, len(piece))
-        self._tail = tail[-MAX_WIRE:]
+            tail = buf[max(0, n - MAX_WIRE) : n]
+        self._search(buf, 0, n, lo, n)
+        self._tail = bytes(tail[-MAX_WIRE:])
         self._tail_pos = hi - len(self._tail)
 
-    def _search(self, data: bytes, base: int, starts_before: int) -> None:
-        """Wires and markers in ``data`` (file offset ``base``) starting before that index."""
-        i = data.find(SENTINEL)
-        while 0 <= i < starts_before:
-            if i + HEADER <= len(data):
+    def _search(
+        self, data: bytes | bytearray, start: int, end: int, base: int, starts_before: int
+    ) -> None:
+        """Wires and markers in ``data[start:end]`` (file offset ``base``) starting before
+        index ``starts_before`` of it."""
+        i = data.find(SENTINEL, start, end)
+        while 0 <= i < start + starts_before:
+            at = base + i - start
+            if i + HEADER <= end:
                 n = data[i + HEADER - 1]
-                if base + i not in self._seen:
-                    self._seen.add(base + i)
-                    self.wires.append((base + i, Span(base + i + HEADER, n)))
-                if self.fuses is None and i + HEADER + n <= len(data):
-                    raw = data[i + HEADER : i + HEADER + n]
+                if at not in self._seen:
+                    self._seen.add(at)
+                    self.wires.append((at, Span(at + HEADER, n)))
+                if self.fuses is None and i + HEADER + n <= end:
+                    raw = bytes(data[i + HEADER : i + HEADER + n])
                     version = data[i + len(SENTINEL)]
-                    self.fuses = FuseWire(base + i + HEADER, version, decode_values(raw))
-            i = data.find(SENTINEL, i + 1)
-        if self.markers and self.electron_version is None and MARKER in data:
-            for m in _MARKER_RE.finditer(data):
-                if m.start() >= starts_before:
+                    self.fuses = FuseWire(at + HEADER, version, decode_values(raw))
+            i = data.find(SENTINEL, i + 1, end)
+        if self.markers and self.electron_version is None and data.find(MARKER, start, end) >= 0:
+            for m in _MARKER_RE.finditer(data, start, end):
+                if m.start() - start >= starts_before:
                     break
-                if m.end() < len(data):  # not cut at the end of what was seen
-                    self.electron_version = m.group(1).decode("ascii")
+                if m.end() < end:  # not cut at the end of what was seen
+                    self.electron_version = bytes(m.group(1)).decode("ascii")
                     break
 
     def hexdigest(self) -> str:
         return ""
+
+    def found_markers(self) -> dict[str, str]:
+        """The markers found (``BinaryFacts.markers``): the Electron version, if any."""
+        return {"electron_version": self.electron_version} if self.electron_version else {}
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def copy(self) -> _Hash: ...
+    def hexdigest(self) -> str: ...
 
 
 @dataclass
@@ -120,8 +141,8 @@ class FuseMaskedView(View):
     name: str = "fuse-masked"
     scanner: FuseScanner | None = field(default=None, repr=False)
     _own: FuseScanner | None = field(default=None, init=False, repr=False)
-    _plain: Any = field(default=None, init=False, repr=False)
-    _masked: Any = field(default=None, init=False, repr=False)
+    _plain: _Hash = field(init=False, repr=False)
+    _masked: _Hash | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()

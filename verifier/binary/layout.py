@@ -157,13 +157,13 @@ def macho_slices(blob: Blob) -> list[tuple[str, int, int]]:
     if kind == "fat":
         return [(a.arch, a.offset, a.size) for a in macho.parse_fat(head, blob.size)]
     if kind == "thin":
-        h = macho.parse_slice_header(macho._read_header(blob, 0, blob.size), blob.size)
+        h = macho.parse_slice_header(macho.read_header(blob, 0, blob.size), blob.size)
         return [(h.arch, 0, blob.size)]
     raise MalformedInputError("not a Mach-O file")
 
 
 def macho_unit(blob: Blob, offset: int, size: int) -> Unit:
-    head = macho._read_header(blob, offset, size)
+    head = macho.read_header(blob, offset, size)
     h = macho.parse_slice_header(head, size)
     tables = macho_tables.read_tables(blob, offset, size, head, h)
     skip, mask = h.normalization()

@@ -13,6 +13,7 @@ struct.error.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import struct
 from collections.abc import Callable, Sequence
@@ -75,6 +76,11 @@ class PESection:
     @property
     def raw_span(self) -> Span:
         return Span(self.raw_pointer, self.raw_size)
+
+    @property
+    def vsize(self) -> int:
+        """The size of the section's virtual range as ``rva_to_offset`` reads it."""
+        return max(self.virtual_size, self.raw_size)
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,21 @@ class PEInfo:
                     raise MalformedInputError(f"RVA {rva:#x} points past the raw data of {s.name}")
                 return s.raw_pointer + off
         raise MalformedInputError(f"RVA {rva:#x} is not inside any section")
+
+    def section_of(self, rva: int) -> PESection | None:
+        """The first section whose virtual range holds ``rva`` (after the headers)."""
+        if rva < self.size_of_headers:
+            return None
+        return next(
+            (s for s in self.sections if s.virtual_address <= rva < s.virtual_address + s.vsize),
+            None,
+        )
+
+    @cached_property
+    def sections_disjoint(self) -> bool:
+        """Whether no two sections' virtual ranges overlap (as a linker writes them)."""
+        spans = sorted((s.virtual_address, s.virtual_address + s.vsize) for s in self.sections)
+        return all(b0 >= a1 for (_a0, a1), (b0, _b1) in itertools.pairwise(spans))
 
     def find_section(self, name: str) -> PESection | None:
         for s in self.sections:
@@ -340,7 +361,8 @@ class PEChecksum(View):
 
     def __init__(self, checksum_offset: int, file_size: int) -> None:
         super().__init__("pe-checksum", "sha256", mask=(Span(checksum_offset, 4),))
-        self._total = 0
+        self._even = wordsum.WordSum()  # pieces at even offsets
+        self._odd: wordsum.WordSum | None = None  # at odd offsets: their sum counts x 256
         self._nonzero = False
         self._size = file_size
 
@@ -359,12 +381,16 @@ class PEChecksum(View):
             return
         if not self._nonzero:  # ones' complement: a nonzero sum never folds to 0
             self._nonzero = bytes(piece).count(0) != len(piece)
-        part = wordsum.mod_ffff(piece)
-        self._total = (self._total + part * (256 if pos & 1 else 1)) % 0xFFFF
+        if pos & 1:
+            self._odd = self._odd or wordsum.WordSum()
+            self._odd.add(piece)
+        else:
+            self._even.add(piece)
 
     @property
     def value(self) -> int:
-        folded = 0 if not self._nonzero else (self._total - 1) % 0xFFFF + 1
+        total = self._even.value() + (256 * self._odd.value() if self._odd else 0)
+        folded = 0 if not self._nonzero else (total - 1) % 0xFFFF + 1
         return (folded + self._size) & 0xFFFFFFFF
 
     def hexdigest(self) -> str:
@@ -476,6 +502,46 @@ def _parse_delay_imports(r: _Reader, out: set[tuple[str, str]], left: int) -> No
 def _parse_thunks(
     r: _Reader, thunk: int, dll: str, out: set[tuple[str, str]], left: int, adjust: int = 0
 ) -> int:
+    """Add the (dll, name or '#ordinal') of one thunk array; the number of entries."""
+    flag = 1 << (63 if r.info.is64 else 31)
+    values = _thunk_values(r, thunk, left)
+    if values is None:  # not one bounded read: entry by entry, for the exact error
+        return _parse_thunks_each(r, thunk, dll, out, left, adjust)
+    rvas = [((v - adjust) & 0x7FFFFFFF) + 2 for v in values if not v & flag]
+    names = iter(_names_at(r, rvas) if rvas else [])
+    for v in values:
+        out.add((dll, f"#{v & 0xFFFF}" if v & flag else next(names)))
+    return len(values)
+
+
+_THUNK_READ = 1 << 16
+
+
+def _thunk_values(r: _Reader, thunk: int, left: int) -> list[int] | None:
+    """The thunk array at ``thunk`` up to its zero entry, read in one bounded piece of one
+    section; None when that is not possible (the caller walks entry by entry)."""
+    info = r.info
+    step = 8 if info.is64 else 4
+    home = info.section_of(thunk)
+    if home is None or not info.sections_disjoint:
+        return None
+    room = min(home.virtual_address + home.raw_size, home.virtual_address + home.vsize) - thunk
+    want = min(room, step * (left + 1), _THUNK_READ) // step * step
+    if want < step:
+        return None
+    try:
+        raw = r.rva(thunk, want)
+    except MalformedInputError:
+        return None
+    values = list(struct.unpack_from(f"<{want // step}{'Q' if step == 8 else 'I'}", raw))
+    if 0 not in values or values.index(0) >= left:
+        return None
+    return values[: values.index(0)]
+
+
+def _parse_thunks_each(
+    r: _Reader, thunk: int, dll: str, out: set[tuple[str, str]], left: int, adjust: int = 0
+) -> int:
     step = 8 if r.info.is64 else 4
     flag = 1 << (63 if r.info.is64 else 31)
     for n in range(left + 1):
@@ -505,11 +571,10 @@ def parse_exports(r: _Reader) -> list[tuple[int, str, int]]:
     if nnames:
         ptrs = struct.unpack_from(f"<{nnames}I", r.rva(names_rva, 4 * nnames))
         ords = struct.unpack_from(f"<{nnames}H", r.rva(ords_rva, 2 * nnames))
-        strings = _names_at(r, ptrs)
-        for i in range(nnames):
-            names[ords[i]] = strings[i]
+        names = dict(zip(ords, _names_at(r, ptrs), strict=True))
     addrs = struct.unpack_from(f"<{nfunc}I", r.rva(funcs, 4 * nfunc)) if nfunc else ()
-    return sorted((base + i, names.get(i, ""), a) for i, a in enumerate(addrs) if a)
+    # in ordinal order already (base + i grows with i): no sort needed
+    return [(base + i, names.get(i, ""), a) for i, a in enumerate(addrs) if a]
 
 
 _NAMES_SPAN = 64 << 20
@@ -540,12 +605,33 @@ def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
     assert home is not None
     start = info.rva_to_offset(lo, 1)
     data = r.at(start, min(hi - lo + MAX_NAME, info.file_size - start))
+    # one split of the run of names instead of a search per name, unless the span holds far
+    # more strings than names (sparse or hostile tables: one search per name, bounded)
+    dense = data.count(b"\0") <= 4 * len(rvas) + 64
+    pieces = _names_in(data, info.file_size - start) if dense else {}
     out = []
     for v in rvas:
-        i = v - lo
-        end = data.find(b"\0", i, i + min(MAX_NAME, info.file_size - start - i))
-        out.append(data[i:end].decode("latin-1") if end >= 0 else r.cstr(v))
+        name = pieces.get(v - lo)
+        out.append(name if name is not None else _name_at(r, data, v, v - lo, start))
     return out
+
+
+def _names_in(data: bytes, room: int) -> dict[int, str]:
+    """offset -> name for every NUL-terminated string of ``data`` shorter than ``MAX_NAME``
+    (a table of names is one run of them: one split instead of a search per name)."""
+    out: dict[int, str] = {}
+    pos = 0
+    for piece in data.split(b"\0")[:-1]:  # the last piece has no NUL after it
+        if len(piece) < MAX_NAME and pos + len(piece) < room:
+            out[pos] = piece.decode("latin-1")
+        pos += len(piece) + 1
+    return out
+
+
+def _name_at(r: _Reader, data: bytes, v: int, i: int, start: int) -> str:
+    """The name at RVA ``v`` (``data[i:]``) when it does not start a string of the run."""
+    end = data.find(b"\0", i, i + min(MAX_NAME, r.info.file_size - start - i))
+    return data[i:end].decode("latin-1") if end >= 0 else r.cstr(v)
 
 
 def parse_tls_callbacks(r: _Reader) -> tuple[int, ...]:

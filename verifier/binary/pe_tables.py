@@ -16,6 +16,7 @@ import bisect
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from verifier.binary import pe
 from verifier.binary.symbols import MAX_COVERING, Symbol, short_name
@@ -37,7 +38,13 @@ class _Begins(Sequence[int]):
     def __len__(self) -> int:
         return len(self.raw) // self.step
 
-    def __getitem__(self, i: int) -> int:  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[int]: ...
+    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
         return int(struct.unpack_from("<I", self.raw, i * self.step)[0])
 
 

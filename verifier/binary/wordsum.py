@@ -15,7 +15,7 @@ import ctypes
 import os
 import sys
 import threading
-from typing import Any
+import weakref
 
 MOD = 0xFFFF
 
@@ -27,7 +27,7 @@ def py_mod_ffff(data: bytes | bytearray | memoryview) -> int:
 
 
 class _LibCrypto:
-    def __init__(self, lib: Any) -> None:
+    def __init__(self, lib: ctypes.CDLL) -> None:
         vp, ci = ctypes.c_void_p, ctypes.c_int
         self.new = lib.BN_new
         self.new.restype, self.new.argtypes = vp, []
@@ -57,13 +57,8 @@ class _LibCrypto:
             self._local.pair = pair  # one pair per thread, for the process's lifetime
         return pair
 
-    def mod_ffff(self, data: bytes | bytearray | memoryview) -> int:
+    def _load_into(self, a: int, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
-        if n == 0:
-            return 0
-        if n > 1 << 30:
-            return py_mod_ffff(data)
-        a, hi = self._pair()
         mv = memoryview(data)
         buf = (
             (ctypes.c_char * n).from_buffer(mv)
@@ -72,6 +67,9 @@ class _LibCrypto:
         )
         if not self.lebin2bn(buf, n, a):
             raise ValueError("BN_lebin2bn failed")
+
+    def _fold(self, a: int, hi: int) -> int:
+        """``a`` modulo 0xFFFF (``a`` is folded in place; ``hi`` is scratch)."""
         bits = self.num_bits(a)
         while bits > 128:
             s = (bits >> 5) << 4
@@ -82,6 +80,27 @@ class _LibCrypto:
         if r == ctypes.c_ulong(-1).value:
             raise ValueError("BN_mod_word failed")
         return r
+
+    def mod_ffff(self, data: bytes | bytearray | memoryview) -> int:
+        n = len(data)
+        if n == 0:
+            return 0
+        if n > 1 << 30:
+            return py_mod_ffff(data)
+        a, hi = self._pair()
+        self._load_into(a, data)
+        return self._fold(a, hi)
+
+    def accumulate(self, acc: int, data: bytes | bytearray | memoryview) -> None:
+        """``acc += value of data``: one conversion and one addition, no folding yet."""
+        a, _hi = self._pair()
+        self._load_into(a, data)
+        if not self.add(acc, acc, a):
+            raise ValueError("BN_add failed")
+
+    def result(self, acc: int) -> int:
+        _a, hi = self._pair()
+        return self._fold(acc, hi)
 
 
 def _loaded_libcrypto() -> str | None:
@@ -144,3 +163,37 @@ def mod_ffff(data: bytes | bytearray | memoryview) -> int:
         except (ValueError, MemoryError):
             pass
     return py_mod_ffff(data)
+
+
+class WordSum:
+    """The sum of many pieces' little-endian values modulo 0xFFFF, as ``mod_ffff`` of each
+    summed, but cheaper: with libcrypto each piece is converted and added to one big number,
+    and folding happens once, at the end (the conversion is the one cost per byte left)."""
+
+    def __init__(self) -> None:
+        self._lib = _lib()
+        self._acc: int | None = None
+        self._py = 0  # pieces summed in Python (no libcrypto, or it failed)
+        if self._lib is not None:
+            acc = self._lib.new()
+            if acc:
+                self._acc = acc
+                weakref.finalize(self, self._lib.free, acc)
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        if not len(data):
+            return
+        if self._lib is not None and self._acc is not None and len(data) <= 1 << 30:
+            try:
+                self._lib.accumulate(self._acc, data)
+                return
+            except (ValueError, MemoryError):
+                pass
+        self._py = (self._py + py_mod_ffff(data)) % MOD
+
+    def value(self) -> int:
+        """The sum so far, modulo 0xFFFF."""
+        total = self._py
+        if self._lib is not None and self._acc is not None:
+            total += self._lib.result(self._acc)  # folds the accumulator in place: same value
+        return total % MOD

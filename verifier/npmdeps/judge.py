@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from verifier.binary import macho
+from verifier.binary import macho_compare
 from verifier.compare import aggregate_slices, compare_pair
 from verifier.errors import MalformedInputError
 from verifier.model import FileEntry, FileFormat, FileResult, Status
@@ -86,7 +86,7 @@ def compare_file(
     if alt_sha256 is not None and shipped.sha256 == alt_sha256:
         return Status.IDENTICAL, {"installed_as": "#! line end CRLF -> LF (npm bin-links)"}, ()
     if shipped.format == FileFormat.MACHO and ref.format == FileFormat.MACHO:
-        slices, evidence = macho.compare_slices(shipped, [ref])
+        slices, evidence = macho_compare.compare_slices(shipped, [ref])
         ev = {"expected_sha256": ref.sha256, "actual_sha256": shipped.sha256, **evidence}
         return (aggregate_slices(slices) if slices else Status.DIVERGENT), ev, tuple(slices)
     status, ev = compare_pair(shipped, ref)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.model import Anomaly, Component, FileResult, Status
 from verifier.npmdeps import SOURCE
 from verifier.npmdeps.discover import Discovery, Loose, PackageDir, discover

@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from verifier.binary.analyze import SNIFF, AnalysisContext, analyze, sniff
+from verifier.analysis import AnalysisContext, analyze
+from verifier.binary.sniff import SNIFF, sniff
 from verifier.errors import MalformedInputError, SchemaError
 from verifier.jsonread import Fields, is_hex64
 from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat

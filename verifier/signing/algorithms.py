@@ -13,23 +13,31 @@ sha1WithRSAEncryption, which most timestamp authorities used until 2020.
 
 from __future__ import annotations
 
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
+import functools
+from typing import TYPE_CHECKING
 
 from verifier.errors import MalformedInputError
 from verifier.signing import asn1
 from verifier.signing.certs import AlgorithmId
 
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha224": hashes.SHA224,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
+if TYPE_CHECKING:  # cryptography is loaded when a signature is checked (start-up)
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+    from cryptography.hazmat.primitives.hashes import HashAlgorithm
+
+
+@functools.cache
+def _hashes() -> dict[str, type[HashAlgorithm]]:
+    from cryptography.hazmat.primitives import hashes
+
+    return {
+        "sha1": hashes.SHA1,
+        "sha224": hashes.SHA224,
+        "sha256": hashes.SHA256,
+        "sha384": hashes.SHA384,
+        "sha512": hashes.SHA512,
+    }
+
+
 NEVER_TRUSTED = frozenset({"md5", "md2"})
 
 DIGEST_OIDS: dict[str, str] = {
@@ -116,7 +124,11 @@ def _pss(params: bytes | None) -> tuple[str, str, int]:
 
 
 def verify(
-    key: Any, alg: AlgorithmId, signature: bytes, data: bytes, digest: str | None = None
+    key: PublicKeyTypes | None,
+    alg: AlgorithmId,
+    signature: bytes,
+    data: bytes,
+    digest: str | None = None,
 ) -> str | None:
     """Check ``signature`` over ``data`` with ``key``; None when it verifies, else why not.
 
@@ -135,16 +147,37 @@ def verify(
         else:
             h = h or digest
             mgf_h, salt = "", 0
-        if h in NEVER_TRUSTED:
-            return f"signed with {h.upper()}, which is recognised but never trusted"
-        hcls = HASHES.get(h or "")
-        if hcls is None:
-            return f"unsupported hash {h}"
+    except MalformedInputError as exc:
+        return f"malformed signature parameters: {exc.message}"
+    except (ValueError, TypeError) as exc:
+        return f"signature cannot be checked: {exc}"[:300]
+    if h in NEVER_TRUSTED:
+        return f"signed with {h.upper()}, which is recognised but never trusted"
+    return _check(key, kind, h or "", (mgf_h, salt), signature, data)
+
+
+def _check(
+    key: PublicKeyTypes,
+    kind: str,
+    h: str,
+    pss: tuple[str, int],
+    signature: bytes,
+    data: bytes,
+) -> str | None:
+    """``verify`` with the algorithm resolved: the key's own check (``cryptography``)."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
+
+    hcls = _hashes().get(h)
+    if hcls is None:
+        return f"unsupported hash {h}"
+    try:
         if kind in ("rsa", "rsa-pss"):
             if not isinstance(key, rsa.RSAPublicKey):
                 return "an RSA signature, but the signer's key is not RSA"
             if kind == "rsa-pss":
-                mcls = HASHES.get(mgf_h)
+                mgf_h, salt = pss
+                mcls = _hashes().get(mgf_h)
                 if mcls is None or salt < 0:
                     return f"unsupported RSA-PSS parameters ({mgf_h}, salt {salt})"
                 key.verify(signature, data, padding.PSS(padding.MGF1(mcls()), salt), hcls())
@@ -164,8 +197,6 @@ def verify(
             key.verify(signature, data)
     except InvalidSignature:
         return "signature does not verify with the signer's public key"
-    except MalformedInputError as exc:
-        return f"malformed signature parameters: {exc.message}"
     except (UnsupportedAlgorithm, ValueError, TypeError) as exc:
         return f"signature cannot be checked: {exc}"[:300]
     return None

@@ -180,10 +180,10 @@ def parse(data: bytes, *, ber: bool = False, max_depth: int = MAX_DEPTH) -> Doc:
     data = bytes(data)
     n = len(data)
     tag, tag_len, content, length = _header(data, 0, n)
-    if length is None and not ber:
-        raise MalformedInputError("indefinite length: not DER")
-    if length is None and not tag & 0x20:
-        raise MalformedInputError("indefinite length on a primitive element")
+    if length is None and (not ber or not tag & 0x20):
+        raise MalformedInputError(
+            "indefinite length: not DER" if not ber else "indefinite length on a primitive element"
+        )
     ends: dict[int, int] = {}
     count = 0
     # stack entries: [next position, end limit, start of an indefinite element or -1]
@@ -210,7 +210,18 @@ def parse(data: bytes, *, ber: bool = False, max_depth: int = MAX_DEPTH) -> Doc:
             continue
         elif pos >= limit:
             raise MalformedInputError("BER: end-of-contents missing")
-        t_tag, _t_len, t_content, t_length = _header(data, pos, limit)
+        t_tag = data[pos]
+        first = data[pos + 1] if pos + 1 < limit else 0x80
+        if t_tag & 0x1F != 0x1F and first < 0x80 and pos + 2 + first <= limit:
+            # the common case, decoded inline (low tag number, short length)
+            t_content: int = pos + 2
+            t_length: int | None = first
+        elif t_tag & 0x1F != 0x1F and first == 0x82 and pos + 4 <= limit:
+            t_content, t_length = pos + 4, (data[pos + 2] << 8) | data[pos + 3]
+            if t_content + t_length > limit:
+                t_tag, _t_len, t_content, t_length = _header(data, pos, limit)
+        else:
+            t_tag, _t_len, t_content, t_length = _header(data, pos, limit)
         count += 1
         if count > MAX_ELEMENTS:
             raise LimitExceededError(f"more than {MAX_ELEMENTS} DER elements")
@@ -229,18 +240,23 @@ def parse(data: bytes, *, ber: bool = False, max_depth: int = MAX_DEPTH) -> Doc:
             if len(stack) >= max_depth:
                 raise LimitExceededError(f"DER nested deeper than {max_depth}")
             stack.append([t_content, t_end, -1])
+    return Doc(data, _top(n, tag, tag_len, content, length, ends), ends)
+
+
+def _top(
+    n: int, tag: int, tag_len: int, content: int, length: int | None, ends: dict[int, int]
+) -> Tlv:
+    """The element filling all ``n`` bytes (its end found by the walk when indefinite)."""
     if length is None:
         end = ends.get(0)
         if end is None:
             raise MalformedInputError("BER: end-of-contents missing")
         if end != n:
             raise MalformedInputError("bytes after the BER element")
-        top_tlv = Tlv(0, content, end, tag, tag_len, True)
-    else:
-        if content + length != n:
-            raise MalformedInputError("bytes after the DER element")
-        top_tlv = Tlv(0, content, content + length, tag, tag_len)
-    return Doc(data, top_tlv, ends)
+        return Tlv(0, content, end, tag, tag_len, True)
+    if content + length != n:
+        raise MalformedInputError("bytes after the DER element")
+    return Tlv(0, content, content + length, tag, tag_len)
 
 
 def check_der(data: bytes | memoryview, *, max_depth: int = MAX_DEPTH) -> Tlv:

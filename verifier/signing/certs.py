@@ -19,10 +19,15 @@ import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.errors import MalformedInputError
+from verifier.model import CertSummary
 from verifier.signing import asn1
+
+if TYPE_CHECKING:  # cryptography is loaded where it is used (start-up)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 CODE_SIGNING = "1.3.6.1.5.5.7.3.3"
 TIME_STAMPING = "1.3.6.1.5.5.7.3.8"
@@ -310,7 +315,7 @@ class Cert:
         return self.not_before <= aware(at) <= self.not_after
 
     @functools.cached_property
-    def obj(self) -> Any:
+    def obj(self) -> x509.Certificate:
         """``cryptography``'s view (raises ``ValueError`` on certificates it rejects)."""
         from cryptography import x509
 
@@ -319,7 +324,7 @@ class Cert:
             return x509.load_der_x509_certificate(self.der)
 
     @functools.cached_property
-    def public_key(self) -> Any:
+    def public_key(self) -> PublicKeyTypes | None:
         """The public key, or None when ``cryptography`` cannot load it."""
         from cryptography.hazmat.primitives import serialization
 
@@ -444,15 +449,16 @@ class Cert:
             return None
         return None
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "serial": self.serial,
-            "sha256": self.sha256,
-            "not_before": iso(self.not_before),
-            "not_after": iso(self.not_after),
-        }
+    def summary(self) -> CertSummary:
+        """The certificate as reports show it."""
+        return CertSummary(
+            subject=self.subject,
+            issuer=self.issuer,
+            serial=self.serial,
+            sha256=self.sha256,
+            not_before=iso(self.not_before),
+            not_after=iso(self.not_after),
+        )
 
 
 def _quick_subject(der: bytes) -> bytes:

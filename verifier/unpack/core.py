@@ -242,7 +242,7 @@ def _note(text: str) -> tuple[str, str]:
 
 def _code_format(head: bytes, size: int) -> str | None:
     """'pe', 'macho' or 'elf' when ``head`` starts a lone binary, else None."""
-    from verifier.binary.analyze import sniff
+    from verifier.binary.sniff import sniff
 
     fmt = sniff(head, size)
     return fmt.value if fmt.is_code else None

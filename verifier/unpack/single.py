@@ -16,7 +16,7 @@ from verifier.unpack.result import Member, Unpacked
 
 def single_binary(path: str) -> Unpacked | None:
     """``path`` as an Unpacked of one member when it is a lone binary, else None."""
-    from verifier.binary.analyze import SNIFF, sniff
+    from verifier.binary.sniff import SNIFF, sniff
     from verifier.unpack import registry
 
     if not os.path.isfile(path):

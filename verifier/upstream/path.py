@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.errors import ArtifactError, SchemaError, UsageError
 from verifier.hashing import sha256_file
 from verifier.inventory import build_reference

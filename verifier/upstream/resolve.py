@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
 from verifier.upstream.path import resolve_path

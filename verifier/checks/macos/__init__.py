@@ -1,6 +1,7 @@
 """macOS app bundles: verify each top-level bundle's seal and nested code in the inventory.
 
-``signing.bundle.check_bundle`` does the work on the extracted tree; this module finds the
+``bundle.check_bundle`` does the work on the extracted tree (``layout``: where a
+bundle keeps its parts; ``seal``: the seal's rules and special slots); this module finds the
 bundles among the inventory's entries, hands it the digests the inventory already has (so no
 file is read twice) and maps its anomalies back to app-root-relative paths.
 """
@@ -11,7 +12,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
-from verifier.binary.analyze import AnalysisContext
+from verifier.analysis import AnalysisContext
+from verifier.checks.macos.bundle import check_bundle
 from verifier.model import Anomaly, FileResult, Inventory
 
 _PLIST = "Contents/Info.plist"
@@ -28,8 +30,6 @@ def holds_links(container: Sequence[str]) -> bool:
 def bundle_seal_anomalies(
     inv: Inventory, results: Sequence[FileResult], ctx: AnalysisContext | None = None
 ) -> list[Anomaly]:
-    from verifier.signing.bundle import check_bundle  # cryptography: bundles only
-
     by_path = {e.path: e for e in inv.entries}
     rel_of_location = {r.shipped.location: r.path for r in results if r.shipped is not None}
     out: list[Anomaly] = []
