@@ -1,4 +1,5 @@
-"""Fixtures shared by several test modules.
+"""Fixtures shared by the test folders (each folder mirrors one part of ``verifier/`` and has
+its own ``conftest.py`` for what only it uses).
 
 Expensive scenarios are built once per test session (once per xdist worker) and shared: tests
 read them and copy what they change (``shutil.copytree`` into their own ``tmp_path``).
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from support.fixtures import SigstoreFiles, sigstore_files
-from support.unpack_helpers import Box
 
 from verifier._scenarios import macho_app
 from verifier._scenarios.scenario import Scenario, build_scenario
@@ -26,12 +26,6 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.mktemp("user-dirs")
     for var, sub in (("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config")):
         os.environ[var] = str(base / sub)
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Box:
-    """A sandbox for unpack tests (see ``support.unpack_helpers.Box``)."""
-    return Box(tmp_path)
 
 
 @pytest.fixture(scope="session")

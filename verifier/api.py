@@ -19,8 +19,10 @@ from verifier import __version__, lifecycle
 from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import AnalysisCache
 from verifier.analysis_cache import default_cache_dir as default_analysis_cache_dir
-from verifier.archive_checks import link_anomalies, name_collision_anomalies
 from verifier.attest.intoto import verify_layout
+from verifier.checks.archive import link_anomalies, name_collision_anomalies
+from verifier.checks.electron import asar_integrity_anomalies, fuse_anomalies
+from verifier.checks.macos import bundle_seal_anomalies
 from verifier.compare import (
     CompareOptions,
     aggregate_slices,
@@ -29,7 +31,6 @@ from verifier.compare import (
     unexplained_code,
 )
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
-from verifier.electron_checks import asar_integrity_anomalies, fuse_anomalies
 from verifier.errors import (
     ArtifactError,
     ReferenceMismatchError,
@@ -39,7 +40,6 @@ from verifier.errors import (
 from verifier.inputs import check_regular
 from verifier.inventory import build as build_inventory
 from verifier.inventory import complete as complete_inventories
-from verifier.macos_checks import bundle_seal_anomalies
 from verifier.model import (
     Anomaly,
     BinaryFacts,

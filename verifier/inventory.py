@@ -268,7 +268,7 @@ def build_reference(
     # a lone binary is a reference of one file (``--against path:node.exe``)
     unpacked = single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
-    from verifier.macos_checks import bundle_seal_anomalies
+    from verifier.checks.macos import bundle_seal_anomalies
 
     # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
     seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)

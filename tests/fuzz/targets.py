@@ -3,7 +3,7 @@
 Each target takes the raw input and must return normally or raise one of biv's own errors
 (``verifier.errors.BivError``); anything else (an ``IndexError`` from a parser, a
 ``RecursionError``, a write outside the work directory) is a bug. ``make fuzz`` runs each
-target under atheris (``tests/fuzz/run.py``); ``tests/test_fuzz_regressions.py`` replays
+target under atheris (``tests/fuzz/run.py``); ``tests/fuzz/test_fuzz_regressions.py`` replays
 the seed corpora and every regression input under ``make test``.
 """
 

@@ -104,3 +104,11 @@ RFC8785_WHEEL_SHA256 = "c4e92e9ecc828bef2aa7dba1de8ac983511f7532a0df11c770d39099
 def rfc8785_wheel() -> Path:
     """The pinned rfc8785 0.1.2 wheel from PyPI (cached)."""
     return pypi_file("rfc8785", "0.1.2", RFC8785_WHEEL, RFC8785_WHEEL_SHA256)
+
+
+# MarkupSafe 3.0.2 universal2 wheel: arm64 slice linker-signed, x86_64 slice unsigned
+MARKUPSAFE_URL = (
+    "https://files.pythonhosted.org/packages/22/09/d1f21434c97fc42f09d290cbb6350d44eb12f09cc62c9"
+    "476effdb33a18aa/MarkupSafe-3.0.2-cp312-cp312-macosx_10_13_universal2.whl"
+)
+MARKUPSAFE_SHA256 = "9778bd8ab0a994ebf6f84c2b949e65736d5575320a17ae8984a77fab08db94cf"

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.fetch import RFC8785_WHEEL, rfc8785_wheel
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from support.paths import FIXTURES
 
 
 def fixture(*parts: str) -> Path:
