@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import zipfile
 from pathlib import Path
 
 import pytest
 from support.unpack_helpers import Box, messages, run
 
-from verifier.unpack import Limits, pack, sandbox
+from verifier.errors import MalformedInputError
+from verifier.unpack import Limits, pack, paths, sandbox
 from verifier.unpack.limits import Budget
 from verifier.unpack.result import Problem
 
@@ -109,7 +111,9 @@ def test_pack_not_matching_its_index_is_rejected_whole(tmp_path: Path, index: In
         assert got == []
 
 
-@pytest.mark.parametrize("bad", ["../up", "/abs", "a//b", "x/./y", "c:evil", "t\\u", "nul\0", ""])
+@pytest.mark.parametrize(
+    "bad", ["../up", "/abs", "a//b", "x/./y", "c:evil", "..\\up", "\\abs", "C:\\x", "nul\0", ""]
+)
 def test_unclean_or_repeated_names_rejected_alone(tmp_path: Path, bad: str) -> None:
     dest, _ = _packed_layer(tmp_path, [("ok", b"1"), ("bad", b"2"), ("ok", b"3"), ("w", b"4")])
     got, problems = _read(dest, [(["ok", bad, "ok", "walked"], [1, 1, 1, 1])], {"walked"})
@@ -155,3 +159,17 @@ def test_budget_charged_for_packed_members(tmp_path: Path) -> None:
 def test_malformed_pack_index_in_the_answer_is_refused(item: object) -> None:
     with pytest.raises(ValueError):
         sandbox._pack_index(item)
+
+
+def test_is_clean_is_clean_name_unchanged() -> None:
+    """The fast re-check of packed names agrees with ``clean_name`` on random names made of
+    the characters that matter (separators both ways, dots, drive letters, control bytes)."""
+    rng = random.Random(12)
+    alphabet = ["a", "B", "/", "\\", ".", "..", ":", "C", "\0", "\x1f", "é", " "]
+    for _ in range(20000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        try:
+            want = paths.clean_name(name, 16) == name
+        except MalformedInputError:
+            want = False
+        assert paths.is_clean(name, 16) is want, repr(name)
