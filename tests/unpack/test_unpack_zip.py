@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import shutil
 import stat
 import struct
+import subprocess
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +52,32 @@ def test_zip_members_paths_locations_digests(box: Box) -> None:
     assert u.size == art.stat().st_size
 
 
-def test_zip_backslashes_normalised(box: Box) -> None:
-    art = make_zip(box.art / "w.zip", [("app\\bin\\x.dll", b"x")])
+def dos_info(name: str) -> zipfile.ZipInfo:
+    """A member as a zip tool on MS-DOS/Windows writes it (host system 0)."""
+    info = zipfile.ZipInfo(name)
+    info.create_system = 0
+    return info
+
+
+@pytest.mark.parametrize(
+    ("host", "want"),
+    [("dos", "app/bin/x.dll"), ("unix", "app\\bin\\x.dll")],
+)
+def test_zip_backslashes_as_unzip_reads_them(box: Box, host: str, want: str) -> None:
+    """Info-ZIP's unzip reads '\\' as a separator only in a name from an MS-DOS host (with no
+    '/'); from a Unix host it is a character of the name (a file ``app\\bin\\x.dll``)."""
+    name = "app\\bin\\x.dll"
+    art = make_zip(box.art / f"{host}.zip", [(dos_info(name) if host == "dos" else name, b"x")])
     u = run(box, art)
-    assert [m.path for m in u.members] == ["app/bin/x.dll"]
+    assert u.problems == ()
+    assert [m.path for m in u.members] == [want]
+    unzip = shutil.which("unzip")
+    if unzip is not None:  # the real extractor agrees
+        out = box.art / f"{host}-unzip"
+        out.mkdir()
+        done = subprocess.run([unzip, "-q", str(art)], cwd=out, capture_output=True)
+        assert done.returncode in (0, 1), done.stderr  # 1: "appears to use backslashes"
+        assert [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()] == [want]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +128,7 @@ def test_zip_duplicate_entries(box: Box) -> None:
 
 
 def test_zip_duplicate_after_normalisation(box: Box) -> None:
-    art = make_zip(box.art / "d.zip", [("a/b.dll", b"first"), ("a\\b.dll", b"second")])
+    art = make_zip(box.art / "d.zip", [("a/b.dll", b"first"), (dos_info("a\\b.dll"), b"second")])
     u = run(box, art)
     assert len(u.members) == 1 and "duplicate entry" in messages(u)
 

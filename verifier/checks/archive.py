@@ -6,7 +6,8 @@ extractors see them"): links compared with upstream's, and names that collide on
   upstream has too is fine).
 * ``name-collision``: two members of one archive layer whose names are equal ignoring case or
   after Unicode normalisation (NFC/NFD), when the artifact targets Windows or macOS, where
-  one would overwrite the other on disk. A Linux package may hold such pairs.
+  one would overwrite the other on disk; for Windows, also with a backslash read as the
+  separator it is there (``a\\b`` and ``a/b``). A Linux package may hold such pairs.
 """
 
 from __future__ import annotations
@@ -16,50 +17,66 @@ from collections.abc import Callable, Sequence
 
 from verifier.model import Anomaly, FileFormat, Inventory, Reference
 
-#: archive layers that only ship to Windows or macOS
-_DESKTOP_FORMATS = frozenset({"msi", "nsis", "dmg"})
+#: archive layers that only ship to Windows
+_WINDOWS_FORMATS = frozenset({"msi", "nsis"})
 
 
 def targets_windows_or_macos(inv: Inventory) -> bool:
     """The artifact holds PE or Mach-O code, or is an MSI, NSIS, DMG or Squirrel package."""
-    if inv.formats & _DESKTOP_FORMATS:
-        return True
-    if inv.source.lower().endswith(".nupkg"):
-        return True
+    return bool(_targets(inv))
+
+
+def _targets(inv: Inventory) -> set[str]:
+    """Of 'windows' and 'macos', those the artifact targets (by its formats and code)."""
+    out: set[str] = set()
+    if inv.formats & _WINDOWS_FORMATS or inv.source.lower().endswith(".nupkg"):
+        out.add("windows")
+    if "dmg" in inv.formats:
+        out.add("macos")
     for e in inv.entries:
-        if e.format in (FileFormat.PE, FileFormat.MACHO):
-            return True
-        if any(c.lower().endswith(".nupkg") for c in e.container):
-            return True
-    return False
+        if e.format is FileFormat.PE or any(c.lower().endswith(".nupkg") for c in e.container):
+            out.add("windows")
+        elif e.format is FileFormat.MACHO:
+            out.add("macos")
+        if len(out) == 2:
+            break
+    return out
 
 
-def _fold(name: str) -> str:
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+def _fold(name: str, windows: bool) -> str:
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+    return folded.replace("\\", "/") if windows else folded
 
 
 def name_collision_anomalies(inv: Inventory) -> list[Anomaly]:
     """One ``name-collision`` per member whose name folds to one already seen in its layer."""
-    if not targets_windows_or_macos(inv):
+    targets = _targets(inv)
+    if not targets:
         return []
+    windows = "windows" in targets
     seen: dict[tuple[tuple[str, ...], str], str] = {}
     out: list[Anomaly] = []
     items = [(e.container, e.path, e.location) for e in inv.entries]
     items += [(k.container, k.path, k.location) for k in inv.links]
     for container, path, location in sorted(items):
-        key = (container, _fold(path))
+        key = (container, _fold(path, windows))
         first = seen.get(key)
         if first is None:
             seen[key] = path
             continue
         if first == path:
             continue
-        why = "case" if first.lower() == path.lower() else "Unicode normalisation or case"
+        where = "Windows and macOS"
+        if first.lower() == path.lower():
+            why = "case"
+        elif _fold(first, False) != _fold(path, False):
+            why, where = "a backslash for a slash (a separator there) or case", "Windows"
+        else:
+            why = "Unicode normalisation or case"
         out.append(
             Anomaly(
                 "name-collision",
-                f"{path!r} and {first!r} differ only by {why}: on Windows and macOS one "
-                "overwrites the other",
+                f"{path!r} and {first!r} differ only by {why}: on {where} one overwrites the other",
                 {"location": location, "path": path, "colliding_with": first},
             )
         )

@@ -129,7 +129,8 @@ def list_entries(path: str, limits: Limits) -> tuple[list[Entry], list[Problem],
                     problems.append(Problem(member, f"more than {limits.max_members} asar members"))
                     return entries, problems, links
                 else:
-                    links.append(LinkRecord(member, link, from_root=True))
+                    # @electron/asar stores path.relative()'s text: '\\'-separated on Windows
+                    links.append(LinkRecord(member, link.replace("\\", "/"), from_root=True))
                 continue
             if node.get("unpacked") is True:
                 continue

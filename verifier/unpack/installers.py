@@ -294,7 +294,7 @@ def extract_msi(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> Extract
     for n in names:
         up = max(up, n.replace("\\", "/").split("/").count(".."))
         try:
-            clean[n] = paths.clean_name(n, limits.max_name_len)
+            clean[n] = paths.clean_name(n, limits.max_name_len, backslash_sep=True)
         except MalformedInputError as e:
             problems.append(Problem(n, f"hostile member name, not extracted: {e.message}"))
     if up > MAX_MSI_UP_LEVELS:
@@ -585,10 +585,16 @@ def extract_deb(
 
 
 def deb_links(ext: Extraction) -> Extraction:
-    """A .deb's symlinks as dpkg installs them: the package's root is the system's '/', so
-    an absolute target (``/usr/bin/xz``) is read from the package's root, and a note says
-    how many there were (a target outside the package, such as ``/etc/alternatives/x``, is
-    kept as text: a link need not resolve inside the package)."""
+    """A .deb's symlinks as dpkg installs them (``root_links``)."""
+    return root_links(ext, "deb", "dpkg")
+
+
+def root_links(ext: Extraction, kind: str, installer: str) -> Extraction:
+    """A package's symlinks as its installer (dpkg, rpm) makes them: the package's root is
+    the system's '/', so an absolute target (``/usr/bin/xz``) is read from the package's
+    root, and a ``KIND-absolute-links`` note says how many there were (a target outside the
+    package, such as ``/etc/alternatives/x``, is kept as text: a link need not resolve
+    inside the package). One that still leaves the tree (``/../x``) is hostile."""
     recs: list[LinkRecord] = []
     absolute: list[str] = []
     for r in ext.links:
@@ -602,10 +608,10 @@ def deb_links(ext: Extraction) -> Extraction:
         notes.append(
             Problem(
                 "",
-                f"deb-absolute-links: {len(absolute)} symlink(s) with an absolute target "
-                f"(first: {sorted(absolute)[0]!r}): dpkg resolves them against the installed "
-                "system's '/', biv against the package's root, and compares them as links "
-                "relative to it",
+                f"{kind}-absolute-links: {len(absolute)} symlink(s) with an absolute target "
+                f"(first: {sorted(absolute)[0]!r}): {installer} resolves them against the "
+                "installed system's '/', biv against the package's root, and compares them as "
+                "links relative to it",
             )
         )
     return Extraction(ext.problems, recs, ext.files, ext.size, notes)
@@ -678,13 +684,100 @@ def _skip(fh: IO[bytes], n: int) -> None:
         n -= len(chunk)
 
 
+MAX_LINK_TARGET = 4096  # PATH_MAX: a longer symlink target is refused (never cut)
+
+_Inode = tuple[int, int, int]  # (device major, device minor, inode) of a cpio entry
+
+
+class _CpioHardLinks:
+    """The hard links of a cpio 'newc' stream, as GNU cpio -i (``copyin_regular_file``) and
+    rpm make them.
+
+    The names of one file (regular entries with ``c_nlink`` > 1 and the same device and
+    inode numbers) store its data once: rpm and GNU cpio -o attach it to the last name and
+    give the others size 0. cpio -i defers the empty names and links them to the file once
+    its data is written (one met after it is linked at once); names whose data never comes
+    are made one empty file at the end. So here: the name with the data is the stored file,
+    every other name a hard link to it (``Sink.hardlink``, compared like a tar's). A second
+    name with data for the same file is hostile (GNU cpio keeps the first data, an
+    extractor that writes each entry the last); so is a name whose file was not extracted.
+    """
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.stored: dict[_Inode, str] = {}  # inode -> the name its data was written under
+        self.waiting: dict[_Inode, list[tuple[str, str]]] = {}  # (raw, clean) without data yet
+        self.dropped: set[_Inode] = set()  # inodes whose data was not extracted
+        self.count = 0  # names waiting, capped like members
+
+    def entry(self, raw: str, data: _Bounded, size: int, inode: _Inode) -> None:
+        sink = self.sink
+        clean = sink.name(raw)
+        if clean is None:  # hostile or duplicate name: the problem is recorded
+            if size:
+                self.dropped.add(inode)
+            return
+        if size == 0:
+            if inode in self.stored:
+                sink.hardlink(raw, clean, self.stored[inode])
+            elif inode in self.dropped:
+                sink.problem(raw, "hard link to a member that was not extracted")
+            else:
+                if self.count >= sink.limits.max_members:
+                    sink.problem(raw, f"more than {sink.limits.max_members} members")
+                    raise StopExtraction
+                self.count += 1
+                sink.seen.add(clean)  # a later entry of the same name is a duplicate
+                self.waiting.setdefault(inode, []).append((raw, clean))
+            return
+        if inode in self.stored or inode in self.dropped:
+            sink.problem(
+                raw,
+                "the data of a hard-linked file is stored twice (GNU cpio keeps the first, "
+                "an extractor that writes each entry the last)",
+            )
+            return
+        self.dropped.add(inode)  # until its data is written
+        sink.admit_file(raw)
+        sink.write(clean, data)
+        self.dropped.discard(inode)
+        self.stored[inode] = clean
+        for w_raw, w_clean in self.waiting.pop(inode, []):
+            sink.hardlink(w_raw, w_clean, clean)
+
+    def finish(self) -> None:
+        """Names whose data never came: one empty file per inode (cpio's
+        ``create_final_defers``), the other names linked to it."""
+        sink = self.sink
+        for inode, names in self.waiting.items():
+            if inode in self.dropped:
+                for raw, _ in names:
+                    sink.problem(raw, "hard link to a member that was not extracted")
+                continue
+            (raw, first), *rest = sorted(names, key=lambda n: n[1])
+            try:
+                sink.admit_file(raw)
+                sink.write(first, io.BytesIO(b""))
+            except MalformedInputError as e:
+                sink.problem(raw, e.message)
+                continue
+            except OSError as e:
+                sink.problem(raw, f"cannot write entry: {e.strerror or e}")
+                continue
+            for w_raw, w_clean in rest:
+                sink.hardlink(w_raw, w_clean, first)
+        self.waiting.clear()
+
+
 def cpio_stream(fh: IO[bytes], sink: Sink) -> None:
     """Extract a cpio 'newc' (070701/070702) stream through ``sink``.
 
-    Regular files and directories only; symlinks are not created (one that escapes is a
-    problem), devices and FIFOs are problems.
+    Regular files and directories are written; symlinks are recorded, never created (checked
+    with the whole layer, ``links.py``); hard-linked names as GNU cpio -i makes them
+    (``_CpioHardLinks``); devices and FIFOs are problems.
     """
     pos = 0
+    hard = _CpioHardLinks(sink)
     try:
         while True:
             hdr = _read_exact(fh, 110)
@@ -695,7 +788,7 @@ def cpio_stream(fh: IO[bytes], sink: Sink) -> None:
                 f = [int(hdr[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
             except ValueError:
                 raise MalformedInputError("corrupt cpio header") from None
-            mode, filesize, namesize = f[1], f[6], f[11]
+            ino, mode, nlink, filesize, namesize = f[0], f[1], f[4], f[6], f[11]
             if namesize < 1 or namesize > sink.limits.max_name_len + 1:
                 raise MalformedInputError(f"cpio name size {namesize} out of range")
             raw_name = _read_exact(fh, namesize)
@@ -705,21 +798,34 @@ def cpio_stream(fh: IO[bytes], sink: Sink) -> None:
             pos += pad
             name = raw_name.rstrip(b"\0").decode("utf-8", "surrogateescape")
             if name == "TRAILER!!!":
+                hard.finish()
                 return
             dpad = (-(pos + filesize)) % 4
-            _cpio_member(fh, sink, name, mode, filesize)
+            linked = stat.S_ISREG(mode) and nlink > 1
+            _cpio_member(
+                fh, sink, name, mode, filesize, hard, (f[7], f[8], ino) if linked else None
+            )
             _skip(fh, dpad)
             pos += filesize + dpad
     except StopExtraction:
         return
 
 
-def _cpio_member(fh: IO[bytes], sink: Sink, raw: str, mode: int, filesize: int) -> None:
+def _cpio_member(
+    fh: IO[bytes],
+    sink: Sink,
+    raw: str,
+    mode: int,
+    filesize: int,
+    hard: _CpioHardLinks,
+    inode: _Inode | None,
+) -> None:
     data = _Bounded(fh, filesize)
     fmt = stat.S_IFMT(mode)
-    clean = sink.name(raw, is_dir=fmt == stat.S_IFDIR)
     try:
-        if clean is None:
+        if inode is not None:
+            hard.entry(raw, data, filesize, inode)
+        elif (clean := sink.name(raw, is_dir=fmt == stat.S_IFDIR)) is None:
             pass
         elif fmt == stat.S_IFDIR:
             sink.mkdir(clean)
@@ -727,9 +833,11 @@ def _cpio_member(fh: IO[bytes], sink: Sink, raw: str, mode: int, filesize: int) 
             sink.admit_file(raw)
             sink.write(clean, data)
         elif fmt == stat.S_IFLNK:
-            target = data.read(min(filesize, 4096)).decode("utf-8", "surrogateescape")
-            if paths.link_escapes(clean, target):
-                sink.problem(raw, f"symlink escapes the archive: -> {target!r}")
+            if filesize > MAX_LINK_TARGET:
+                sink.problem(raw, f"symlink target longer than {MAX_LINK_TARGET} bytes")
+            else:
+                target = data.read(filesize).decode("utf-8", "surrogateescape")
+                sink.link(raw, clean, target)  # checked with the whole layer (links.py)
         else:
             sink.problem(raw, "device, FIFO or socket entry")
     except (StopExtraction, SourceError):
@@ -743,8 +851,10 @@ def _cpio_member(fh: IO[bytes], sink: Sink, raw: str, mode: int, filesize: int) 
         pass
 
 
-def extract_rpm(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
-    """Extract an .rpm's payload (``rpm2cpio`` decompresses; the cpio is parsed here)."""
+def extract_rpm(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> Extraction:
+    """Extract an .rpm's payload (``rpm2cpio`` decompresses; the cpio is parsed here), as
+    ``rpm2cpio X.rpm | cpio -idm`` writes it; its links are recorded like a .deb's
+    (``root_links``: absolute targets are relative to the package's root)."""
     sink = Sink(dest, limits, stream_compressed=Path(src).stat().st_size)
     tool = _tool("rpm2cpio")
 
@@ -757,7 +867,7 @@ def extract_rpm(src: str, dest: str, limits: Limits = DEFAULT_LIMITS) -> list[Pr
             raise MalformedInputError(f"rpm: truncated payload: {e}") from None
 
     _pipe([tool, src], limits, "rpm", consume)
-    return sink.problems
+    return root_links(sink.result(), "rpm", "rpm")
 
 
 class DebReader:
@@ -776,7 +886,7 @@ class RpmReader:
     def sniff(self, head: bytes, filename: str) -> bool:
         return head[:4] == RPM_MAGIC
 
-    def extract(self, src: str, dest: str, limits: Limits) -> list[Problem]:
+    def extract(self, src: str, dest: str, limits: Limits) -> Extraction:
         return extract_rpm(src, dest, limits)
 
 

@@ -12,7 +12,10 @@ layer as a whole (DESIGN.md "Archives as real extractors see them"). Symbolic li
   name says.
 
 Targets are kept as text relative to the link's own directory (``normalise``); an asar
-link, stored relative to the archive's root, is rewritten to that form.
+link, stored relative to the archive's root, is rewritten to that form. A backslash in a
+target is an ordinary character, as for the kernel that follows the link; a target that
+would leave the tree with the backslash read as a separator (``..\\..\\etc``), as an
+extractor on Windows reads it, is hostile too.
 
 Hard links (tar ``LNKTYPE``): GNU tar gives the stored file several names, one inode. Each
 name is a file of the tree (its bytes are the stored file's: ``with_hard_links``), and the
@@ -52,10 +55,12 @@ def _absolute(target: str) -> bool:
     return not t or t.startswith("/") or bool(_DRIVE.match(t)) or "\x00" in t
 
 
-def _resolve(path: str, links: Mapping[str, LinkRecord]) -> str:
-    """``path`` with every link on the way followed (lexically, as the kernel would)."""
+def _resolve(path: str, links: Mapping[str, LinkRecord], *, windows: bool = False) -> str:
+    """``path`` with every link on the way followed (lexically, as the kernel would).
+
+    ``windows``: a backslash separates too (``links`` keyed by names read that way)."""
     out: list[str] = []
-    todo = deque(path.split("/"))
+    todo = deque((path.replace("\\", "/") if windows else path).split("/"))
     hops = 0
     while todo:
         part = todo.popleft()
@@ -78,13 +83,14 @@ def _resolve(path: str, links: Mapping[str, LinkRecord]) -> str:
         out.pop()
         if rec.from_root:
             out.clear()
-        todo.extendleft(reversed(rec.target.replace("\\", "/").split("/")))
+        target = rec.target.replace("\\", "/") if windows else rec.target
+        todo.extendleft(reversed(target.split("/")))
     return "/".join(out)
 
 
 def normalise(rec: LinkRecord) -> str:
     """The target relative to the link's directory, '/'-separated, without '.' parts."""
-    t = rec.target.replace("\\", "/")
+    t = rec.target
     base = posixpath.dirname(rec.member)
     if rec.from_root:
         return posixpath.relpath(posixpath.normpath(t) if t else ".", base or ".")
@@ -135,11 +141,19 @@ def check(
                 )
                 bad.add(p)
                 break
+    # the same links read with a backslash as a separator: only an escape counts there
+    windows = (
+        {p.replace("\\", "/"): r for p, r in by_path.items()}
+        if any("\\" in p or "\\" in r.target for p, r in by_path.items())
+        else None
+    )
     for path, rec in by_path.items():
         if path in bad:
             continue
         try:
             _resolve(path, by_path)
+            if windows is not None:
+                _escape_only(path, windows)
         except _Bad as e:
             why = (
                 f"symlink escapes the archive: -> {rec.target!r}"
@@ -162,6 +176,15 @@ def check(
             kept.append(h)
         safe += hard_groups(kept)
     return safe, problems, bad
+
+
+def _escape_only(path: str, windows: Mapping[str, LinkRecord]) -> None:
+    """Raise ``_Bad("escape")`` when ``path`` leaves the tree read the Windows way."""
+    try:
+        _resolve(path, windows, windows=True)
+    except _Bad as e:
+        if e.kind == "escape":
+            raise
 
 
 def hard_groups(hard: Sequence[LinkRecord]) -> list[LinkRecord]:

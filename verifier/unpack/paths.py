@@ -1,4 +1,13 @@
-"""Member names from untrusted archives: normalise, or reject as hostile."""
+"""Member names from untrusted archives: normalise, or reject as hostile.
+
+'/' separates the parts of a name. A backslash is an ordinary character in the formats of
+POSIX systems (tar, cpio, .deb, .rpm, a zip made on Unix): Debian's ``systemd`` ships
+``system-systemd\\x2dcryptsetup.slice``, and ``tar -x`` or ``dpkg-deb -x`` write a file of
+that name. It separates only in names written by Windows tools (``backslash_sep``: a zip
+from an MS-DOS host, as ``unzip`` reads it; an MSI). A name that would be hostile with the
+backslash read as a separator (``..\\x``, ``\\x``, ``C:\\x``) is hostile either way: an
+extractor on Windows reads it so.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +21,11 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
-def clean_name(raw: str, max_len: int) -> str:
+def clean_name(raw: str, max_len: int, *, backslash_sep: bool = False) -> str:
     """A safe relative '/'-separated path for an archive member name, or raise.
 
-    Backslashes count as separators; '.' and empty components are dropped. Rejected:
+    '.' and empty components are dropped. A backslash is kept as a character of the name
+    unless ``backslash_sep``. Rejected, with the backslash read as a separator too:
     absolute paths, drive letters, UNC paths, '..' components, NUL and other control
     characters, names longer than ``max_len`` bytes, and names that are empty.
     """
@@ -23,21 +33,24 @@ def clean_name(raw: str, max_len: int) -> str:
         raise MalformedInputError(f"member name longer than {max_len} bytes")
     if _CONTROL.search(raw):
         raise MalformedInputError(f"control character in member name {raw!r}")
-    name = raw.replace("\\", "/")
-    if name.startswith("/"):
+    windows = raw.replace("\\", "/")
+    if windows.startswith("/"):
         raise MalformedInputError(f"absolute path {raw!r}")
-    if _DRIVE.match(name):
+    if _DRIVE.match(windows):
         raise MalformedInputError(f"drive letter in path {raw!r}")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
+    read_as_windows = [p for p in windows.split("/") if p not in ("", ".")]
+    if ".." in read_as_windows:
         raise MalformedInputError(f"path traversal {raw!r}")
-    if not parts:
+    if not read_as_windows:
         raise MalformedInputError(f"empty member name {raw!r}")
-    return "/".join(parts)
+    if backslash_sep:
+        return "/".join(read_as_windows)
+    return "/".join(p for p in raw.split("/") if p not in ("", "."))
 
 
 def link_escapes(member: str, target: str) -> bool:
-    """True when symlink ``member`` -> ``target`` would point outside the archive root."""
+    """True when symlink ``member`` -> ``target`` would point outside the archive root, read
+    lexically with a backslash as a separator too (the stricter reading)."""
     t = target.replace("\\", "/")
     if not t or t.startswith("/") or _DRIVE.match(t) or "\x00" in t:
         return True

@@ -62,12 +62,14 @@ class Sink:
 
     # --- names ---------------------------------------------------------------------------
 
-    def name(self, raw: str, *, is_dir: bool = False) -> str | None:
-        """The cleaned name for ``raw``, or None (problem recorded) when it must be skipped."""
+    def name(self, raw: str, *, is_dir: bool = False, backslash_sep: bool = False) -> str | None:
+        """The cleaned name for ``raw``, or None (problem recorded) when it must be skipped.
+
+        ``backslash_sep``: '\\' separates (a name written by a Windows tool, ``paths.py``)."""
         if is_dir and raw.replace("\\", "/").strip("/") in ("", "."):
             return None  # the archive's root ('./' as made by `tar -C dir .`): nothing to do
         try:
-            name = paths.clean_name(raw, self.limits.max_name_len)
+            name = paths.clean_name(raw, self.limits.max_name_len, backslash_sep=backslash_sep)
         except MalformedInputError as e:
             self.problem(raw, e.message)
             return None

@@ -144,8 +144,10 @@ class _Member:
 
 def _extract_one(fh: BinaryIO, e: zipcheck.ZipEntry, sink: Sink) -> None:
     raw = e.name
-    is_dir = raw.replace("\\", "/").endswith("/") or stat.S_ISDIR(e.mode)
-    name = sink.name(raw, is_dir=is_dir)
+    # '\\' separates only in a name from an MS-DOS/Windows host without '/', as unzip reads it
+    dos = e.create_system == 0 and "/" not in raw
+    is_dir = (raw.replace("\\", "/") if dos else raw).endswith("/") or stat.S_ISDIR(e.mode)
+    name = sink.name(raw, is_dir=is_dir, backslash_sep=dos)
     if name is None:
         return
     try:
