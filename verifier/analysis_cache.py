@@ -34,6 +34,7 @@ only, without it they are not stored.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -50,8 +51,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import verifier
 from verifier import factcodec
+from verifier.binary import macho, pe
+from verifier.binary.sniff import SNIFF
+from verifier.errors import MalformedInputError
 from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind
+from verifier.signing import trust as trust_mod
 
 FORMAT = 1
 MAGIC = b"BIVAF1\n"
@@ -222,11 +228,9 @@ def _trust_description(trust: object | None) -> list[str]:
 
 def context_key(ctx: Any) -> str:
     """The part of every entry's name that says which biv and which trust made it."""
-    from verifier import __version__
-
     parts = [
         f"format={FORMAT}",
-        f"biv={__version__}",
+        f"biv={verifier.__version__}",  # read at call time (tests set another version)
         f"code={code_digest()}",
         _library_versions(),
         f"verify_signatures={getattr(ctx, 'verify_signatures', True)}",
@@ -271,8 +275,6 @@ def _stamp(year: int, rest: str) -> list[float]:
 
 
 def _pem_ders(data: bytes) -> list[bytes]:
-    import base64
-
     out = []
     for m in re.finditer(rb"-----BEGIN [A-Z ]+-----(.*?)-----END", data, re.S):
         with contextlib.suppress(ValueError):
@@ -283,8 +285,6 @@ def _pem_ders(data: bytes) -> list[bytes]:
 def _anchor_times(trust: object | None) -> frozenset[float]:
     """Every time a trust anchor holds: its certificate's validity, its STL dates."""
     out: set[float] = set()
-    from verifier.signing import trust as trust_mod
-
     cfg = trust if trust is not None else trust_mod.TrustConfig()
     roots = getattr(cfg, "roots", None)
     anchors = getattr(roots(), "anchors", ()) if callable(roots) else ()
@@ -321,10 +321,6 @@ def _times_of(v: object) -> set[float]:
 
 def signature_times(blob: Blob, facts: BinaryFacts) -> set[float] | None:
     """Times in the file's signature data; None when they cannot be read (not cacheable)."""
-    from verifier.binary import macho, pe
-    from verifier.binary.sniff import SNIFF
-    from verifier.errors import MalformedInputError
-
     try:
         if facts.format == FileFormat.PE:
             info = pe.parse_pe(blob.read(0, SNIFF), blob.size)

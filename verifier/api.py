@@ -20,6 +20,7 @@ from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import AnalysisCache
 from verifier.analysis_cache import default_cache_dir as default_analysis_cache_dir
 from verifier.attest.intoto import verify_layout
+from verifier.binary import diff, macho_compare
 from verifier.checks.archive import link_anomalies, name_collision_anomalies
 from verifier.checks.electron import asar_integrity_anomalies, fuse_anomalies
 from verifier.checks.macos import bundle_seal_anomalies
@@ -58,14 +59,17 @@ from verifier.model import (
 from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.model import Policy
+from verifier.signing.msi import msi_signature_facts
+from verifier.signing.trust import TrustConfig
 from verifier.unpack import Limits, unpack
 from verifier.unpack.single import single_binary
+from verifier.upstream import target
 from verifier.upstream.resolve import is_path_source, resolve
 
 # Start-up (README "Performance"): ``import verifier.api`` loads no cryptography, requests,
 # PyYAML, TUF or disassembler. The stages that need them are imported by the function that
-# runs them (trust stores, policy files, MSI signatures, TUF references, fetched sources,
-# npm dependencies, the divergence explainer); the annotations name them for the type checker.
+# runs them (policy files, TUF references, fetched sources, npm dependencies, the divergence
+# explainer; each marked ``# lazy:``); the annotations name them for the type checker.
 if TYPE_CHECKING:
     from verifier.npmdeps.stage import NpmStage
     from verifier.upstream.options import FetchOptions
@@ -113,8 +117,6 @@ def make_context(
     """The analysis context: trust roots, judging time, and (``analysis_cache``) the
     content-addressed analysis cache under ``cache_dir`` (default: the user cache directory).
     ``level="core"`` leaves comparison digests to ``inventory.complete`` (see ``verify``)."""
-    from verifier.signing.trust import TrustConfig  # cryptography
-
     for pem in trust_stores:
         check_regular(pem, what="trust store (--trust-store)")
     cache = AnalysisCache()
@@ -127,7 +129,8 @@ def make_context(
 def load_policy(path: str | None) -> Policy:
     if path is None:
         return Policy.default()
-    from verifier.policy.load import load_policy as load_policy_file  # PyYAML
+    # lazy: start-up, policy files need PyYAML (+26 modules)
+    from verifier.policy.load import load_policy as load_policy_file
 
     return load_policy_file(path)
 
@@ -333,8 +336,6 @@ def installer_entry(artifact: str, sha256: str, ctx: AnalysisContext) -> FileEnt
     if head[:2] == b"MZ":
         sha, facts = analyze(blob, name, ctx)
     elif head == _CFB_MAGIC:
-        from verifier.signing.msi import msi_signature_facts  # cryptography
-
         sig, anomalies = msi_signature_facts(artifact, ctx.trust, ctx.at)
         facts = BinaryFacts(signature=sig, anomalies=anomalies)
         sha = sha256
@@ -351,7 +352,8 @@ def _load_refs_bundle(
         return None
     if req.refs_root is None:
         raise UsageError("--refs needs --refs-root (the repository's trusted root.json)")
-    from verifier.upstream.tuf_client import RefsVerificationError, load_refs  # cryptography
+    # lazy: start-up, --refs needs python-tuf and requests (+164 modules)
+    from verifier.upstream.tuf_client import RefsVerificationError, load_refs
 
     try:
         return load_refs(req.refs_url, req.refs_root, req.cache_dir, offline=req.offline)
@@ -370,7 +372,8 @@ def _load_refs_bundle(
 
 def select_references(refs: Sequence[Reference], inv: Inventory) -> list[Reference]:
     """The references of a TUF bundle that describe the Electron release the app was built on."""
-    from verifier.upstream import electron, target  # requests
+    # lazy: start-up, Electron releases are fetched with requests (+134 modules)
+    from verifier.upstream import electron
 
     version = electron.detect_version(inv)
     choice = target.choose(inv)
@@ -403,7 +406,8 @@ def _npm_stage(
     workdir: str,
 ) -> NpmStage:
     """deps:npm: the app's npm dependencies against their registry's tarballs."""
-    from verifier.npmdeps.stage import NpmSettings, Pin  # requests
+    # lazy: start-up, deps:npm fetches tarballs with requests (+139 modules)
+    from verifier.npmdeps.stage import NpmSettings, Pin
     from verifier.npmdeps.stage import run as run_npm_stage
 
     pins = tuple(Pin(p.name, p.version, p.integrity) for p in policy.npm_pins)
@@ -415,7 +419,7 @@ def _npm_stage(
 
 
 def _fetch_opts(req: VerifyRequest) -> FetchOptions:
-    from verifier.upstream.options import FetchOptions  # requests
+    from verifier.upstream.options import FetchOptions  # lazy: start-up, requests (+125 modules)
 
     limits: dict[str, Any] = {}
     for env, key, kind in (
@@ -494,7 +498,8 @@ def inspect_against(
 ) -> dict[str, Any]:
     """One shipped file against its upstream file: status and the full explanation of what
     changed (docs/contract.md "Explaining a divergence"), as a JSON-able dict (no file bytes)."""
-    from verifier.binary import diff, explain, macho_compare  # the explainer: capstone
+    # lazy: start-up, the explainer (layouts, symbol tables, disassembler front end: 9 modules)
+    from verifier.binary import explain
 
     ctx = make_context(trust_stores, at)
     entries = []
@@ -561,7 +566,7 @@ def build_reference_documents(
 
 def _labelled(ref: Reference) -> Reference:
     """Name the Electron version and target of a local release from its own binaries."""
-    from verifier.upstream import electron  # requests
+    from verifier.upstream import electron  # lazy: start-up, requests (+134 modules)
 
     c = ref.component
     if c.version is not None:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from verifier import __version__
+from verifier import __version__, lifecycle
 from verifier.attest import cli as attest_cli
 from verifier.errors import BivError, UsageError
 
@@ -31,7 +31,7 @@ FORMATS = ("text", "json", "sarif", "html")
 
 
 def _severity(text: str) -> Severity:
-    from verifier.model import Severity
+    from verifier.model import Severity  # lazy: CLI seam (+18 modules), only for --fail-on
 
     try:
         return Severity(text.lower())
@@ -42,7 +42,7 @@ def _severity(text: str) -> Severity:
 
 
 def _time(text: str) -> datetime:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime  # lazy: CLI seam, only for --at
 
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -171,8 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
     if argv is None:  # the real command line (not a test calling main in-process)
-        from verifier import lifecycle
-
         lifecycle.install_signal_handlers()
     try:
         args = build_parser().parse_args(args_list)
@@ -189,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, never a pass
         print(f"biv: internal error: {type(exc).__name__}: {_safe(exc)}", file=sys.stderr)
         if verbose:
-            import traceback
+            import traceback  # lazy: CLI seam, only for a bug report
 
             traceback.print_exc()
         return 2
@@ -197,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _safe(value: object) -> str:
     """An error line may quote a member name: escaped like every untrusted string."""
-    from verifier.report.escape import text
+    from verifier.report.escape import text  # lazy: CLI seam (+6 modules), error lines only
 
     return text(value)
 
@@ -213,17 +211,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "refs":
         return _cmd_refs(args)
     if args.command == "demo":
-        from verifier.demo.run import run_demo
+        from verifier.demo.run import run_demo  # lazy: CLI seam (the test kit)
 
         return run_demo(out_dir=args.keep)
     raise UsageError(f"unknown command {args.command}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    import dataclasses
+    import dataclasses  # lazy: CLI seam
 
-    from verifier import api, lifecycle
-    from verifier.progress import make_progress
+    from verifier import api  # lazy: CLI seam (the library)
+    from verifier.progress import make_progress  # lazy: CLI seam
 
     lifecycle.sweep()  # work directories of biv processes that were killed (SIGKILL)
 
@@ -250,7 +248,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     )
     previous = None
     if args.baseline:
-        from verifier.baseline import load_baseline
+        from verifier.baseline import load_baseline  # lazy: CLI seam
 
         previous = load_baseline(args.baseline)  # a bad file is exit 2 before any work
     progress = make_progress(args.quiet)
@@ -261,12 +259,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             progress.clear()
     ann = None
     if previous is not None:
-        from verifier.baseline import apply_baseline
+        from verifier.baseline import apply_baseline  # lazy: CLI seam
 
         ann = apply_baseline(report, previous)
         ann = dataclasses.replace(ann, baseline_path=args.baseline)
     if args.format == "json" and ann is None:
-        from verifier.report.json import iter_json
+        from verifier.report.json import iter_json  # lazy: CLI seam
 
         _emit(iter_json(report), args.output)  # written while made: no whole-report string
     else:
@@ -296,10 +294,10 @@ def _tuf_inputs(args: argparse.Namespace) -> list[object]:
     """The TUF metadata a verification relied on, as VSA input attestations."""
     if not args.refs:
         return []
-    import hashlib
+    import hashlib  # lazy: CLI seam
 
-    from verifier.attest.vsa import InputAttestation
-    from verifier.upstream.tuf_client import metadata_dir
+    from verifier.attest.vsa import InputAttestation  # lazy: CLI seam (cryptography)
+    from verifier.upstream.tuf_client import metadata_dir  # lazy: CLI seam (python-tuf)
 
     base = args.refs if args.refs.endswith("/") else args.refs + "/"
     meta = metadata_dir(base, args.cache_dir)
@@ -322,22 +320,22 @@ def render(
 ) -> str:
     if fmt == "json":
         if baseline is not None:
-            from verifier.baseline import annotate_json
-            from verifier.report.json import dumps_report
+            from verifier.baseline import annotate_json  # lazy: CLI seam
+            from verifier.report.json import dumps_report  # lazy: CLI seam
 
             return dumps_report(annotate_json(report.to_dict(), baseline))
-        from verifier.report.json import render_json
+        from verifier.report.json import render_json  # lazy: CLI seam
 
         return render_json(report)
     if fmt == "sarif":
-        from verifier.report.sarif import render_sarif
+        from verifier.report.sarif import render_sarif  # lazy: CLI seam
 
         return render_sarif(report, sarif_anchor, baseline=baseline)
     if fmt == "html":
-        from verifier.report.html import render_html
+        from verifier.report.html import render_html  # lazy: CLI seam
 
         return render_html(report, baseline=baseline)
-    from verifier.report.text import color_wanted, render_text
+    from verifier.report.text import color_wanted, render_text  # lazy: CLI seam
 
     return render_text(
         report, color=color and color_wanted(sys.stdout), verbose=verbose, baseline=baseline
@@ -348,8 +346,7 @@ def _emit(text: str | Iterable[str], output: str | None) -> None:
     """Write a report (whole, or piece by piece as it is made): valid UTF-8 whatever bytes
     a name held, and no ``F.tmp-PID`` left behind on any error (nor on SIGINT/SIGTERM: the
     partial file is tracked)."""
-    from verifier import lifecycle
-    from verifier.report.escape import utf8
+    from verifier.report.escape import utf8  # lazy: CLI seam
 
     pieces = (text,) if isinstance(text, str) else text
     if output is None:
@@ -368,44 +365,44 @@ def _emit(text: str | Iterable[str], output: str | None) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    import json
+    import json  # lazy: CLI seam
 
-    from verifier import api
+    from verifier import api  # lazy: CLI seam (the library)
 
     if args.against:
         pair = api.inspect_against(args.file, args.against, tuple(args.trust_store), args.at)
         if args.format == "json":
-            from verifier.report.escape import json_safe
+            from verifier.report.escape import json_safe  # lazy: CLI seam
 
             doc = json_safe(json.loads(json.dumps(pair, default=str)))
             sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         else:
-            from verifier.report.escape import text as safe_line
-            from verifier.report.explain_text import render_against
+            from verifier.report.escape import text as safe_line  # lazy: CLI seam
+            from verifier.report.explain_text import render_against  # lazy: CLI seam
 
             lines = render_against(pair).split("\n")  # data only: every line escaped
             sys.stdout.write("\n".join(safe_line(line) for line in lines))
         return 0
     info = api.inspect(args.file, tuple(args.trust_store), args.at)
     if args.format == "json":
-        from verifier.report.escape import json_safe
+        from verifier.report.escape import json_safe  # lazy: CLI seam
 
         doc = json_safe(json.loads(json.dumps(info, default=str)))
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
-        from verifier.report.inspect_text import render_inspect
+        from verifier.report.inspect_text import render_inspect  # lazy: CLI seam
 
         sys.stdout.write(render_inspect(info))
     return 0
 
 
 def _cmd_refs(args: argparse.Namespace) -> int:
-    import json
+    import json  # lazy: CLI seam
 
-    from verifier.upstream import tuf_publish
+    from verifier.upstream import tuf_publish  # lazy: CLI seam (python-tuf)
 
     if args.refs_command == "build":
-        from verifier import api
+        from verifier import api  # lazy: CLI seam (the library)
 
         docs = api.build_reference_documents(args.source, args.cache_dir, args.offline)
         os.makedirs(args.output_dir, exist_ok=True)

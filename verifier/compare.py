@@ -305,7 +305,7 @@ CODE_SUFFIX = ".node"
 def unexplained_code(results: Sequence[FileResult]) -> tuple[int, int]:
     """(unexpected, total) over the shipped code files (PE, Mach-O, ELF, ``.node``) that are
     not the app's own: when most are unexpected, the references do not explain the artifact
-    (DESIGN.md "A reference that does not fit is no reference")."""
+    (docs/contract.md "A reference that does not fit is no reference")."""
     total = unexpected = 0
     for r in results:
         e = r.shipped

@@ -15,6 +15,7 @@ from dataclasses import replace
 from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import AnalysisCache
 from verifier.binary.sniff import sniff
+from verifier.checks.macos import bundle_seal_anomalies
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -26,6 +27,7 @@ from verifier.model import (
     Reference,
 )
 from verifier.unpack import Member, Unpacked, unpack
+from verifier.unpack.single import single_binary
 
 Progress = Callable[[int, int], None]
 
@@ -263,13 +265,9 @@ def build_reference(
     """Unpack and analyse an upstream release (directory or archive) into a Reference."""
     os.makedirs(workdir, exist_ok=True)
     sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
-    from verifier.unpack.single import single_binary
-
     # a lone binary is a reference of one file (``--against path:node.exe``)
     unpacked = single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
-    from verifier.checks.macos import bundle_seal_anomalies
-
     # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
     seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)
     files = strip_single_top_dir(entries)

@@ -976,8 +976,8 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Link:
-    """A link of an artifact or a reference: compared like a file (DESIGN.md "Archives as
-    real extractors see them"), never followed.
+    """A link of an artifact or a reference: compared like a file (docs/contract.md "Archives
+    as real extractors see them"), never followed.
 
     ``kind``: "symlink", or "hardlink" (a tar's hard links: a name sharing another member's
     file; that name is also a file of the tree). ``target`` is normalised: '/'-separated,
@@ -1017,9 +1017,10 @@ LINK_KINDS = ("symlink", "hardlink")
 
 @dataclass(frozen=True)
 class Note:
-    """Something the tree biv compared cannot show, met in this artifact (DESIGN.md: for
-    formats unpacked by external tools, what the tool cannot represent is named in the
-    report's notes). Informational: never a finding, never changes the verdict.
+    """Something the tree biv compared cannot show, met in this artifact (docs/contract.md
+    "Archives as real extractors see them": for formats unpacked by external tools, what the
+    tool cannot represent is named in the report's notes). Informational: never a finding,
+    never changes the verdict.
 
     ``kind`` is a stable id (``dmg-symlinks-flattened``, ``deb-absolute-links``,
     ``msi-binary-streams``, ``msi-no-files``, ``tool-links-dropped``); ``location`` is the
@@ -1211,7 +1212,7 @@ class FileResult:
     # evidence for divergence: sections, shape changes, fuse values, matched reference...
     evidence: Mapping[str, Any] = field(default_factory=dict)
     slices: tuple[SliceResult, ...] = ()
-    # how the shipped file was paired with its reference file (DESIGN.md "Pairing"): "path",
+    # how the shipped file was paired with its reference file (docs/contract.md "Pairing"): "path",
     # "versioned-path", "main-exe", "content" or "name"; None when unpaired
     paired_by: str | None = None
 

@@ -1,4 +1,4 @@
-"""Pair shipped files with reference files, one to one (DESIGN.md "Pairing").
+"""Pair shipped files with reference files, one to one (docs/contract.md "Pairing").
 
 Each shipped file is paired with at most one reference path and each reference path with at
 most one shipped file, trying in order:

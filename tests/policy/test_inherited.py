@@ -1,4 +1,4 @@
-"""Inherited anomalies (DESIGN.md "Judge the change, not the upstream")."""
+"""Inherited anomalies (docs/contract.md "Judge the change, not the upstream")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests of the shape of the code: the import-layer contract and the function-length rule.
+"""Tests of the shape of the code: the import-layer contract, imports at module top, the
+function-length rule, and citations of the contract that resolve inside the repository.
 
 Shared fixtures (the demo scenario, the Sigstore fixtures) come from ``tests/conftest.py``.
 """

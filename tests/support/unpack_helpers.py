@@ -72,7 +72,8 @@ def run(box: Box, art: Path, limits: Limits | None = None) -> Unpacked:
 
 def assert_unreadable_top(box: Box, art: Path, match: str) -> Unpacked:
     """A top-level archive that cannot be read is one ``malformed-input`` problem (exit 1,
-    DESIGN.md), and an ``ArtifactError`` only for a caller that asks (``strict_top``)."""
+    docs/contract.md "Exit codes and precedence"), and an ``ArtifactError`` only for a caller
+    that asks (``strict_top``)."""
     import pytest
 
     from verifier.errors import ArtifactError

@@ -1,7 +1,8 @@
-"""What external extractors cannot represent is named in the report's notes (DESIGN.md
-"Archives as real extractors see them"), and an MSI database that installs no file is not
-malformed. Real tools build the artifacts (wixl, dpkg-deb, 7z); the MSI validation module is
-the one a genuine npm package ships (``electron-winstaller@2.6.4``'s ``vendor/darice.cub``).
+"""What external extractors cannot represent is named in the report's notes
+(docs/contract.md "Archives as real extractors see them"), and an MSI database that installs
+no file is not malformed. Real tools build the artifacts (wixl, dpkg-deb, 7z); the MSI
+validation module is the one a genuine npm package ships (``electron-winstaller@2.6.4``'s
+``vendor/darice.cub``).
 The DMG note (7-Zip writes symlinks as empty files) is checked in ``test_dmg_read.py``.
 """
 

@@ -599,7 +599,8 @@ def test_ole_reader_hostile_chains(app: Path, tmp_path: Path) -> None:
 
 
 def _unreadable_top(bad: Path, tmp_path: Path) -> None:
-    """A top-level installer that cannot be read: a malformed-input problem (DESIGN.md), an
+    """A top-level installer that cannot be read: a malformed-input problem
+    (docs/contract.md "Exit codes and precedence"), an
     ArtifactError only for an upstream release (``strict_top``)."""
     u = unpack(str(bad), str(tmp_path / "w"))
     assert u.members == ()

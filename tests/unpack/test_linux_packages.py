@@ -1,5 +1,5 @@
-"""Linux packages as their real extractors see them (DESIGN.md "Archives as real extractors
-see them").
+"""Linux packages as their real extractors see them (docs/contract.md "Archives as real
+extractors see them").
 
 * An .rpm built by ``rpmbuild`` with absolute and relative symlinks, a hard-link group and a
   file name holding a backslash: biv's tree equals ``rpm2cpio X.rpm | cpio -idm``'s, and the

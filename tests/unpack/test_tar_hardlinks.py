@@ -1,4 +1,4 @@
-"""Tar hard links are links (DESIGN.md "Archives as real extractors see them").
+"""Tar hard links are links (docs/contract.md "Archives as real extractors see them").
 
 Every archive here is built by GNU tar (``--transform`` writes the hostile link targets GNU
 tar itself would never store), and the tree biv compares is checked against the one

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from verifier.errors import UsageError
+from verifier.errors import ReferenceMismatchError, UsageError
 
 if TYPE_CHECKING:  # kept out of the CLI's start-up
     from verifier.attest.vsa import InputAttestation
@@ -79,7 +79,7 @@ def check_verify_options(args: argparse.Namespace) -> None:
     if key and sigstore:
         raise UsageError("give either --signing-key or --sigstore, not both")
     if key:
-        from verifier.attest.dsse import load_private_key
+        from verifier.attest.dsse import load_private_key  # lazy: CLI seam (cryptography)
 
         load_private_key(key)  # fail early on a bad key
     layout = getattr(args, "layout", None)
@@ -94,7 +94,7 @@ def layout_anomalies(args: argparse.Namespace) -> tuple[Anomaly, ...]:
     layout = getattr(args, "layout", None)
     if not layout:
         return ()
-    from verifier.attest.intoto import verify_layout
+    from verifier.attest.intoto import verify_layout  # lazy: CLI seam
 
     return verify_layout(layout, list(args.layout_key), args.links)
 
@@ -104,8 +104,8 @@ def layout_inputs(args: argparse.Namespace) -> list[InputAttestation]:
     layout = getattr(args, "layout", None)
     if not layout:
         return []
-    from verifier.attest.intoto import input_attestations
-    from verifier.attest.vsa import InputAttestation
+    from verifier.attest.intoto import input_attestations  # lazy: CLI seam
+    from verifier.attest.vsa import InputAttestation  # lazy: CLI seam (cryptography)
 
     return [
         InputAttestation(uri, sha, "in-toto") for uri, sha in input_attestations(layout, args.links)
@@ -125,7 +125,7 @@ def write_attestation(
     out = getattr(args, "attest", None)
     if not out:
         return None
-    from verifier.attest.vsa import VsaOptions, build_statement, write_vsa
+    from verifier.attest.vsa import VsaOptions, build_statement, write_vsa  # lazy: CLI seam
 
     opts = VsaOptions(
         resource_uri=getattr(args, "resource_uri", None),
@@ -134,7 +134,7 @@ def write_attestation(
         sigstore_sources=sigstore_sources,
     )
     if getattr(args, "sigstore", False):
-        from verifier.attest.sigstore_sign import sign_vsa_keyless
+        from verifier.attest.sigstore_sign import sign_vsa_keyless  # lazy: CLI seam (sigstore)
 
         sign_vsa_keyless(
             build_statement(report, opts), out, staging=getattr(args, "sigstore_staging", False)
@@ -183,14 +183,14 @@ def dispatch(args: argparse.Namespace) -> int | None:
     """Run ``policy``/``attest`` commands; None when ``args.command`` is another command."""
     cmd = getattr(args, "command", None)
     if cmd == "policy":
-        from verifier.policy.load import check_policy
+        from verifier.policy.load import check_policy  # lazy: CLI seam (PyYAML)
 
         print(check_policy(args.file))
         return 0
     if cmd != "attest":
         return None
     if args.attest_command == "verify":
-        from verifier.attest.vsa import verify_attestation
+        from verifier.attest.vsa import verify_attestation  # lazy: CLI seam (cryptography)
 
         got = verify_attestation(
             args.attestation,
@@ -206,8 +206,7 @@ def dispatch(args: argparse.Namespace) -> int | None:
             print("biv: the attested verification FAILED", file=sys.stderr)
             return 1
         return 0
-    from verifier.errors import ReferenceMismatchError
-    from verifier.upstream.sigstore import IdentityPolicy, verify_source_bundle
+    from verifier.upstream.sigstore import IdentityPolicy, verify_source_bundle  # lazy: CLI seam
 
     policy = IdentityPolicy(
         identity=args.cert_identity,

@@ -3,7 +3,7 @@
 Both formats start with the same four bytes; the next four are the fat header's slice count
 for one and the class file's version for the other (Java 1.1 is 45, Java 25 is 69, so the
 count alone cannot tell them apart, and an attacker chooses it anyway). The rule, in one
-place (DESIGN.md, issue 12):
+place (issue 12; docs/contract.md "Principles": what biv does not understand is no pass):
 
 * a fat table that parses (every slice inside the file, after the table, not empty; at
   least one slice starting with a Mach-O magic) is Mach-O, whatever its count; with more

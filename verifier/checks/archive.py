@@ -1,5 +1,5 @@
-"""Checks on the shape of the shipped tree itself (DESIGN.md "Archives as real extractors see
-them"): links compared with upstream's, and names that collide on Windows or macOS.
+"""Checks on the shape of the shipped tree itself (docs/contract.md "Archives as real
+extractors see them"): links compared with upstream's, and names that collide on Windows or macOS.
 
 * ``unexpected-link``: a symlink or tar hard link that no reference has at the same path,
   of the same kind, with the same target (a macOS framework's ``Versions/Current -> A`` that

@@ -1,6 +1,6 @@
 """npm dependencies inside an Electron app, verified against the registry (``deps:npm``).
 
-DESIGN.md "npm dependencies inside the app". The stage runs after the comparison of the
+docs/contract.md "npm dependencies". The stage runs after the comparison of the
 artifact with its other upstreams and re-judges the files that sit in npm package folders:
 
     FileResults --discover--> packages (name, version, install path, files) + lockfiles

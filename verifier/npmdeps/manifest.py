@@ -1,7 +1,7 @@
 """``package.json``: read defensively, and compared with the published one as parsed JSON.
 
 What may differ between an installed package's ``package.json`` and the published one
-(DESIGN.md "npm dependencies inside the app"), and why:
+(docs/contract.md "npm dependencies"), and why:
 
 - keys packagers remove may be missing (electron-builder strips ``scripts``,
   ``devDependencies``, ``keywords``, ``_``-keys and more, and re-serialises the file), except

@@ -1,4 +1,5 @@
-"""One dependency's published tarball: fetched, proven, cached (DESIGN.md "npm dependencies").
+"""One dependency's published tarball: fetched, proven, cached (docs/contract.md
+"npm dependencies").
 
 For ``NAME@VERSION``::
 

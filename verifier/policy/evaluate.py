@@ -360,7 +360,8 @@ def _unexpected_binary(
     return [_finding("unexpected-binary", r, message, ev, policy)]
 
 
-#: file suffixes that make an unexpected file inside an npm package folder high (DESIGN.md)
+#: file suffixes that make an unexpected file inside an npm package folder high
+#: (docs/contract.md "npm dependencies")
 NPM_CODE_SUFFIXES = (".js", ".cjs", ".mjs", ".node", ".dll", ".so", ".dylib", ".exe")
 
 
@@ -488,7 +489,7 @@ def _anomaly_finding(
         msg = f"{path}{f' ({a.arch} slice)' if a.arch else ''}: {msg}"
     upstream_path = inherited_from(a, e, result)
     if upstream_path is not None:
-        # DESIGN.md "Judge the change, not the upstream": info unless the policy keeps it
+        # docs/contract.md "Judge the change, not the upstream": info unless the policy keeps it
         ev["inherited"] = True
         ev["inherited_from"] = upstream_path
         msg = f"{msg} (present in upstream too: {upstream_path})"

@@ -1,4 +1,4 @@
-"""Inherited anomalies: judge the change, not the upstream (DESIGN.md).
+"""Inherited anomalies (docs/contract.md "Judge the change, not the upstream").
 
 An anomaly of a shipped file is inherited when the upstream file it is paired with shows the
 same rule, in the same slice, about the same content:

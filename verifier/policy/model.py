@@ -126,7 +126,8 @@ class NpmPin:
     integrity: str  # Subresource Integrity: ``sha512-BASE64`` (several hashes allowed)
 
 
-#: the source that turns on the check of the app's npm dependencies (DESIGN.md)
+#: the source that turns on the check of the app's npm dependencies
+#: (docs/contract.md "npm dependencies")
 NPM_DEPS_SOURCE = "deps:npm"
 #: what biv compares with when a policy names no upstream of its own (only ``deps:npm``)
 IMPLIED_SOURCE = "electron:auto"
@@ -155,7 +156,7 @@ class Policy:
     fail_on: Severity | None = None
     waivers: tuple[WaiverRule, ...] = ()
     #: ``inherited: keep``: anomalies upstream's file has too keep their own severity
-    #: (default ``info``: DESIGN.md "Judge the change, not the upstream")
+    #: (default ``info``: docs/contract.md "Judge the change, not the upstream")
     keep_inherited: bool = False
     #: npm dependencies: package-name patterns not checked, and integrity pins
     npm_skip: tuple[str, ...] = ()

@@ -1,5 +1,5 @@
-"""Untrusted strings in output (DESIGN.md): file names, certificate subjects, policy reasons,
-messages all come from the artifact or the network.
+"""Untrusted strings in output (docs/contract.md "Untrusted strings in output"): file names,
+certificate subjects, policy reasons, messages all come from the artifact or the network.
 
 * ``text``: for a terminal or a log. C0 and C1 control characters, DEL, bidirectional
   overrides and isolates, line/paragraph separators and zero-width characters are shown as

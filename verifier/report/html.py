@@ -16,15 +16,15 @@ from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key
 from verifier.model import FileResult, Finding, Report, Severity, Signer, Status
+from verifier.npmdeps.summary import summarise
 from verifier.report import explain_html
+from verifier.report.escape import json_safe, utf8
 from verifier.report.explain_text import EXPLAIN_KEYS
 from verifier.rules import rule
 
 _SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
 
 # control characters, bidi overrides/isolates, zero-width characters, BOM
-from verifier.report.escape import json_safe, utf8  # noqa: E402
-
 _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 )
@@ -422,8 +422,6 @@ _NPM_STATE = {
 
 def _npm_dependencies(report: Report) -> str:
     """The app's npm dependencies (deps:npm): failing first, each with how it was proven."""
-    from verifier.npmdeps.summary import summarise
-
     summary = summarise(report)
     if summary is None:
         return ""
