@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from verifier import __version__, lifecycle
@@ -263,15 +263,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
         ann = apply_baseline(report, previous)
         ann = dataclasses.replace(ann, baseline_path=args.baseline)
-    text = render(
-        report,
-        args.format,
-        color=args.output is None,
-        verbose=args.verbose,
-        baseline=ann,
-        sarif_anchor=args.sarif_anchor,
-    )
-    _emit(text, args.output)
+    if args.format == "json" and ann is None:
+        from verifier.report.json import iter_json  # lazy: CLI seam
+
+        _emit(iter_json(report), args.output)  # written while made: no whole-report string
+    else:
+        text = render(
+            report,
+            args.format,
+            color=args.output is None,
+            verbose=args.verbose,
+            baseline=ann,
+            sarif_anchor=args.sarif_anchor,
+        )
+        _emit(text, args.output)
     if args.output and not args.quiet:
         print(
             f"biv: {report.verdict.value} ({args.format} report written to {args.output})",
@@ -337,20 +342,23 @@ def render(
     )
 
 
-def _emit(text: str, output: str | None) -> None:
-    """Write a report: valid UTF-8 whatever bytes a name held, and no ``F.tmp-PID`` left
-    behind on any error (nor on SIGINT/SIGTERM: the partial file is tracked)."""
+def _emit(text: str | Iterable[str], output: str | None) -> None:
+    """Write a report (whole, or piece by piece as it is made): valid UTF-8 whatever bytes
+    a name held, and no ``F.tmp-PID`` left behind on any error (nor on SIGINT/SIGTERM: the
+    partial file is tracked)."""
     from verifier.report.escape import utf8  # lazy: CLI seam
 
-    text = utf8(text)
+    pieces = (text,) if isinstance(text, str) else text
     if output is None:
-        sys.stdout.write(text)
+        for piece in pieces:
+            sys.stdout.write(utf8(piece))
         return
     tmp = f"{output}.tmp-{os.getpid()}"
     try:
         with lifecycle.partial_file(tmp):
             with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
+                for piece in pieces:
+                    fh.write(utf8(piece))
             os.replace(tmp, output)
     except OSError as exc:
         raise UsageError(f"cannot write report: {exc.strerror}", where=output) from exc

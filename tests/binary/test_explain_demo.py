@@ -16,12 +16,13 @@ import jsonschema
 import pytest
 from support.paths import REPO
 
-from verifier import api
+from verifier import api, cli
 from verifier._scenarios import macho_app
 from verifier._scenarios.scenario import Scenario
 from verifier.binary import macho, pe
 from verifier.cli import main
 from verifier.model import Blob, Report
+from verifier.report import json as report_json
 from verifier.report.json import render_json
 from verifier.report.text import render_text
 
@@ -90,6 +91,18 @@ def test_ffmpeg_dll_loader_is_named_and_disassembled(
     # no file bytes in the report: instructions carry text, address and size only
     assert set(rows[0]["shipped"]) == {"address", "size", "text"}
     jsonschema.validate(json.loads(render_json(win_report)), SCHEMA)
+
+
+def test_json_report_written_in_pieces_is_the_same_text(
+    win_report: Report, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    whole = render_json(win_report)
+    monkeypatch.setattr(report_json, "_PIECE", 1)  # one line a piece
+    pieces = list(report_json.iter_json(win_report))
+    assert len(pieces) == whole.count("\n") and "".join(pieces) == whole
+    out = tmp_path / "r.json"
+    cli._emit(iter([*pieces, '"\udcff"\n']), str(out))  # a raw byte in the last piece
+    assert out.read_bytes() == (whole + '"\\xff"\n').encode()
 
 
 def test_ffmpeg_dll_text_summary(win_report: Report) -> None:

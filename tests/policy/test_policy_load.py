@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from support.paths import REPO
 from verifier.errors import PolicyError
 from verifier.model import Severity
 from verifier.policy import Policy
-from verifier.policy.glob import GlobError, compile_glob, glob_match
+from verifier.policy.glob import GlobError, compile_glob, covers, glob_match, match_any
 from verifier.policy.load import check_policy, load_policy, load_policy_or_default
 from verifier.policy.model import SignerRequirement
 
@@ -304,3 +305,40 @@ def test_shipped_json_schema_file_matches_code() -> None:
 
     shipped = json.loads((POLICIES / "policy.schema.json").read_text())
     assert shipped == json.loads(json.dumps(POLICY_SCHEMA))
+
+
+def _covers_one_by_one(path: str, patterns: tuple[str, ...]) -> str | None:
+    """``covers`` spelled out: each pattern on the path, then on each parent folder."""
+    parts = path.split("/")
+    for n in range(len(parts), 0, -1):
+        for p in patterns:
+            if glob_match("/".join(parts[:n]), p):
+                return p
+    return None
+
+
+def test_covers_and_match_any_agree_with_trying_each_pattern() -> None:
+    """The combined pre-filter never changes the answer (random paths against globs of
+    every kind: anchored, unanchored, '**' in the middle and at the end, classes)."""
+
+    pats = (
+        "Update.exe",
+        "Uninstall *.exe",
+        "**/app.asar.unpacked/**",
+        "resources/*.pak",
+        "locales/[a-c]?.pak",
+        "x/**",
+        "[!z]*.DLL",
+        "a/**/b",
+    )
+    segs = ["a", "b", "x", "resources", "locales", "app.asar.unpacked", "Update.exe", "ab.pak"]
+    segs += ["Uninstall me.exe", "q.dll", "z.dll", "en.pak", "c1.pak", "UPDATE.EXE"]
+    rng = random.Random(11)
+    for _ in range(3000):
+        path = "/".join(rng.choice(segs) for _ in range(rng.randint(1, 5)))
+        sub = tuple(rng.sample(pats, rng.randint(0, len(pats))))
+        assert covers(path, sub) == _covers_one_by_one(path, sub), (path, sub)
+        want = next((p for p in sub if glob_match(path, p)), None)
+        assert match_any(path, sub) == want, (path, sub)
+    with pytest.raises(GlobError):
+        covers("a/b", ("ok", "a**"))

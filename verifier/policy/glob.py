@@ -59,8 +59,8 @@ def _segment_regex(seg: str, pattern: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Compile ``pattern`` to an anchored, case-insensitive regular expression."""
+def _glob_body(pattern: str) -> str:
+    """The regular expression of ``pattern``, without its anchors (GlobError when invalid)."""
     if not isinstance(pattern, str) or not pattern.strip():
         raise GlobError("empty pattern")
     if "\\" in pattern:
@@ -83,10 +83,31 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
             parts.append(_segment_regex(seg, pattern) + ("" if last else "/"))
     body = "".join(parts)
     prefix = "" if anchored else "(?:.*/)?"
+    return f"{prefix}{body}"
+
+
+@lru_cache(maxsize=1024)
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """Compile ``pattern`` to an anchored, case-insensitive regular expression."""
     try:
-        return re.compile(f"^{prefix}{body}$", re.IGNORECASE | re.DOTALL)
+        return re.compile(f"^{_glob_body(pattern)}$", re.IGNORECASE | re.DOTALL)
     except re.error as e:
         raise GlobError(f"invalid pattern {pattern!r}: {e}") from None
+
+
+@lru_cache(maxsize=256)
+def _any_regex(patterns: tuple[str, ...], parents: bool) -> re.Pattern[str]:
+    """One regular expression matching a path that one of ``patterns`` matches (with
+    ``parents``: that one of them matches, or matches one of its parent folders).
+
+    A pre-filter only: most paths match no pattern, and one search of this costs what
+    one pattern does, where trying the patterns on the path and each parent costs their
+    number times the path's depth. Which pattern matched is still found one by one."""
+    for p in patterns:
+        compile_glob(p)  # each one valid on its own (GlobError otherwise)
+    either = "|".join(f"(?:{_glob_body(p)})" for p in patterns)
+    tail = "(?:/.*)?" if parents else ""
+    return re.compile(f"^(?:{either}){tail}$", re.IGNORECASE | re.DOTALL)
 
 
 def check_glob(pattern: str) -> None:
@@ -100,7 +121,10 @@ def glob_match(path: str, pattern: str) -> bool:
 
 def match_any(path: str, patterns: Iterable[str]) -> str | None:
     """The first pattern of ``patterns`` that matches ``path``, else None."""
-    for p in patterns:
+    pats = tuple(patterns)
+    if len(pats) > 1 and _any_regex(pats, False).match(path) is None:
+        return None
+    for p in pats:
         if glob_match(path, p):
             return p
     return None
@@ -114,7 +138,7 @@ def covers(path: str, patterns: Iterable[str]) -> str | None:
     the members of a missing ``resources/default_app.asar``.
     """
     pats = tuple(patterns)
-    if not pats:
+    if not pats or _any_regex(pats, True).match(path) is None:
         return None
     hit = match_any(path, pats)
     if hit is not None:

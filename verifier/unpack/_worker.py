@@ -82,6 +82,8 @@ def run_job(job: dict[str, Any], limits: Limits) -> dict[str, Any]:
         answer["notes"] = [[n.member, n.message] for n in out.notes]
     if isinstance(out, Extraction) and out.files >= 0:
         answer["written"] = [out.files, out.size]  # no need to walk what was written
+    if isinstance(out, Extraction) and out.packs:
+        answer["packs"] = [[names, sizes] for names, sizes in out.packs]
     return answer
 
 
@@ -100,6 +102,10 @@ def main() -> int:
     limits = Limits.from_dict(req["limits"])
     jobs = list(req["jobs"])
     _limit_self(limits, len(jobs))
+    # the parent's readers, so that what an extractor packs no reader would have claimed
+    for module in req.get("readers", []):
+        if str(module).startswith("verifier."):
+            importlib.import_module(str(module))
     for i, job in enumerate(jobs):
         try:
             answer = run_job(job, limits)

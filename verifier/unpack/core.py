@@ -12,13 +12,13 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from verifier import model
 from verifier.errors import ArtifactError, MalformedInputError
 from verifier.hashing import sha256_bytes
-from verifier.unpack import links, paths, registry, sandbox
+from verifier.unpack import links, pack, paths, registry, sandbox
 from verifier.unpack.limits import Budget, Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
 from verifier.unpack.result import LinkRecord, Member, Problem, Unpacked, anomaly
@@ -120,6 +120,13 @@ class _Unpacker:
         self.budget.archives_left -= 1
         self.pending.append(_Layer(reader, f.abspath, path + "/", (*container, f.rel), depth + 1))
 
+    def add_packed(self, p: pack.Packed, prefix: str, container: tuple[str, ...]) -> None:
+        """Record one member of a pack (never an archive: those get files of their own)."""
+        blob = model.Blob(p.pack, p.offset, p.size)
+        location = _location(container, p.rel)
+        sha = p.sha256 if self.hash_files else None  # as for walked files: the caller hashes
+        self.members.append(Member(prefix + p.rel, location, container, blob, sha, p.magic))
+
     def _cannot_open(self, depth: int) -> str | None:
         """Why a nested archive at layer ``depth`` must stay closed, or None."""
         if depth >= self.limits.max_depth:
@@ -144,7 +151,8 @@ class _Unpacker:
 
     def _open_all(self, layers: list[_Layer], *, top: bool) -> None:
         """Open ``layers`` in one sandbox run: extract archives, list asar entries."""
-        limits = self.budget.narrowed(self.limits)
+        # small members may be packed when the sandbox knows every reader this process does
+        limits = replace(self.budget.narrowed(self.limits), pack_members=registry.builtin_only())
         timeout = min(limits.worker_timeout_s * len(layers), self.budget.seconds_left())
         try:
             jobs = [
@@ -181,9 +189,16 @@ class _Unpacker:
                     links=recs,
                 )
                 self.problems_in(layer.container, layer.prefix, found)
-                bad = self.layer_links([f.rel for f in files], recs, layer.prefix, layer.container)
+                packed, found = pack.read(
+                    job.dest, outcome.packs, self.limits, self.budget, {f.rel for f in files}
+                )
+                self.problems_in(layer.container, layer.prefix, found)
+                names = [f.rel for f in files] + [p.rel for p in packed]
+                bad = self.layer_links(names, recs, layer.prefix, layer.container)
                 for f in links.with_hard_links(files, recs, bad):
                     self.add(f, layer.prefix, layer.container, layer.depth)
+                for p in links.with_hard_links(packed, recs, bad):
+                    self.add_packed(p, layer.prefix, layer.container)
             else:
                 bad = self.layer_links(
                     [e.path for e in outcome.entries],

@@ -36,6 +36,9 @@ class Limits:
     worker_timeout_s: float = 600.0  # wall clock
     worker_cpu_s: int = 300
     worker_memory_bytes: int = 2 * GiB
+    # small members may go to pack files instead of files of their own (``pack.py``): set by
+    # ``unpack`` for the sandbox when it knows every registered reader
+    pack_members: bool = False
 
     def with_budget(self, *, bytes_left: int, members_left: int) -> Limits:
         """These limits, with the totals narrowed to what is left of the budget."""

@@ -133,6 +133,36 @@ def find(head: bytes, filename: str, among: Iterable[Reader] | None = None) -> R
     return None
 
 
+def claims_in_memory(head: bytes, name: str) -> bool:
+    """Whether a member whose bytes are all in memory must become a file of its own: some
+    reader claims it, or cannot tell without opening the file.
+
+    Each sniffer gets ``head`` and a file name that holds ``name`` (so a test on the name
+    still works) but cannot be opened (it starts with NUL): a sniffer that tries to read
+    the file raises, and that counts as a claim. ``False`` means that no reader would
+    claim the member whatever file held these bytes under this name.
+    """
+    unopenable = "\0" + name
+    for r in readers():
+        try:
+            if r.sniff(head, unopenable):
+                return True
+        except Exception:  # it wanted the file: let it have one
+            return True
+    return False
+
+
+def builtin_only() -> bool:
+    """Whether every registered reader comes from a ``verifier.`` module (so the sandbox,
+    which imports reader modules by name, knows the same readers as this process)."""
+    return all(type(r).__module__.startswith("verifier.") for r in readers())
+
+
+def modules() -> list[str]:
+    """The modules of the registered readers."""
+    return sorted({type(r).__module__ for r in readers()})
+
+
 def load_builtin() -> None:
     """Import the built-in reader modules (each registers its readers)."""
     for mod in BUILTIN_MODULES:

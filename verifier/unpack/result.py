@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the sandbox worker imports this module; keep it light
 MALFORMED = "malformed-input"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One file of the artifact.
 
@@ -77,6 +77,8 @@ class Extraction:
     # what the extractor (an external tool) cannot represent, met in this archive: the
     # report's notes (``member`` '' = the archive itself)
     notes: list[Problem] = field(default_factory=list)
+    # members in pack files (``pack.py``), per pack: their names and sizes, in order
+    packs: list[tuple[list[str], list[int]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

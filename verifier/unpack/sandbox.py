@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verifier import lifecycle
+from verifier.unpack import registry
 from verifier.unpack.limits import Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
 from verifier.unpack.result import LinkRecord, Problem
@@ -54,6 +55,8 @@ class Outcome:
     entries: list[Entry] = field(default_factory=list)  # InPlaceReader jobs only
     links: list[LinkRecord] = field(default_factory=list)  # recorded, never created
     notes: list[Problem] = field(default_factory=list)  # what the extractor cannot represent
+    # members in pack files beside ``dest`` (``pack.py``): per pack, names and sizes
+    packs: list[tuple[list[str], list[int]]] = field(default_factory=list)
 
 
 def run(reader: Extractor, src: str, dest: str, limits: Limits) -> Outcome:
@@ -70,6 +73,7 @@ def run_batch(
         return []
     request = {
         "limits": limits.to_dict(),
+        "readers": registry.modules(),
         "jobs": [
             {
                 "module": type(j.reader).__module__,
@@ -127,6 +131,7 @@ def _answers(out: bytes) -> dict[int, Outcome]:
                 LinkRecord(str(m), str(t), bool(r), bool(h)) for m, t, r, h in doc.get("links", [])
             ]
             notes = [Problem(str(m), str(msg)) for m, msg in doc.get("notes", [])]
+            packs = [_pack_index(p) for p in doc.get("packs", [])]
         except (ValueError, KeyError, TypeError):
             continue
         fatal, aborted = doc.get("fatal"), doc.get("aborted")
@@ -137,8 +142,21 @@ def _answers(out: bytes) -> dict[int, Outcome]:
             entries,
             links,
             notes,
+            packs,
         )
     return answers
+
+
+def _pack_index(item: object) -> tuple[list[str], list[int]]:
+    """One pack's (names, sizes) from the answer; ValueError unless exactly that shape."""
+    if not isinstance(item, list) or len(item) != 2:
+        raise ValueError("pack index: not a [names, sizes] pair")
+    names, sizes = item
+    if not isinstance(names, list) or not isinstance(sizes, list) or len(names) != len(sizes):
+        raise ValueError("pack index: names and sizes differ")
+    if not all(type(n) is str for n in names) or not all(type(n) is int for n in sizes):
+        raise ValueError("pack index: bad types")
+    return names, sizes
 
 
 def _why_missing(rc: int | None, err: bytes) -> str:

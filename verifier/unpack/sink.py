@@ -1,19 +1,24 @@
 """Writing untrusted members into a destination directory, with names checked and caps counted.
 
 Shared by the zip and tar extractors (they run in the sandbox). Sizes are counted as bytes
-are written, never taken from archive headers.
+are written, never taken from archive headers. With ``pack=True`` small members go to pack
+files instead of files of their own (``pack.py``); the extractor must then return
+``Sink.result()``, whose ``packs`` list them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Protocol
 
 from verifier.errors import LimitExceededError, MalformedInputError
+from verifier.unpack import pack as packs
 from verifier.unpack import paths
 from verifier.unpack.limits import Limits
+from verifier.unpack.registry import HEAD_SIZE
 from verifier.unpack.result import Extraction, LinkRecord, Problem
 
 CHUNK = 1 << 20
@@ -33,8 +38,20 @@ class SourceError(Exception):
 
 
 class Sink:
-    def __init__(self, dest: str, limits: Limits, *, stream_compressed: int | None = None) -> None:
+    def __init__(
+        self,
+        dest: str,
+        limits: Limits,
+        *,
+        stream_compressed: int | None = None,
+        pack: bool = False,
+    ) -> None:
         self.dest = os.path.realpath(dest)
+        self.packer = packs.Packer(self.dest, limits) if pack else None
+        # with packs, not every file is on disk: what a file system would refuse (a file
+        # where a folder is, or in a path through a file) is refused from these instead
+        self.files: set[str] = set()
+        self.folders: set[str] = {""}
         self.limits = limits
         # for a single compressed stream (tar.gz...): its size, to cap the overall ratio
         self.stream_compressed = stream_compressed
@@ -48,8 +65,12 @@ class Sink:
         self.dirs: set[str] = set()  # directories made and checked (relative, '' = dest)
 
     def result(self) -> Extraction:
+        index: list[tuple[list[str], list[int]]] = []
+        if self.packer is not None:
+            self.packer.close()
+            index = self.packer.index()
         found = [*self.links.values(), *self.hard.values()]
-        return Extraction(self.problems, found, self.count, self.total, self.notes)
+        return Extraction(self.problems, found, self.count, self.total, self.notes, index)
 
     # --- problems ------------------------------------------------------------------------
 
@@ -141,8 +162,29 @@ class Sink:
             self.dirs.add(parent)
         return os.path.join(self.dest, *name.split("/"))
 
+    def _claim(self, name: str, *, folder: bool) -> None:
+        """With packs: refuse ``name`` as a file system would (FileExistsError), else note it."""
+        if self.packer is None:
+            return
+        parent = name.rpartition("/")[0]
+        if parent not in self.folders:
+            parts = parent.split("/")
+            for i in range(1, len(parts) + 1):
+                if "/".join(parts[:i]) in self.files:
+                    raise FileExistsError(errno.EEXIST, "a file is in the way", name)
+        if folder:
+            if name in self.files:
+                raise FileExistsError(errno.EEXIST, "a file is in the way", name)
+        elif name in self.folders:
+            raise FileExistsError(errno.EEXIST, "a folder is in the way", name)
+        while parent not in self.folders:
+            self.folders.add(parent)
+            parent = parent.rpartition("/")[0]
+        (self.folders if folder else self.files).add(name)
+
     def mkdir(self, name: str) -> None:
         self.seen.add(name)
+        self._claim(name, folder=True)
         target = self._target(name)
         Path(target).mkdir(mode=0o755, parents=True, exist_ok=True)
         if not paths.inside(self.dest, target):
@@ -156,23 +198,37 @@ class Sink:
         recording the problem.
         """
         self.seen.add(name)
+        self._claim(name, folder=False)
+        first: list[bytes] = []
+        written = 0
+        if self.packer is not None:
+            # read a small member whole: it goes to a pack unless it needs a file
+            while written <= packs.MEMBER_MAX:
+                chunk = self._read(src)
+                if not chunk:
+                    data = b"".join(first)
+                    if packs.needs_own_file(name, data[:HEAD_SIZE]):
+                        break
+                    self.packer.add(name, data)
+                    self.total += written
+                    return written
+                written += len(chunk)
+                self._check(name, written, compressed)
+                first.append(chunk)
         target = self._target(name)
         fd = os.open(target, _CREATE, 0o644)
-        written = 0
         ok = False
         try:
+            for chunk in first:
+                self._put(fd, chunk)
+            first = []
             while True:
-                try:
-                    chunk = src.read(CHUNK)
-                except Exception as e:
-                    raise SourceError(f"{type(e).__name__}: {e}") from e
+                chunk = self._read(src)
                 if not chunk:
                     break
                 written += len(chunk)
                 self._check(name, written, compressed)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
+                self._put(fd, chunk)
             ok = True
         finally:
             os.close(fd)
@@ -181,6 +237,19 @@ class Sink:
                     os.unlink(target)
         self.total += written
         return written
+
+    @staticmethod
+    def _read(src: Readable) -> bytes:
+        try:
+            return src.read(CHUNK)
+        except Exception as e:
+            raise SourceError(f"{type(e).__name__}: {e}") from e
+
+    @staticmethod
+    def _put(fd: int, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
 
     def _check(self, name: str, written: int, compressed: int | None) -> None:
         """Per-member caps (skip this member) first, then whole-archive caps (stop)."""

@@ -26,7 +26,7 @@ MAGIC_SIZE = 64  # bytes kept per file: every format biv sniffs shows within the
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WalkedFile:
     rel: str  # '/'-separated path relative to the root
     abspath: str

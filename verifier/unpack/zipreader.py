@@ -39,7 +39,9 @@ class ZipReader:
             layout = zipcheck.scan(src, limits.max_members)
         except OSError as e:
             raise MalformedInputError(f"not a readable zip archive: {e}") from None
-        sink = Sink(dest, limits, stream_compressed=Path(src).stat().st_size)
+        sink = Sink(
+            dest, limits, stream_compressed=Path(src).stat().st_size, pack=limits.pack_members
+        )
         for p in layout.problems:
             sink.problem(p.member, p.message)
         with open(src, "rb") as fh:
