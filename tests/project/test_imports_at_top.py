@@ -5,7 +5,7 @@ line). The reasons are the CLI seam (``biv --version`` stays fast) and the start
 ``import verifier.api``; anything else belongs at the top, or the function belongs in another
 layer.
 
-``ALLOWED`` names the unmarked ones still waiting for their module's owner; it can only shrink:
+``ALLOWED`` names unmarked ones waiting for their module's owner (none now); it can only shrink:
 an entry that is gone or now marked fails the test too.
 """
 
@@ -18,18 +18,7 @@ from support.paths import REPO
 
 MARK = "# lazy:"
 
-ALLOWED = {
-    # unpack/ is being reworked (hostile-input work); its imports move to the top there
-    "verifier/unpack/__init__.py::unpack::verifier.unpack",
-    "verifier/unpack/__init__.py::tree_digest::verifier.unpack",
-    "verifier/unpack/__init__.py::directory_digest::verifier.unpack.limits",
-    "verifier/unpack/__init__.py::directory_digest::verifier.unpack.walk",
-    "verifier/unpack/core.py::_code_format::verifier.binary.sniff",
-    "verifier/unpack/dmg.py::extract_dmg::verifier.unpack.installers",
-    "verifier/unpack/result.py::anomaly::verifier",
-    "verifier/unpack/single.py::single_binary::verifier.binary.sniff",
-    "verifier/unpack/single.py::single_binary::verifier.unpack",
-}
+ALLOWED: set[str] = set()
 
 
 def _imported(node: ast.Import | ast.ImportFrom) -> list[str]:

@@ -55,6 +55,8 @@ def unpack(
     strict_top: bool = False,
 ) -> Unpacked:
     """See :func:`verifier.unpack.core.unpack`."""
+    # lazy: the sandbox worker imports verifier.unpack in a fresh child per archive layer;
+    # the pipeline (core, walk) loads only where it runs
     from verifier.unpack import core
 
     return core.unpack(path, workdir, limits, hash_files=hash_files, strict_top=strict_top)
@@ -62,6 +64,8 @@ def unpack(
 
 def tree_digest(pairs: list[tuple[str, str]]) -> str:
     """See :func:`verifier.unpack.core.tree_digest`."""
+    # lazy: the sandbox worker imports verifier.unpack in a fresh child per archive layer;
+    # the pipeline (core, walk) loads only where it runs
     from verifier.unpack import core
 
     return core.tree_digest(pairs)
@@ -70,6 +74,8 @@ def tree_digest(pairs: list[tuple[str, str]]) -> str:
 def directory_digest(path: str) -> str:
     """The tree digest of the directory ``path`` (as the report gives for a directory
     artifact): its regular files walked as ``unpack`` walks them, hashed, then ``tree_digest``."""
+    # lazy: the sandbox worker imports verifier.unpack in a fresh child per archive layer;
+    # the pipeline (core, walk) loads only where it runs
     from verifier.unpack.limits import Budget
     from verifier.unpack.walk import walk
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from verifier import model
+from verifier.binary.sniff import sniff
 from verifier.errors import ArtifactError, MalformedInputError
 from verifier.hashing import sha256_bytes
 from verifier.unpack import links, pack, paths, registry, sandbox
@@ -210,8 +211,9 @@ class _Unpacker:
 
     def _unreadable(self, layer: _Layer, message: str, *, top: bool) -> None:
         """A whole archive that cannot be read: hostile, truncated or over a cap, so a
-        ``malformed-input`` problem, at top level too (DESIGN.md); an ArtifactError only
-        when the caller asked for it (an upstream ``path:`` release)."""
+        ``malformed-input`` problem, at top level too (docs/contract.md "Exit codes and
+        precedence"); an ArtifactError only when the caller asked for it (an upstream
+        ``path:`` release)."""
         text = f"unreadable {layer.reader.name} archive: {message}"
         if top and self.strict_top:
             raise ArtifactError(text, where=layer.src)
@@ -257,8 +259,6 @@ def _note(text: str) -> tuple[str, str]:
 
 def _code_format(head: bytes, size: int) -> str | None:
     """'pe', 'macho' or 'elf' when ``head`` starts a lone binary, else None."""
-    from verifier.binary.sniff import sniff
-
     fmt = sniff(head, size)
     return fmt.value if fmt.is_code else None
 
@@ -296,14 +296,7 @@ def unpack(
     """
     limits = limits or Limits()
     registry.load_builtin()
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise ArtifactError("no such file or directory", where=path) from None
-    except OSError as e:
-        raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
-    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        raise ArtifactError("not a regular file or a directory", where=path)
+    st = _stat_artifact(path)
     try:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -312,47 +305,9 @@ def unpack(
         str(Path(workdir).absolute()), limits, hash_files=hash_files, strict_top=strict_top
     )
     if stat.S_ISDIR(st.st_mode):
-        recs: list[LinkRecord] = []
-        files, found = walk(
-            path, limits, u.budget, count_bytes=False, hash_files=hash_files, sniff=True, links=recs
-        )
-        u.problems_in((), "", found)
-        bad = u.layer_links([f.rel for f in files], recs, "", ())
-        files = [f for f in files if f.rel not in bad]
-        digest = tree_digest([(f.rel, f.sha256) for f in files]) if hash_files else ""
-        size = sum(f.size for f in files)
-        for f in files:
-            u.add(f, "", (), 0)
-        u.drain()
+        digest, size = _unpack_directory(u, path)
     else:
-        try:
-            head = hash_file(path, full=False)  # sniff first: nothing hashed yet
-        except OSError as e:
-            raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
-        reader = registry.find(head.head, path)
-        name = Path(path).name
-        size = head.size
-        kind = reader.name if reader is not None else _code_format(head.head, size)
-        if kind is None:
-            raise ArtifactError("not a directory or a supported archive", where=path)
-        if size > limits.max_artifact_bytes:
-            digest = ""
-            if reader is not None:
-                u.formats.add(reader.name)
-            u.problem(
-                name,
-                "",
-                f"{kind} file of {size} bytes is larger than the "
-                f"{limits.max_artifact_bytes}-byte cap; not read",
-            )
-        elif reader is None:  # a lone binary: api.single_binary analyses it, not unpack
-            raise ArtifactError("not a directory or a supported archive", where=path)
-        else:
-            try:
-                digest = hash_file(path).sha256
-            except OSError as e:
-                raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
-            u.open_top(reader, path, name)
+        digest, size = _unpack_file(u, path)
     members = tuple(sorted(u.members, key=lambda m: (m.path, m.location)))
     problems = tuple(
         sorted(u.problems, key=lambda a: (str(a.evidence.get("location", "")), a.message))
@@ -361,3 +316,66 @@ def unpack(
     return Unpacked(
         path, digest, size, members, problems, found_links, frozenset(u.formats), tuple(u.notes)
     )
+
+
+def _stat_artifact(path: str) -> os.stat_result:
+    """The artifact's stat, if it is a directory or a regular file (else ArtifactError)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ArtifactError("no such file or directory", where=path) from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise ArtifactError("not a regular file or a directory", where=path)
+    return st
+
+
+def _unpack_directory(u: _Unpacker, path: str) -> tuple[str, int]:
+    """A directory artifact walked in-process: (tree digest, bytes)."""
+    recs: list[LinkRecord] = []
+    files, found = walk(
+        path, u.limits, u.budget, count_bytes=False, hash_files=u.hash_files, sniff=True, links=recs
+    )
+    u.problems_in((), "", found)
+    bad = u.layer_links([f.rel for f in files], recs, "", ())
+    files = [f for f in files if f.rel not in bad]
+    digest = tree_digest([(f.rel, f.sha256) for f in files]) if u.hash_files else ""
+    size = sum(f.size for f in files)
+    for f in files:
+        u.add(f, "", (), 0)
+    u.drain()
+    return digest, size
+
+
+def _unpack_file(u: _Unpacker, path: str) -> tuple[str, int]:
+    """A file artifact: sniffed before anything is hashed, then opened as its archive format
+    (a lone binary is ``single_binary``'s, not unpack's): (sha256, bytes)."""
+    try:
+        head = hash_file(path, full=False)  # sniff first: nothing hashed yet
+    except OSError as e:
+        raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
+    reader = registry.find(head.head, path)
+    name = Path(path).name
+    size = head.size
+    kind = reader.name if reader is not None else _code_format(head.head, size)
+    if kind is None:
+        raise ArtifactError("not a directory or a supported archive", where=path)
+    if size > u.limits.max_artifact_bytes:
+        if reader is not None:
+            u.formats.add(reader.name)
+        u.problem(
+            name,
+            "",
+            f"{kind} file of {size} bytes is larger than the "
+            f"{u.limits.max_artifact_bytes}-byte cap; not read",
+        )
+        return "", size
+    if reader is None:  # a lone binary: api.single_binary analyses it, not unpack
+        raise ArtifactError("not a directory or a supported archive", where=path)
+    try:
+        digest = hash_file(path).sha256
+    except OSError as e:
+        raise ArtifactError(f"cannot read: {e.strerror or e}", where=path) from None
+    u.open_top(reader, path, name)
+    return digest, size

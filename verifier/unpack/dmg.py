@@ -23,6 +23,7 @@ from pathlib import Path
 
 from verifier.errors import MalformedInputError, ToolMissingError
 from verifier.unpack import registry
+from verifier.unpack.installers import extract_7z
 from verifier.unpack.limits import Limits
 from verifier.unpack.result import Extraction, Problem
 
@@ -82,8 +83,6 @@ def iso_symlinks(image: str, limits: Limits) -> list[tuple[str, str]]:
 
 
 def extract_dmg(src: str, dest: str, limits: Limits) -> Extraction:
-    from verifier.unpack.installers import extract_7z
-
     seven_zip()
     parts_dir = f"{dest}.dmgparts"
     Path(parts_dir).mkdir()

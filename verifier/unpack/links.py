@@ -1,7 +1,7 @@
 """Links inside one archive layer, resolved the way an extractor's file system would.
 
 biv never creates nor follows a link; it records each one (path, target) and checks the
-layer as a whole (DESIGN.md "Archives as real extractors see them"). Symbolic links:
+layer as a whole (docs/contract.md "Archives as real extractors see them"). Symbolic links:
 
 * a link whose target leaves the tree (absolute, a drive, or climbing above the root once
   every link on the way is followed) is hostile;

@@ -90,6 +90,7 @@ class Problem:
 
 
 def anomaly(location: str, path: str, message: str) -> model.Anomaly:
+    # lazy: the sandbox worker imports this module and must start without verifier.model
     from verifier import model
 
     return model.Anomaly(

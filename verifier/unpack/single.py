@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 
+from verifier.binary.sniff import SNIFF, sniff
 from verifier.model import Blob
+from verifier.unpack import registry
 from verifier.unpack.limits import Limits
 from verifier.unpack.result import Member, Unpacked
 
 
 def single_binary(path: str) -> Unpacked | None:
     """``path`` as an Unpacked of one member when it is a lone binary, else None."""
-    from verifier.binary.sniff import SNIFF, sniff
-    from verifier.unpack import registry
-
     if not os.path.isfile(path):
         return None
     blob = Blob.of_file(path)

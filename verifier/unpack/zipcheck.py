@@ -4,7 +4,7 @@
 local headers from the start of the file. An attacker can make the two disagree: a member
 that only one of them lists, a name or size or CRC that differs, bytes prepended before the
 first local header. biv extracts what the central directory says, so every such
-disagreement is reported (DESIGN.md "Archives as real extractors see them"):
+disagreement is reported (docs/contract.md "Archives as real extractors see them"):
 
 * each central-directory entry must have a local header at its offset with the same name,
   method, CRC and sizes, read as the format allows: after general-purpose bit 3 the local
