@@ -12,6 +12,7 @@ command that needs it, inside its ``_cmd_*`` function: that is the one lazy seam
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,20 @@ if TYPE_CHECKING:
     from verifier.model import Report, Severity
 
 FORMATS = ("text", "json", "sarif", "html")
+
+# main() runs the real command line (not a test calling it in-process): the process is biv's
+_OWN_PROCESS = False
+
+
+def _fewer_collections() -> None:
+    """Once the library is imported, in biv's own process only: freeze what the imports
+    made (modules, classes, functions: never garbage) and collect the youngest generation
+    every 20,000 allocations instead of 700. A run keeps one entry per file alive and makes
+    little cyclic garbage, and each collection walked those entries again (about 8% of a
+    warm ``verify`` of 7,664 files, README "Performance"). What is computed is unchanged."""
+    if _OWN_PROCESS:
+        gc.freeze()
+        gc.set_threshold(20_000, 10, 10)
 
 
 def _severity(text: str) -> Severity:
@@ -171,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
     if argv is None:  # the real command line (not a test calling main in-process)
+        global _OWN_PROCESS
+        _OWN_PROCESS = True
         lifecycle.install_signal_handlers()
     try:
         args = build_parser().parse_args(args_list)
@@ -223,6 +240,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from verifier import api  # lazy: CLI seam (the library)
     from verifier.progress import make_progress  # lazy: CLI seam
 
+    _fewer_collections()
     lifecycle.sweep()  # work directories of biv processes that were killed (SIGKILL)
 
     attest_cli.check_verify_options(args)
@@ -404,6 +422,7 @@ def _cmd_refs(args: argparse.Namespace) -> int:
     if args.refs_command == "build":
         from verifier import api  # lazy: CLI seam (the library)
 
+        _fewer_collections()
         docs = api.build_reference_documents(args.source, args.cache_dir, args.offline)
         os.makedirs(args.output_dir, exist_ok=True)
         for doc in docs:

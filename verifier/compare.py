@@ -83,7 +83,7 @@ def compare(
     # every later stage (policy, reports) sees paths relative to the application root
     rel = {}
     for e in shipped.entries:
-        p = _relative(e.path, root)
+        p = _relative(e.path, root) if root else e.path
         rel[p] = e if p == e.path else replace(e, path=p)
 
     pairing = pair_files(mapped, rel, is_own, opts.main_exe)
@@ -97,8 +97,7 @@ def compare(
         how = pairing.how[path]
         if how == PairedBy.PATH and path in bundle_main:
             how = PairedBy.MAIN_EXE
-        r = _best_match(path, rel[path], candidates, renamed_from.get(path))
-        results.append(replace(r, paired_by=how))
+        results.append(_best_match(path, rel[path], candidates, renamed_from.get(path), how))
     for path, candidates in sorted(pairing.unpaired_refs.items()):
         ref, rf = candidates[0]
         results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
@@ -166,10 +165,10 @@ def find_app_root(ref_paths: Iterable[str], shipped: Inventory) -> str:
     """The shipped folder under which the most reference paths exist ('' = artifact root)."""
     by_name: dict[str, list[str]] = defaultdict(list)
     for p in ref_paths:
-        by_name[posixpath.basename(p)].append(p)
+        by_name[p.rpartition("/")[2]].append(p)  # posixpath.basename
     votes: dict[str, set[str]] = defaultdict(set)
     for e in shipped.entries:
-        for r in by_name.get(posixpath.basename(e.path), ()):
+        for r in by_name.get(e.path.rpartition("/")[2], ()):
             if e.path == r:
                 votes[""].add(r)
             elif e.path.endswith("/" + r):
@@ -187,11 +186,12 @@ def _best_match(
     entry: FileEntry,
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
+    paired_by: PairedBy,
 ) -> FileResult:
     if entry.format == FileFormat.MACHO and any(
         rf.format == FileFormat.MACHO for _, rf in candidates
     ):
-        return _macho_match(path, entry, candidates, renamed_from)
+        return _macho_match(path, entry, candidates, renamed_from, paired_by)
     best: FileResult | None = None
     for ref, rf in candidates:
         status, evidence = compare_pair(entry, rf)
@@ -199,7 +199,7 @@ def _best_match(
             evidence["renamed_from"] = renamed_from
         if len(candidates) > 1:
             evidence["matched_reference"] = ref.component.name
-        r = FileResult(path, status, entry, rf, ref.component.name, evidence)
+        r = FileResult(path, status, entry, rf, ref.component.name, evidence, (), paired_by)
         if best is None or _RANK[status] < _RANK[best.status]:
             best = r
     assert best is not None
@@ -271,6 +271,7 @@ def _macho_match(
     entry: FileEntry,
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
+    paired_by: PairedBy,
 ) -> FileResult:
     refs = [rf for _, rf in candidates if rf.format == FileFormat.MACHO]
     slices, evidence = macho_compare.compare_slices(entry, refs)
@@ -284,7 +285,7 @@ def _macho_match(
     if status == Status.DIVERGENT:
         ev.update(pe_diff.describe_macho_divergence(entry, refs, ev))
     names = sorted({ref.component.name for ref, _ in candidates})
-    return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices))
+    return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices), paired_by)
 
 
 def aggregate_slices(slices: Sequence[SliceResult]) -> Status:
