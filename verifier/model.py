@@ -871,8 +871,12 @@ _SIG_LISTS = ("signers", "anomalies", "nested_signers", "nested_sha256")
 
 
 # a data file's entry in a reference inventory, as ``to_ref_dict`` writes it
-_EMPTY_SHAPE = {**dict.fromkeys(_SHAPE_NULLS), "tls_callbacks": [], "executable_sections": []}
-_EMPTY_SIGNATURE = {
+_EMPTY_SHAPE: dict[str, object] = {
+    **dict.fromkeys(_SHAPE_NULLS),
+    "tls_callbacks": [],
+    "executable_sections": [],
+}
+_EMPTY_SIGNATURE: dict[str, object] = {
     **dict.fromkeys(_SIG_NULLS),
     **{k: [] for k in _SIG_LISTS},
     "kind": "none",
