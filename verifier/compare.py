@@ -163,16 +163,19 @@ def bundle_renames(ref_paths: Iterable[str], shipped: Inventory) -> dict[str, st
 
 def find_app_root(ref_paths: Iterable[str], shipped: Inventory) -> str:
     """The shipped folder under which the most reference paths exist ('' = artifact root)."""
-    by_name: dict[str, list[str]] = defaultdict(list)
-    for p in ref_paths:
-        by_name[p.rpartition("/")[2]].append(p)  # posixpath.basename
+    refs = set(ref_paths)
     votes: dict[str, set[str]] = defaultdict(set)
     for e in shipped.entries:
-        for r in by_name.get(e.path.rpartition("/")[2], ()):
-            if e.path == r:
-                votes[""].add(r)
-            elif e.path.endswith("/" + r):
-                votes[e.path[: -len(r) - 1]].add(r)
+        # every reference path the shipped path ends with, at a '/': a lookup per folder
+        # level rather than a comparison with every reference file of the same name
+        p = e.path
+        if p in refs:
+            votes[""].add(p)
+        i = p.find("/")
+        while i >= 0:
+            if p[i + 1 :] in refs:
+                votes[p[:i]].add(p[i + 1 :])
+            i = p.find("/", i + 1)
     if not votes:
         return ""
     return min(votes, key=lambda k: (-len(votes[k]), len(k), k))
