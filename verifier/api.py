@@ -167,8 +167,12 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         inv = build_inventory(single, ctx, _stage(req.progress, "analysing"))
         inv = dataclasses.replace(inv, sha256=inv.entries[0].sha256)
     else:
-        unpacked = unpack(req.artifact, os.path.join(workdir, "artifact"))
-        inv = build_inventory(unpacked, ctx, _stage(req.progress, "analysing"))
+        # the members are not kept once their entries are made (one of each per file)
+        inv = build_inventory(
+            unpack(req.artifact, os.path.join(workdir, "artifact")),
+            ctx,
+            _stage(req.progress, "analysing"),
+        )
 
     unavailable: list[str] = []
     extra: list[Anomaly] = []

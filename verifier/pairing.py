@@ -77,7 +77,8 @@ def pair_files(
     main_override: str | None = None,
 ) -> Pairing:
     """Pair ``rel`` (shipped, by app-root-relative path) with ``mapped`` (reference paths)."""
-    refs: dict[str, Candidates] = {p: list(c) for p, c in mapped.items()}
+    # the candidate lists move from ``refs`` to ``pairs`` whole, never changed: not copied
+    refs: dict[str, Candidates] = dict(mapped)
     free = {p: e for p, e in rel.items()}  # shipped files not paired yet
     pairs: dict[str, Candidates] = {}
     how: dict[str, PairedBy] = {}
