@@ -41,6 +41,7 @@ from verifier.errors import (
 from verifier.inputs import check_regular
 from verifier.inventory import build as build_inventory
 from verifier.inventory import complete as complete_inventories
+from verifier.inventory import share_identical
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -183,6 +184,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     upstreams = tuple(s for s in sources if not is_deps_source(s))
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
     inv, refs = complete_inventories(inv, refs, ctx)
+    refs = share_identical(inv, refs)
 
     comparison = compare(
         inv,

@@ -105,7 +105,7 @@ def compare(
         results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
     for path in pairing.unpaired_shipped:
         entry = rel[path]
-        status = Status.OWN if is_own(path, entry) else Status.UNEXPECTED
+        status = Status.OWN if path in pairing.own else Status.UNEXPECTED
         results.append(FileResult(path, status, entry, None, None))
     results.sort(key=lambda r: r.path)
     return Comparison(root, tuple(results), dict(renames))

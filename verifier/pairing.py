@@ -48,6 +48,7 @@ class Pairing:
     renames: Mapping[str, str]  # reference path -> shipped path, where they differ
     unpaired_refs: Mapping[str, Candidates]  # reference path -> files no shipped file took
     unpaired_shipped: tuple[str, ...]  # sorted
+    own: frozenset[str] = frozenset()  # those of them that are the app's own (``is_own``)
 
 
 # NAME-VER.data / NAME-VER.dist-info / NAME-VER.egg-info (a wheel's or an egg's folders)
@@ -91,13 +92,14 @@ def pair_files(
         if ref_path != shipped_path:
             renames[ref_path] = shipped_path
 
-    for p in sorted(set(refs) & set(free)):
+    # (lists, not sets of 100,000 paths: the same pairs, in the same order, with less memory)
+    for p in sorted([p for p in free if p in refs]):
         take(p, p, PairedBy.PATH)
 
     # beyond the path, only files that are not the app's own
     for p in [p for p, e in free.items() if is_own(p, e)]:
         del free[p]
-    own_left = sorted(set(rel) - set(pairs) - set(free))
+    own_left = sorted([p for p in rel if p not in pairs and p not in free])
 
     for s_path, r_path in _unique_keys(free, refs, versionless):
         take(s_path, r_path, PairedBy.VERSIONED_PATH)
@@ -116,7 +118,8 @@ def pair_files(
     ):
         take(s_path, r_path, PairedBy.NAME)
 
-    return Pairing(pairs, how, renames, refs, tuple(sorted([*free, *own_left])))
+    unpaired = tuple(sorted([*free, *own_left]))
+    return Pairing(pairs, how, renames, refs, unpaired, frozenset(own_left))
 
 
 def _unique_keys(
