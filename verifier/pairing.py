@@ -174,6 +174,8 @@ def _by_content(
             for d in {digest(f) for _, f in cands} - {None}:
                 assert d is not None
                 index[d].append(r_path)
+        if not index:
+            continue  # no reference file left with such a digest: nothing to pair
         for s_path, e in sorted(shipped.items()):
             d = digest(e)
             if s_path in taken_s or d is None:

@@ -723,13 +723,19 @@ def evaluate(
     """
     ctx = _Ctx(refs, policy)
     raw: list[Finding] = []
-    by_path = {r.path: r for r in results}
     for r in results:
         raw.extend(_status_findings(r, ctx))
         raw.extend(_signer_rule_findings(r, policy))
     # FileResult paths are relative to the application root; inventory paths to the artifact
-    by_location = {r.shipped.location: r for r in results if r.shipped is not None}
+    # (the two indexes only when a file has anomalies: not for 100,000 data files)
+    by_path: dict[str, FileResult] = {}
+    by_location: dict[str, FileResult] = {}
     for e in shipped.entries:
+        if not e.facts.anomalies:
+            continue
+        if not by_path:
+            by_path = {r.path: r for r in results}
+            by_location = {r.shipped.location: r for r in results if r.shipped is not None}
         res = by_location.get(e.location) or by_path.get(e.path)
         path = res.path if res is not None else e.path
         for a in e.facts.anomalies:
