@@ -19,6 +19,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from verifier.binary import diff as pe_diff
@@ -107,7 +108,7 @@ def compare(
         entry = rel[path]
         status = Status.OWN if path in pairing.own else Status.UNEXPECTED
         results.append(FileResult(path, status, entry, None, None))
-    results.sort(key=lambda r: r.path)
+    results.sort(key=attrgetter("path"))
     return Comparison(root, tuple(results), dict(renames))
 
 

@@ -129,8 +129,10 @@ def _unique_keys(
     same: Callable[[FileEntry, FileEntry], bool] | None = None,
 ) -> list[tuple[str, str]]:
     """(shipped path, reference path) whose key is equal and unique on both sides."""
-    s_keys = _index(shipped, key)
     r_keys = _index(refs, key)
+    if not r_keys:
+        return []  # (most often: no reference file left) no key of the shipped side needed
+    s_keys = _index(shipped, key)
     out = []
     for k in sorted(set(s_keys) & set(r_keys)):
         if len(s_keys[k]) != 1 or len(r_keys[k]) != 1:

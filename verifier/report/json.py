@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from verifier.model import UNSIGNED, FileFormat, FileResult, Finding, Report
@@ -123,7 +124,7 @@ def render_json(report: Report) -> str:
 def iter_json(report: Report) -> Iterator[str]:
     """``render_json(report)`` in pieces of about ``_PIECE`` characters."""
     doc = dataclasses.replace(report, files=(), findings=()).to_dict()
-    doc["files"] = _Lazy(sorted(report.files, key=lambda f: f.path), _file_item)
+    doc["files"] = _Lazy(sorted(report.files, key=attrgetter("path")), _file_item)
     doc["findings"] = _Lazy(sorted(report.findings, key=Finding.sort_key), lambda f: f.to_dict())
     piece: list[str] = []
     size = 0
