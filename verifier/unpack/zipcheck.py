@@ -309,17 +309,10 @@ def _entry(
     (_nl, _xl, _cl, disk, _ia, ext_attr, lh_off) = f[10:]
     want: list[str] = []
     if _SENTINEL32 in (usize, csize, lh_off) or disk == _SENTINEL16:  # ZIP64 (rare)
-        vals = {"usize": usize, "csize": csize, "offset": lh_off}
-        want = [
-            k
-            for k, v in (("usize", usize), ("csize", csize), ("offset", lh_off))
-            if v == _SENTINEL32
-        ]
-        if disk == _SENTINEL16:
-            want.append("disk")
-        if not _zip64(extra, want, vals):
+        got64 = _central_zip64(extra, usize, csize, lh_off, disk)
+        if got64 is None:
             return None, None, "ZIP64 sizes announced but the ZIP64 extra field is missing"
-        usize, csize, lh_off = vals["usize"], vals["csize"], vals["offset"]
+        usize, csize, lh_off, want = got64
     nul = f"NUL byte in member name {raw!r}" if b"\x00" in raw else None
     name = (_unicode_name(extra, raw) if extra else None) or decode_name(raw, flags)
     start = lh_off + shift
@@ -373,6 +366,22 @@ def _entry(
         index, raw, name, flags, method, crc, csize, usize, data, made_by >> 8, ext_attr
     )
     return entry, (start, span_end), None
+
+
+def _central_zip64(
+    extra: bytes, usize: int, csize: int, lh_off: int, disk: int
+) -> tuple[int, int, int, list[str]] | None:
+    """(usize, csize, offset, the fields announced) from the ZIP64 extra field of an entry
+    whose central-directory fields hold sentinels; None when the field is missing or short."""
+    vals = {"usize": usize, "csize": csize, "offset": lh_off}
+    want = [
+        k for k, v in (("usize", usize), ("csize", csize), ("offset", lh_off)) if v == _SENTINEL32
+    ]
+    if disk == _SENTINEL16:
+        want.append("disk")
+    if not _zip64(extra, want, vals):
+        return None
+    return vals["usize"], vals["csize"], vals["offset"], want
 
 
 def _descriptor(
