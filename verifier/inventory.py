@@ -138,18 +138,21 @@ def complete(
     if not partial:
         return inventory, list(refs)
     ref_files = [f for r in refs for f in r.files]
-    ours, theirs = _shas_by_name(inventory.entries), _shas_by_name(ref_files)
     todo: dict[tuple[str, str], FileEntry] = {}
-    for entries, other in ((inventory.entries, theirs), (ref_files, ours)):
-        for e in entries:
-            key = (e.sha256, _basename(e.path))
-            if (
-                key in partial
-                and e.format in _LAZY
-                and e.blob is not None
-                and other.get(key[1]) != {e.sha256}
-            ):
-                todo.setdefault(key, e)
+    for entries, others in ((inventory.entries, ref_files), (ref_files, inventory.entries)):
+        maybe = [
+            e
+            for e in entries
+            if e.format in _LAZY and e.blob is not None and (e.sha256, _basename(e.path)) in partial
+        ]
+        if not maybe:
+            continue
+        # the other side's digests by name, for these names only (not a set per file)
+        other = _shas_by_name(others, {_basename(e.path) for e in maybe})
+        for e in maybe:
+            name = _basename(e.path)
+            if other.get(name) != {e.sha256}:
+                todo.setdefault((e.sha256, name), e)
     if not todo:
         return inventory, list(refs)
     full = replace(ctx, level="full")
@@ -203,10 +206,12 @@ def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _shas_by_name(entries: Sequence[FileEntry]) -> dict[str, set[str]]:
+def _shas_by_name(entries: Sequence[FileEntry], names: set[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for e in entries:
-        out.setdefault(_basename(e.path), set()).add(e.sha256)
+        name = _basename(e.path)
+        if name in names:
+            out.setdefault(name, set()).add(e.sha256)
     return out
 
 
