@@ -190,16 +190,18 @@ def share_identical(inventory: Inventory, refs: Sequence[Reference]) -> list[Ref
     shipped = {e.path: e for e in inventory.entries}
     out = []
     for r in refs:
-        files = tuple(_shared(f, shipped.get(f.path)) for f in r.files)
-        out.append(replace(r, files=files))
+        files = []
+        for f in r.files:
+            s = shipped.get(f.path)
+            if s is None or f.sha256 != s.sha256 or f.size != s.size or f.facts != s.facts:
+                files.append(f)
+                continue
+            location = s.path if f.location == f.path else f.location
+            files.append(
+                FileEntry(s.path, location, f.container, s.size, s.sha256, s.facts, f.blob)
+            )
+        out.append(replace(r, files=tuple(files)))
     return out
-
-
-def _shared(f: FileEntry, s: FileEntry | None) -> FileEntry:
-    if s is None or f.sha256 != s.sha256 or f.size != s.size or f.facts != s.facts:
-        return f
-    location = s.path if f.location == f.path else f.location
-    return FileEntry(s.path, location, f.container, s.size, s.sha256, s.facts, f.blob)
 
 
 def _basename(path: str) -> str:
