@@ -59,6 +59,7 @@ from verifier.model import (
 )
 from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
+from verifier.policy.evaluate import exit_code as verdict_exit_code
 from verifier.policy.model import Policy
 from verifier.signing.msi import msi_signature_facts
 from verifier.signing.trust import TrustConfig
@@ -464,13 +465,9 @@ def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] |
 
 
 def exit_code(report: Report) -> int:
-    """Precedence (docs/contract.md "Exit codes"): 1 (failed) beats 3 (inconclusive) beats 0
-    (exit 2 is an error)."""
-    if report.verdict == Verdict.FAIL:
-        return 1
-    if report.verdict == Verdict.INCONCLUSIVE:
-        return 3
-    return 0
+    """The report's exit code: the one verdict-to-code map (``policy.evaluate.exit_code``;
+    exit 2 is an error, raised before there is a report)."""
+    return verdict_exit_code(report.verdict)
 
 
 def inspect(
