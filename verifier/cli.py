@@ -12,6 +12,7 @@ command that needs it, inside its ``_cmd_*`` function: that is the one lazy seam
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -167,11 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# The collector's thresholds for the process (README "Scale"): biv makes a few objects per
+# file, mostly acyclic and freed by reference counting, and keeps them until the report;
+# at the default (700, 10, 10) the collector traversed every live object of a
+# 200,000-member zip a dozen times (2 of 17 s). A young generation of 10,000 and a full
+# collection at most every 100 middle ones: about 0.6 s. Cycles are still collected.
+GC_THRESHOLDS = (10_000, 10, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
     if argv is None:  # the real command line (not a test calling main in-process)
         lifecycle.install_signal_handlers()
+        gc.set_threshold(*GC_THRESHOLDS)
     try:
         args = build_parser().parse_args(args_list)
         if args.command is None:

@@ -19,6 +19,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from verifier.binary import diff as pe_diff
@@ -74,9 +75,11 @@ def compare(
             ref_paths[f.path].append((ref, f))
 
     renames = bundle_renames(ref_paths.keys(), shipped)
-    mapped: dict[str, list[tuple[Reference, FileEntry]]] = defaultdict(list)
-    for p, lst in ref_paths.items():
-        mapped[renames.get(p, p)].extend(lst)
+    mapped = ref_paths  # nothing renamed (most artifacts): not copied
+    if renames:
+        mapped = defaultdict(list)
+        for p, lst in ref_paths.items():
+            mapped[renames.get(p, p)].extend(lst)
 
     root = opts.app_root if opts.app_root is not None else find_app_root(mapped.keys(), shipped)
     root = root.strip("/")
@@ -97,16 +100,15 @@ def compare(
         how = pairing.how[path]
         if how == PairedBy.PATH and path in bundle_main:
             how = PairedBy.MAIN_EXE
-        r = _best_match(path, rel[path], candidates, renamed_from.get(path))
-        results.append(replace(r, paired_by=how))
+        results.append(_best_match(path, rel[path], candidates, renamed_from.get(path), how))
     for path, candidates in sorted(pairing.unpaired_refs.items()):
         ref, rf = candidates[0]
         results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
     for path in pairing.unpaired_shipped:
         entry = rel[path]
-        status = Status.OWN if is_own(path, entry) else Status.UNEXPECTED
+        status = Status.OWN if path in pairing.own else Status.UNEXPECTED
         results.append(FileResult(path, status, entry, None, None))
-    results.sort(key=lambda r: r.path)
+    results.sort(key=attrgetter("path"))
     return Comparison(root, tuple(results), dict(renames))
 
 
@@ -187,11 +189,12 @@ def _best_match(
     entry: FileEntry,
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
+    how: str,
 ) -> FileResult:
     if entry.format == FileFormat.MACHO and any(
         rf.format == FileFormat.MACHO for _, rf in candidates
     ):
-        return _macho_match(path, entry, candidates, renamed_from)
+        return replace(_macho_match(path, entry, candidates, renamed_from), paired_by=how)
     best: FileResult | None = None
     for ref, rf in candidates:
         status, evidence = compare_pair(entry, rf)
@@ -199,7 +202,7 @@ def _best_match(
             evidence["renamed_from"] = renamed_from
         if len(candidates) > 1:
             evidence["matched_reference"] = ref.component.name
-        r = FileResult(path, status, entry, rf, ref.component.name, evidence)
+        r = FileResult(path, status, entry, rf, ref.component.name, evidence, paired_by=how)
         if best is None or _RANK[status] < _RANK[best.status]:
             best = r
     assert best is not None
