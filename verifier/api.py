@@ -41,6 +41,7 @@ from verifier.errors import (
 from verifier.inputs import check_regular
 from verifier.inventory import build as build_inventory
 from verifier.inventory import complete as complete_inventories
+from verifier.inventory import share_identical
 from verifier.model import (
     Anomaly,
     BinaryFacts,
@@ -163,14 +164,7 @@ def verify(req: VerifyRequest) -> Report:
 def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: str) -> Report:
     if not os.path.exists(req.artifact):
         raise ArtifactError("artifact not found", where=req.artifact)
-    single = single_binary(req.artifact)
-    if single is not None:
-        inv = build_inventory(single, ctx, _stage(req.progress, "analysing"))
-        inv = dataclasses.replace(inv, sha256=inv.entries[0].sha256)
-    else:
-        unpacked = unpack(req.artifact, os.path.join(workdir, "artifact"))
-        inv = build_inventory(unpacked, ctx, _stage(req.progress, "analysing"))
-
+    inv, single = _shipped_inventory(req, ctx, workdir)
     unavailable: list[str] = []
     extra: list[Anomaly] = []
     if req.layout:
@@ -180,6 +174,7 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     upstreams = tuple(s for s in sources if not is_deps_source(s))
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
     inv, refs = complete_inventories(inv, refs, ctx)
+    refs = share_identical(inv, refs)
 
     comparison = compare(
         inv,
@@ -238,6 +233,24 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
         policy=policy.describe(),
         notes=inv.notes,
     )
+
+
+def _shipped_inventory(
+    req: VerifyRequest, ctx: AnalysisContext, workdir: str
+) -> tuple[Inventory, bool]:
+    """The artifact's inventory, and whether it is a lone binary (else what ``unpack``
+    finds in it)."""
+    single = single_binary(req.artifact)
+    if single is not None:
+        inv = build_inventory(single, ctx, _stage(req.progress, "analysing"))
+        return dataclasses.replace(inv, sha256=inv.entries[0].sha256), True
+    # the members are not kept once their entries are made (one of each per file)
+    inv = build_inventory(
+        unpack(req.artifact, os.path.join(workdir, "artifact")),
+        ctx,
+        _stage(req.progress, "analysing"),
+    )
+    return inv, False
 
 
 def reference_misfit(results: Sequence[FileResult], refs: Sequence[Reference]) -> str | None:

@@ -19,6 +19,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from verifier.binary import diff as pe_diff
@@ -74,9 +75,11 @@ def compare(
             ref_paths[f.path].append((ref, f))
 
     renames = bundle_renames(ref_paths.keys(), shipped)
-    mapped: dict[str, list[tuple[Reference, FileEntry]]] = defaultdict(list)
-    for p, lst in ref_paths.items():
-        mapped[renames.get(p, p)].extend(lst)
+    mapped = ref_paths  # nothing renamed (most artifacts): not copied
+    if renames:
+        mapped = defaultdict(list)
+        for p, lst in ref_paths.items():
+            mapped[renames.get(p, p)].extend(lst)
 
     root = opts.app_root if opts.app_root is not None else find_app_root(mapped.keys(), shipped)
     root = root.strip("/")
@@ -103,9 +106,9 @@ def compare(
         results.append(FileResult(path, Status.MISSING, None, rf, ref.component.name))
     for path in pairing.unpaired_shipped:
         entry = rel[path]
-        status = Status.OWN if is_own(path, entry) else Status.UNEXPECTED
+        status = Status.OWN if path in pairing.own else Status.UNEXPECTED
         results.append(FileResult(path, status, entry, None, None))
-    results.sort(key=lambda r: r.path)
+    results.sort(key=attrgetter("path"))
     return Comparison(root, tuple(results), dict(renames))
 
 

@@ -20,6 +20,7 @@ from verifier.errors import MalformedInputError
 from verifier.unpack import Limits, pack, paths, sandbox
 from verifier.unpack.limits import Budget
 from verifier.unpack.result import Problem
+from verifier.unpack.sink import Sink
 
 Index = list[tuple[list[str], list[int]]]
 
@@ -173,3 +174,24 @@ def test_is_clean_is_clean_name_unchanged() -> None:
         except MalformedInputError:
             want = False
         assert paths.is_clean(name, 16) is want, repr(name)
+
+
+def test_sink_names_are_clean_name_with_or_without_the_fast_path(tmp_path: Path) -> None:
+    """``Sink.name`` takes a name that is clean already as it is (one regex search) and
+    cleans the others: either way what ``clean_name`` gives, or the same refusal, with a
+    backslash read as a character or as a separator (a name from an MS-DOS zip)."""
+    rng = random.Random(13)
+    alphabet = ["a", "B", "/", "\\", ".", "..", ":", "C", "\0", "\x1f", "é", " "]
+    limits = Limits(max_name_len=16)
+    for backslash_sep in (False, True):
+        for _ in range(5000):
+            raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+            sink = Sink(str(tmp_path), limits)
+            try:
+                want: str | None = paths.clean_name(raw, 16, backslash_sep=backslash_sep)
+            except MalformedInputError:
+                want = None
+            if want is not None and want.count("/") >= limits.max_dir_depth:
+                want = None
+            assert sink.name(raw, backslash_sep=backslash_sep) == want, (raw, backslash_sep)
+            assert bool(sink.problems) is (want is None), (raw, backslash_sep)

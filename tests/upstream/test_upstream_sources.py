@@ -260,14 +260,11 @@ def test_real_pypi_wheel_as_upstream(tmp_path: Path) -> None:
 
 
 def test_default_analyzer_builds_reference_with_lead_inventory(tmp_path: Path) -> None:
-    """The real ``inventory.build_reference`` on a proven archive (skips until it is importable)."""
-    try:
-        from verifier.upstream.sources import default_analyzer
-
-        an = default_analyzer()
-    except ImportError as exc:
-        pytest.skip(f"verifier.inventory not importable yet: {exc}")
+    """The real ``inventory.build_reference`` on a proven archive."""
     from verifier.analysis import AnalysisContext
+    from verifier.upstream.sources import default_analyzer
+
+    an = default_analyzer()
 
     with ReleaseWorld() as w:
         refs = resolve_remote(

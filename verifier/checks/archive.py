@@ -33,8 +33,12 @@ def _targets(inv: Inventory) -> set[str]:
         out.add("windows")
     if "dmg" in inv.formats:
         out.add("macos")
+    in_nupkg: dict[tuple[str, ...], bool] = {}  # per container (shared by its members)
     for e in inv.entries:
-        if e.format is FileFormat.PE or any(c.lower().endswith(".nupkg") for c in e.container):
+        nupkg = in_nupkg.get(e.container)
+        if nupkg is None:
+            nupkg = in_nupkg[e.container] = any(c.lower().endswith(".nupkg") for c in e.container)
+        if e.format is FileFormat.PE or nupkg:
             out.add("windows")
         elif e.format is FileFormat.MACHO:
             out.add("macos")

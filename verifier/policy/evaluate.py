@@ -259,10 +259,12 @@ def _status_findings(r: FileResult, ctx: _Ctx) -> list[Finding]:
     """The finding a file's status gives under the policy, if any (the contract's table)."""
     policy = ctx.policy
     st = r.status
-    ev = _base_evidence(r)
-    up = ctx.upstream(r)
     if st in (Status.IDENTICAL, Status.OWN):
         return []
+    if st == Status.UNEXPECTED and r.shipped is not None and not _maybe_unexpected_code(r):
+        return []  # data (most files of a large artifact): no evidence to gather
+    ev = _base_evidence(r)
+    up = ctx.upstream(r)
     if st == Status.IDENTICAL_EXCEPT_SIGNATURE and r.shipped is not None:
         out: list[Finding] = []
         for arch, s, u in _sig_pairs(r.shipped, r.reference):
@@ -343,11 +345,17 @@ def _signed_divergent(
     return _finding("signed-divergent-content", r, message, ev, policy)
 
 
+def _maybe_unexpected_code(r: FileResult) -> bool:
+    """Whether an unexpected file may give a finding: an npm one, or code (the cheap tests
+    of ``_status_findings``'s last two branches, before any evidence is gathered)."""
+    return "npm" in r.evidence or (r.shipped is not None and is_code(r.shipped))
+
+
 def _unexpected_binary(
     r: FileResult, shipped: FileEntry, ev: dict[str, Any], policy: Policy
 ) -> list[Finding]:
     """Code that matches no upstream file and is not the app's own."""
-    if classify_own(r.path, policy) or not is_code(shipped):
+    if not is_code(shipped) or classify_own(r.path, policy):
         return []
     ev.setdefault("format", shipped.format.value)
     signer = _first_signer(shipped.facts.signature)
@@ -715,13 +723,19 @@ def evaluate(
     """
     ctx = _Ctx(refs, policy)
     raw: list[Finding] = []
-    by_path = {r.path: r for r in results}
     for r in results:
         raw.extend(_status_findings(r, ctx))
         raw.extend(_signer_rule_findings(r, policy))
     # FileResult paths are relative to the application root; inventory paths to the artifact
-    by_location = {r.shipped.location: r for r in results if r.shipped is not None}
+    # (the two indexes only when a file has anomalies: not for 100,000 data files)
+    by_path: dict[str, FileResult] = {}
+    by_location: dict[str, FileResult] = {}
     for e in shipped.entries:
+        if not e.facts.anomalies:
+            continue
+        if not by_path:
+            by_path = {r.path: r for r in results}
+            by_location = {r.shipped.location: r for r in results if r.shipped is not None}
         res = by_location.get(e.location) or by_path.get(e.path)
         path = res.path if res is not None else e.path
         for a in e.facts.anomalies:

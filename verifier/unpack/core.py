@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from pathlib import Path
 
 from verifier import model
@@ -309,7 +310,7 @@ def unpack(
         digest, size = _unpack_directory(u, path)
     else:
         digest, size = _unpack_file(u, path)
-    members = tuple(sorted(u.members, key=lambda m: (m.path, m.location)))
+    members = tuple(sorted(u.members, key=attrgetter("path", "location")))
     problems = tuple(
         sorted(u.problems, key=lambda a: (str(a.evidence.get("location", "")), a.message))
     )

@@ -143,7 +143,7 @@ def claims_in_memory(head: bytes, name: str) -> bool:
     claim the member whatever file held these bytes under this name.
     """
     unopenable = "\0" + name
-    for r in readers():
+    for _, _, r in _readers:  # (no list made: called once per packed member)
         try:
             if r.sniff(head, unopenable):
                 return True

@@ -89,21 +89,26 @@ class Sink:
         ``backslash_sep``: '\\' separates (a name written by a Windows tool, ``paths.py``)."""
         if is_dir and raw.replace("\\", "/").strip("/") in ("", "."):
             return None  # the archive's root ('./' as made by `tar -C dir .`): nothing to do
-        try:
-            name = paths.clean_name(raw, self.limits.max_name_len, backslash_sep=backslash_sep)
-        except MalformedInputError as e:
-            self.problem(raw, e.message)
-            return None
+        if "\\" not in raw and paths.is_clean(raw, self.limits.max_name_len):
+            # clean already (most names): what clean_name returns, read either way, for a
+            # name without a backslash
+            name = raw
+        else:
+            try:
+                name = paths.clean_name(raw, self.limits.max_name_len, backslash_sep=backslash_sep)
+            except MalformedInputError as e:
+                self.problem(raw, e.message)
+                return None
         if name in self.seen:
             if is_dir:
                 return None  # a repeated directory entry is harmless
             self.problem(raw, f"duplicate entry {name!r}; only the first is kept")
             return None
-        parts = name.split("/")
-        if len(parts) > self.limits.max_dir_depth:
+        if name.count("/") >= self.limits.max_dir_depth:
             self.problem(raw, f"more than {self.limits.max_dir_depth} directory levels")
             return None
         if self.links:
+            parts = name.split("/")
             for i in range(1, len(parts)):
                 prefix = "/".join(parts[:i])
                 if prefix in self.links:

@@ -307,15 +307,12 @@ def _entry(
     """
     (_sig, made_by, _need, flags, method, _t, _d, crc, csize, usize) = f[:10]
     (_nl, _xl, _cl, disk, _ia, ext_attr, lh_off) = f[10:]
-    vals = {"usize": usize, "csize": csize, "offset": lh_off}
-    want = [
-        k for k, v in (("usize", usize), ("csize", csize), ("offset", lh_off)) if v == _SENTINEL32
-    ]
-    if disk == _SENTINEL16:
-        want.append("disk")
-    if want and not _zip64(extra, want, vals):
-        return None, None, "ZIP64 sizes announced but the ZIP64 extra field is missing"
-    usize, csize, lh_off = vals["usize"], vals["csize"], vals["offset"]
+    want: list[str] = []
+    if _SENTINEL32 in (usize, csize, lh_off) or disk == _SENTINEL16:  # ZIP64 (rare)
+        got64 = _central_zip64(extra, usize, csize, lh_off, disk)
+        if got64 is None:
+            return None, None, "ZIP64 sizes announced but the ZIP64 extra field is missing"
+        usize, csize, lh_off, want = got64
     nul = f"NUL byte in member name {raw!r}" if b"\x00" in raw else None
     name = (_unicode_name(extra, raw) if extra else None) or decode_name(raw, flags)
     start = lh_off + shift
@@ -350,12 +347,13 @@ def _entry(
         if dd is None:
             return None, (start, span_end), "data descriptor missing or truncated"
         got = dd
-    else:
+    elif _SENTINEL32 in (lusize, lcsize):  # local ZIP64 sizes (rare)
         lv = {"usize": lusize, "csize": lcsize}
-        lwant = [k for k, v in (("usize", lusize), ("csize", lcsize)) if v == _SENTINEL32]
-        if lwant and not _zip64(lextra, ["usize", "csize"], lv):
+        if not _zip64(lextra, ["usize", "csize"], lv):
             return None, (start, span_end), "local ZIP64 sizes without a ZIP64 extra field"
         got = (lcrc, lv["csize"], lv["usize"])
+    else:
+        got = (lcrc, lcsize, lusize)
     if got != (crc, csize, usize):
         why = (
             f"local header says crc {got[0]:08x}, {got[1]}/{got[2]} bytes; the central "
@@ -368,6 +366,22 @@ def _entry(
         index, raw, name, flags, method, crc, csize, usize, data, made_by >> 8, ext_attr
     )
     return entry, (start, span_end), None
+
+
+def _central_zip64(
+    extra: bytes, usize: int, csize: int, lh_off: int, disk: int
+) -> tuple[int, int, int, list[str]] | None:
+    """(usize, csize, offset, the fields announced) from the ZIP64 extra field of an entry
+    whose central-directory fields hold sentinels; None when the field is missing or short."""
+    vals = {"usize": usize, "csize": csize, "offset": lh_off}
+    want = [
+        k for k, v in (("usize", usize), ("csize", csize), ("offset", lh_off)) if v == _SENTINEL32
+    ]
+    if disk == _SENTINEL16:
+        want.append("disk")
+    if not _zip64(extra, want, vals):
+        return None
+    return vals["usize"], vals["csize"], vals["offset"], want
 
 
 def _descriptor(
