@@ -86,7 +86,7 @@ def compare(
     # every later stage (policy, reports) sees paths relative to the application root
     rel = {}
     for e in shipped.entries:
-        p = _relative(e.path, root)
+        p = _relative(e.path, root) if root else e.path
         rel[p] = e if p == e.path else replace(e, path=p)
 
     pairing = pair_files(mapped, rel, is_own, opts.main_exe)
@@ -166,16 +166,19 @@ def bundle_renames(ref_paths: Iterable[str], shipped: Inventory) -> dict[str, st
 
 def find_app_root(ref_paths: Iterable[str], shipped: Inventory) -> str:
     """The shipped folder under which the most reference paths exist ('' = artifact root)."""
-    by_name: dict[str, list[str]] = defaultdict(list)
-    for p in ref_paths:
-        by_name[posixpath.basename(p)].append(p)
+    refs = set(ref_paths)
     votes: dict[str, set[str]] = defaultdict(set)
     for e in shipped.entries:
-        for r in by_name.get(posixpath.basename(e.path), ()):
-            if e.path == r:
-                votes[""].add(r)
-            elif e.path.endswith("/" + r):
-                votes[e.path[: -len(r) - 1]].add(r)
+        # every reference path the shipped path ends with, at a '/': a lookup per folder
+        # level rather than a comparison with every reference file of the same name
+        p = e.path
+        if p in refs:
+            votes[""].add(p)
+        i = p.find("/")
+        while i >= 0:
+            if p[i + 1 :] in refs:
+                votes[p[:i]].add(p[i + 1 :])
+            i = p.find("/", i + 1)
     if not votes:
         return ""
     return min(votes, key=lambda k: (-len(votes[k]), len(k), k))
@@ -189,12 +192,12 @@ def _best_match(
     entry: FileEntry,
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
-    how: str,
+    paired_by: PairedBy,
 ) -> FileResult:
     if entry.format == FileFormat.MACHO and any(
         rf.format == FileFormat.MACHO for _, rf in candidates
     ):
-        return replace(_macho_match(path, entry, candidates, renamed_from), paired_by=how)
+        return _macho_match(path, entry, candidates, renamed_from, paired_by)
     best: FileResult | None = None
     for ref, rf in candidates:
         status, evidence = compare_pair(entry, rf)
@@ -202,7 +205,7 @@ def _best_match(
             evidence["renamed_from"] = renamed_from
         if len(candidates) > 1:
             evidence["matched_reference"] = ref.component.name
-        r = FileResult(path, status, entry, rf, ref.component.name, evidence, paired_by=how)
+        r = FileResult(path, status, entry, rf, ref.component.name, evidence, (), paired_by)
         if best is None or _RANK[status] < _RANK[best.status]:
             best = r
     assert best is not None
@@ -274,6 +277,7 @@ def _macho_match(
     entry: FileEntry,
     candidates: Sequence[tuple[Reference, FileEntry]],
     renamed_from: str | None,
+    paired_by: PairedBy,
 ) -> FileResult:
     refs = [rf for _, rf in candidates if rf.format == FileFormat.MACHO]
     slices, evidence = macho_compare.compare_slices(entry, refs)
@@ -287,7 +291,7 @@ def _macho_match(
     if status == Status.DIVERGENT:
         ev.update(pe_diff.describe_macho_divergence(entry, refs, ev))
     names = sorted({ref.component.name for ref, _ in candidates})
-    return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices))
+    return FileResult(path, status, entry, refs[0], names[0], ev, tuple(slices), paired_by)
 
 
 def aggregate_slices(slices: Sequence[SliceResult]) -> Status:

@@ -21,6 +21,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -87,12 +88,16 @@ def _enc(x: Any) -> Any:
     raise TypeError(f"cannot serialise a value of type {type(x).__name__}")
 
 
+_SCALARS = frozenset((type(None), bool, int, float, str))
+
+
 def _dec(x: Any) -> Any:
-    if x is None or isinstance(x, bool | int | float | str):
+    kind = type(x)  # json.loads gives these exact types, never subclasses
+    if kind in _SCALARS:
         return x
-    if isinstance(x, list):
+    if kind is list:
         return [_dec(v) for v in x]
-    if not isinstance(x, dict) or len(x) not in (1, 2):
+    if kind is not dict or len(x) not in (1, 2):
         raise DecodeError("malformed value")
     if "t" in x:
         return tuple(_dec(v) for v in _list(x["t"]))
@@ -146,8 +151,8 @@ def _dataclass(x: dict[str, Any]) -> Any:
     raw = x.get("f")
     if not isinstance(raw, dict):
         raise DecodeError("malformed dataclass")
-    names = [f.name for f in dataclasses.fields(cls)]
-    if set(raw) != set(names):
+    names, keys = _field_names(cls)
+    if raw.keys() != keys:
         missing = sorted(set(names) - set(raw))
         extra = sorted(set(raw) - set(names))
         raise DecodeError(f"{cls.__name__}: fields differ (missing {missing}, unknown {extra})")
@@ -155,6 +160,13 @@ def _dataclass(x: dict[str, Any]) -> Any:
     for name in names:  # exactly the stored values: no __init__ defaults, no __post_init__
         object.__setattr__(obj, name, _dec(raw[name]))
     return obj
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A registered dataclass's field names, in order and as a set (looked up once)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    return names, frozenset(names)
 
 
 def dumps(value: Any) -> bytes:

@@ -21,6 +21,7 @@ from verifier.errors import SchemaError
 E = TypeVar("E", bound=Enum)
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_LOWER_HEX64 = re.compile(r"[0-9a-f]{64}")
 _MISSING = object()  # a key that is absent (None is JSON's null)
 
 
@@ -39,6 +40,11 @@ def _lower(v: str) -> str:
 def is_hex64(v: str) -> bool:
     """64 hex digits: how every sha256 in biv's documents is written."""
     return _HEX64.fullmatch(v) is not None
+
+
+def is_lower_hex64(v: str) -> bool:
+    """64 hex digits in lower case (a sha256 as biv writes it)."""
+    return _LOWER_HEX64.fullmatch(v) is not None
 
 
 def describe(v: object) -> str:

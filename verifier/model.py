@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from verifier.errors import SchemaError
-from verifier.jsonread import Fields
+from verifier.jsonread import Fields, is_lower_hex64
 
 JSON = dict[str, Any]
 
@@ -885,6 +885,22 @@ _SIG_NULLS = ("valid", "container_sha256", "primary_container_sha256")
 _SIG_LISTS = ("signers", "anomalies", "nested_signers", "nested_sha256")
 
 
+# a data file's entry in a reference inventory, as ``to_ref_dict`` writes it
+_EMPTY_SHAPE: dict[str, object] = {
+    **dict.fromkeys(_SHAPE_NULLS),
+    "tls_callbacks": [],
+    "executable_sections": [],
+}
+_EMPTY_SIGNATURE: dict[str, object] = {
+    **dict.fromkeys(_SIG_NULLS),
+    **{k: [] for k in _SIG_LISTS},
+    "kind": "none",
+    "signed": False,
+}
+_PLAIN_NULLS = ("header_sha256", "overlay_sha256", "fuses")
+_PLAIN_LISTS = ("archs", "sections", "slices", "anomalies")
+
+
 def _shape(f: Fields | None) -> CodeShape:
     if f is None or f.is_empty(_SHAPE_NULLS, _SHAPE_LISTS):
         return _NO_SHAPE
@@ -989,6 +1005,33 @@ class FileEntry:
             facts=BinaryFacts._read(f, sha256),
             blob=None,
         )
+
+    @classmethod
+    def read_plain(cls, d: dict[str, Any], location_prefix: str = "") -> FileEntry | None:
+        """The entry of the most common file of a reference inventory, a data file with
+        every key written and nothing but its digest (``normalized_sha256`` the same string
+        as ``sha256``), exactly as ``read`` gives it; None for any other object, which
+        ``read`` then reads strictly (and names what is wrong)."""
+        if d.keys() != _FILE_ENTRY_KEYS or d["format"] != "data":
+            return None
+        path, size, sha = d["path"], d["size"], d["sha256"]
+        if not (
+            type(path) is str
+            and type(size) is int
+            and size >= 0
+            and d["normalized_sha256"] is sha
+            and type(sha) is str
+            and is_lower_hex64(sha)
+            and d["shape"] == _EMPTY_SHAPE
+            and d["signature"] == _EMPTY_SIGNATURE
+            and d["signature"]["signed"] is False  # 0 == False: only false is false
+            and all(d[k] is None for k in _PLAIN_NULLS)
+            and all(d[k] == [] for k in _PLAIN_LISTS)
+            and d["markers"] == {}
+        ):
+            return None
+        facts = BinaryFacts(FileFormat.DATA, (), sha, None, (), None, None, _NO_SHAPE, (), UNSIGNED)
+        return cls(path, f"{location_prefix}{path}", (), size, sha, facts, None)
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,54 @@ def test_delay_imports(rva_based: bool, tmp_path: Path) -> None:
     shape = pe.read_shape(blob, pe.read_pe_info(blob))
     assert ("kernel32.dll (delay-load)", "ExitProcess") in shape.imports
     assert ("kernel32.dll", "ExitProcess") in shape.imports
+
+
+# --- names read in one piece (_names_at) ----------------------------------------------------
+
+NAMES = [f"?name{i}@@QEAAXXZ" for i in range(40)]
+
+
+def _names_pe(tmp_path: Path, extra: bytes) -> tuple[pe._Reader, int]:
+    """A PE whose .rdata holds ``extra``; its reader and the RVA where ``extra`` starts."""
+    path = tmp_path / "names.dll"
+    # no NUL after the run for a name's length: the span holds the names' NULs only (dense)
+    data = w.build_pe(w.PESpec(rdata_extra=b"RUN!" + extra + b"~" * (2 * pe.MAX_NAME)))
+    path.write_bytes(data)
+    blob = Blob.of_file(path)
+    info = pe.read_pe_info(blob)
+    off = data.find(b"RUN!") + 4
+    home = next(s for s in info.sections if s.raw_pointer <= off < s.raw_pointer + s.raw_size)
+    return pe._Reader(blob, info), home.virtual_address + off - home.raw_pointer
+
+
+@pytest.mark.parametrize("order", ["table", "shuffled", "inner", "repeated"])
+def test_names_read_at_once_match_one_by_one(tmp_path: Path, order: str) -> None:
+    """One split of the run of names gives exactly what reading each name alone gives:
+    pointers in table order (the usual case), out of order, into the middle of a string,
+    the same name twice."""
+    run = b"".join(n.encode() + b"\0" for n in NAMES)
+    r, base = _names_pe(tmp_path, run)
+    starts = [base + sum(len(n) + 1 for n in NAMES[:i]) for i in range(len(NAMES))]
+    rvas = {
+        "table": starts,
+        "shuffled": starts[::-1],
+        "inner": [*starts[:5], starts[7] + 3, *starts[8:]],
+        "repeated": [*starts, starts[3]],
+    }[order]
+    got = pe._names_at(r, rvas)
+    assert got == [r.cstr(v) for v in rvas]
+    if order == "table":
+        assert got == NAMES
+        # the split behind it: every name with its offset, the unterminated tail left out
+        assert pe._names_in(run + b"tail") == ([v - base for v in starts], NAMES)
+    if order == "inner":
+        assert got[5] == NAMES[7][3:]
+
+
+def test_an_over_long_name_in_the_run_is_still_refused(tmp_path: Path) -> None:
+    run = b"".join(n.encode() + b"\0" for n in NAMES[:3]) + b"A" * pe.MAX_NAME + b"\0"
+    r, base = _names_pe(tmp_path, run)
+    starts = [base + sum(len(n) + 1 for n in NAMES[:i]) for i in range(4)]
+    assert pe._names_at(r, starts[:3]) == NAMES[:3]
+    with pytest.raises(MalformedInputError, match="over-long name"):
+        pe._names_at(r, starts)

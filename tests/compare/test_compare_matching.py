@@ -48,6 +48,40 @@ def test_app_root_is_the_folder_holding_most_reference_paths() -> None:
     assert find_app_root(["ffmpeg.dll", "locales/en-US.pak"], shipped) == "setup/app"
 
 
+def _root_by_name(ref_paths: list[str], shipped: Inventory) -> str:
+    """find_app_root as first written: every reference file of the shipped file's name."""
+    by_name: dict[str, list[str]] = {}
+    for p in ref_paths:
+        by_name.setdefault(p.rpartition("/")[2], []).append(p)
+    votes: dict[str, set[str]] = {}
+    for e in shipped.entries:
+        for r in by_name.get(e.path.rpartition("/")[2], ()):
+            if e.path == r:
+                votes.setdefault("", set()).add(r)
+            elif e.path.endswith("/" + r):
+                votes.setdefault(e.path[: -len(r) - 1], set()).add(r)
+    return min(votes, key=lambda k: (-len(votes[k]), len(k), k)) if votes else ""
+
+
+def test_app_root_is_found_by_folder_level_as_by_name() -> None:
+    """Names repeated in many folders (``__init__.py``), roots at several depths, a tie, a
+    reference path that is also a shipped folder's tail: the same root as comparing names."""
+    refs = ["__init__.py", "a/__init__.py", "a/b/__init__.py", "a/b/c.py", "x/y/z.dat", "c.py"]
+    trees = [
+        ["pkg/__init__.py", "pkg/a/__init__.py", "pkg/a/b/__init__.py", "pkg/a/b/c.py"],
+        ["__init__.py", "a/__init__.py", "deep/x/y/z.dat", "other/x/y/z.dat", "c.py"],
+        ["p/q/__init__.py", "p/q/a/b/c.py", "p/__init__.py", "p/a/b/c.py", "p/c.py"],
+        ["only/data.bin"],
+        ["x/y/z.dat", "1/x/y/z.dat"],
+    ]
+    roots = []
+    for paths in trees:
+        shipped = inv(*(entry(p, "1") for p in paths))
+        roots.append(find_app_root(refs, shipped))
+        assert roots[-1] == _root_by_name(refs, shipped), paths
+    assert roots == ["pkg", "", "p", "", ""]
+
+
 def test_statuses_identical_divergent_missing_unexpected_own() -> None:
     upstream = ref(entry("a.dat", "1"), entry("b.dat", "2"), entry("gone.dat", "3"))
     shipped = inv(

@@ -290,3 +290,50 @@ def test_cached_npm_documents_read_back_and_refuse_the_rest() -> None:
     for bad in ({**digests, "size": "3"}, {**digests}, {**digests, "size": 3, "md5": "f"}):
         with pytest.raises(SchemaError):
             TarDigests.from_dict(bad)
+
+
+def _data_file(doc: Doc) -> Doc:
+    d = copy.deepcopy(doc["files"][_index(doc, lambda f: f["format"] == "data")])
+    d["normalized_sha256"] = d["sha256"]  # one string, as the path source's reader makes it
+    return d
+
+
+def test_a_plain_data_file_is_read_as_the_strict_reader_reads_it(win_doc: Doc) -> None:
+    d = _data_file(win_doc)
+    got = FileEntry.read_plain(d)
+    assert got is not None and got == FileEntry.from_ref_dict(d)
+    assert got.facts == BinaryFacts(format=FileFormat.DATA, normalized_sha256=d["sha256"])
+
+
+PLAIN_CHANGES: dict[str, tuple[str, object, str | None]] = {
+    # key, value, what the strict reader then says (None: it reads the value)
+    "signed as 0": ("signature.signed", 0, "expected true or false"),
+    "size true": ("size", True, "expected a non-negative integer"),
+    "size negative": ("size", -1, "expected a non-negative integer"),
+    "sha256 not hex": ("sha256", "z" * 64, "expected a sha256"),
+    "sha256 in capitals": ("sha256", "AB" * 32, None),
+    "a marker": ("markers", {"electron": "Electron/30.0.0"}, None),
+    "entry point 0": ("shape.entry_point", 0, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLAIN_CHANGES))
+def test_anything_but_a_plain_data_file_is_read_strictly(win_doc: Doc, case: str) -> None:
+    """The short cut takes nothing it does not fully check: every other value goes to the
+    strict reader, which reads it or names what is wrong, exactly as before."""
+    key, value, words = PLAIN_CHANGES[case]
+    d = _data_file(win_doc)
+    *outer, last = key.split(".")
+    target = d
+    for k in outer:
+        target = target[k]
+    target[last] = value
+    if key == "sha256":
+        d["normalized_sha256"] = value
+    assert FileEntry.read_plain(d) is None
+    if words is None:
+        assert FileEntry.from_ref_dict(d).to_ref_dict()[outer[0] if outer else last] is not None
+        return
+    with pytest.raises(SchemaError) as err:
+        FileEntry.from_ref_dict(d)
+    assert words in err.value.message and err.value.where == key

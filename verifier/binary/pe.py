@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -573,8 +574,9 @@ def parse_exports(r: _Reader) -> list[tuple[int, str, int]]:
         ords = struct.unpack_from(f"<{nnames}H", r.rva(ords_rva, 2 * nnames))
         names = dict(zip(ords, _names_at(r, ptrs), strict=True))
     addrs = struct.unpack_from(f"<{nfunc}I", r.rva(funcs, 4 * nfunc)) if nfunc else ()
-    # in ordinal order already (base + i grows with i): no sort needed
-    return [(base + i, names.get(i, ""), a) for i, a in enumerate(addrs) if a]
+    # in ordinal order already (base + i grows with i): no sort needed; unused slots (0) out
+    named = map(names.get, range(len(addrs)), itertools.repeat(""))
+    return list(itertools.compress(zip(itertools.count(base), named, addrs), addrs))
 
 
 _NAMES_SPAN = 64 << 20
@@ -608,24 +610,28 @@ def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
     # one split of the run of names instead of a search per name, unless the span holds far
     # more strings than names (sparse or hostile tables: one search per name, bounded)
     dense = data.count(b"\0") <= 4 * len(rvas) + 64
-    pieces = _names_in(data, info.file_size - start) if dense else {}
+    if not dense:
+        return [_name_at(r, data, v, v - lo, start) for v in rvas]
+    starts, pieces = _names_in(data)
+    offsets = [v - lo for v in rvas]
+    n = len(offsets)
+    if offsets == starts[:n] and max(map(len, pieces[:n])) < MAX_NAME:
+        return pieces[:n]  # the usual table: names in the order of their pointers
+    found = {pos: name for pos, name in zip(starts, pieces, strict=True) if len(name) < MAX_NAME}
     out = []
-    for v in rvas:
-        name = pieces.get(v - lo)
-        out.append(name if name is not None else _name_at(r, data, v, v - lo, start))
+    for v, i in zip(rvas, offsets, strict=True):
+        name = found.get(i)
+        out.append(name if name is not None else _name_at(r, data, v, i, start))
     return out
 
 
-def _names_in(data: bytes, room: int) -> dict[int, str]:
-    """offset -> name for every NUL-terminated string of ``data`` shorter than ``MAX_NAME``
-    (a table of names is one run of them: one split instead of a search per name)."""
-    out: dict[int, str] = {}
-    pos = 0
-    for piece in data.split(b"\0")[:-1]:  # the last piece has no NUL after it
-        if len(piece) < MAX_NAME and pos + len(piece) < room:
-            out[pos] = piece.decode("latin-1")
-        pos += len(piece) + 1
-    return out
+def _names_in(data: bytes) -> tuple[list[int], list[str]]:
+    """The offsets and the NUL-terminated strings of ``data``, in order (a table of names is
+    one run of them: one split instead of a search per name; latin-1 keeps byte offsets)."""
+    pieces = data.decode("latin-1").split("\0")[:-1]  # the last piece has no NUL after it
+    # piece i starts after the i pieces and the i NULs before it
+    lengths = itertools.accumulate(map(len, pieces), initial=0)
+    return list(map(operator.add, lengths, range(len(pieces)))), pieces
 
 
 def _name_at(r: _Reader, data: bytes, v: int, i: int, start: int) -> str:

@@ -29,7 +29,8 @@ from verifier.unpack.walk import WalkedFile, hash_file, walk
 
 def tree_digest(pairs: list[tuple[str, str]]) -> str:
     """sha256 of the canonical JSON of the sorted [path, sha256] pairs (docs/contract.md)."""
-    doc = json.dumps(sorted([p, h] for p, h in pairs), separators=(",", ":"))
+    # tuples sort and encode as the lists they stand for
+    doc = json.dumps(sorted(pairs), separators=(",", ":"))
     return sha256_bytes(doc.encode("utf-8"))
 
 

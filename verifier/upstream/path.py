@@ -64,7 +64,7 @@ class _FilesHook:
         if d.get("normalized_sha256") == d["sha256"]:
             d["normalized_sha256"] = d["sha256"]  # one string for both (data files)
         self.count += 1
-        return FileEntry.read(Fields(d, f"files[{self.count - 1}]"))
+        return FileEntry.read_plain(d) or FileEntry.read(Fields(d, f"files[{self.count - 1}]"))
 
 
 def _load_refs_document(source: str, location: str) -> Reference:
