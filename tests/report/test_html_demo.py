@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.chromium import CHROMIUM, chromium, png_pixel
+from support.chromium import CHROMIUM, chromium
 from support.png import find_row
+from support.png import pixel as png_pixel
 
 from verifier._scenarios.scenario import Scenario
 from verifier.report.html import render_html

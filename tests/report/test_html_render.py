@@ -9,8 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from support.chromium import CHROMIUM, chromium, png_pixel
+from support.chromium import CHROMIUM, chromium
 from support.demo_report import HOSTILE_NAME, demo_report
+from support.png import pixel as png_pixel
 
 from verifier.baseline import apply_baseline
 from verifier.model import Finding, Report, Severity, Verdict

@@ -1,13 +1,16 @@
-"""Just enough PNG decoding to check what a headless-Chromium screenshot shows."""
+"""Just enough PNG decoding to check what a headless-Chromium screenshot shows (8-bit RGB or
+RGBA, not interlaced)."""
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 
 
-def find_row(png: bytes, needle: bytes, upto: int) -> int | None:
-    """The first row (< ``upto``) of an 8-bit RGB(A) PNG whose RGB bytes contain ``needle``."""
+def _rows(png: bytes, upto: int) -> Iterator[tuple[bytes, int]]:
+    """The first ``upto`` rows, unfiltered, each as (its bytes, bytes per pixel)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, ihdr = 8, b"", b""
     while pos < len(png):
         (n,) = struct.unpack(">I", png[pos : pos + 4])
@@ -17,11 +20,11 @@ def find_row(png: bytes, needle: bytes, upto: int) -> int | None:
         elif kind == b"IDAT":
             idat += data
         pos += 12 + n
-    w, _h, depth, ctype, _, _, _ = struct.unpack(">IIBBBBB", ihdr)
-    assert depth == 8 and ctype in (2, 6)
+    w, _h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    assert depth == 8 and ctype in (2, 6) and interlace == 0
     bpp = 4 if ctype == 6 else 3
-    raw = zlib.decompressobj().decompress(idat, (w * bpp + 1) * upto)
     stride = w * bpp
+    raw = zlib.decompressobj().decompress(idat, (stride + 1) * upto)
     prev = bytearray(stride)
     for row in range(upto):
         ft = raw[row * (stride + 1)]
@@ -43,7 +46,19 @@ def find_row(png: bytes, needle: bytes, upto: int) -> int | None:
                         line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)
                     ) & 0xFF
         prev = line
-        rgb = bytes(line) if bpp == 3 else bytes(line[i] for i in range(stride) if i % 4 != 3)
+        yield bytes(line), bpp
+
+
+def pixel(png: bytes, x: int, y: int) -> tuple[int, ...]:
+    """The RGB of the pixel at (x, y)."""
+    line, bpp = list(_rows(png, y + 1))[-1]
+    return tuple(line[x * bpp : x * bpp + 3])
+
+
+def find_row(png: bytes, needle: bytes, upto: int) -> int | None:
+    """The first row (< ``upto``) of an 8-bit RGB(A) PNG whose RGB bytes contain ``needle``."""
+    for row, (line, bpp) in enumerate(_rows(png, upto)):
+        rgb = line if bpp == 3 else bytes(line[i] for i in range(len(line)) if i % 4 != 3)
         if needle in rgb:
             return row
     return None
