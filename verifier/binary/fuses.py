@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from verifier.hashing import Span, View
 from verifier.model import FuseWire
@@ -49,15 +49,17 @@ def find_fuse_wire(data: bytes, base: int = 0) -> FuseWire | None:
 class FuseScanner(View):
     """A View that hashes nothing: it finds fuse wires and the ``Electron/X.Y.Z`` marker.
 
-    Each chunk is searched once, copied into one buffer the scanner keeps (``find`` needs a
-    buffer of its own; a fresh copy per chunk would cost more than the search, its pages
-    faulted in every time); a wire or marker that straddles two chunks is found in the seam:
-    the last ``MAX_WIRE`` bytes of the previous chunk joined with the first ``MAX_WIRE`` of
-    this one. ``wires`` lists every
+    Each chunk is searched once: in the read buffer itself when ``hashing.digest_views``
+    hands it over (``feed_buffer``), else copied into one buffer the scanner keeps (``find``
+    needs a buffer of its own; a fresh copy per chunk would cost more than the search, its
+    pages faulted in every time); a wire or marker that straddles two chunks is found in the
+    seam: the last ``MAX_WIRE`` bytes of the previous chunk joined with the first ``MAX_WIRE``
+    of this one. ``wires`` lists every
     wire's sentinel offset and fuse bytes as soon as its header is complete, so views fed
     after this one in the same pass can mask the fuse bytes of the chunk they are given.
     """
 
+    cost: ClassVar[float] = 0.7  # two searches, no hash
     name: str = "fuse-scan"
     markers: bool = True  # also look for the Electron/X.Y.Z marker
     fuses: FuseWire | None = None
@@ -78,13 +80,25 @@ class FuseScanner(View):
             self._buf = bytearray(n)
         buf = self._buf  # one buffer for every chunk: a copy, but no allocation
         buf[:n] = chunk[lo - pos : hi - pos]
+        self._scan(buf, 0, lo, hi)
+
+    def feed_buffer(self, pos: int, buf: bytearray, n: int) -> None:
+        """``feed(pos, memoryview(buf)[:n])``, searching ``buf`` in place (no copy)."""
+        lo = max(pos, self.start)
+        hi = pos + n if self.end is None else min(pos + n, self.end)
+        if lo < hi:
+            self._scan(buf, lo - pos, lo, hi)
+
+    def _scan(self, buf: bytearray, a: int, lo: int, hi: int) -> None:
+        """Search ``buf[a : a + hi - lo]`` (file offsets ``[lo, hi)``) and the seam before it."""
+        n = hi - lo
         if self._tail and self._tail_pos + len(self._tail) == lo:
-            seam = self._tail + buf[: min(MAX_WIRE, n)]
+            seam = self._tail + buf[a : a + min(MAX_WIRE, n)]
             self._search(seam, 0, len(seam), self._tail_pos, len(self._tail))
-            tail = self._tail + buf[:n] if n < MAX_WIRE else buf[n - MAX_WIRE : n]
+            tail = self._tail + buf[a : a + n] if n < MAX_WIRE else buf[a + n - MAX_WIRE : a + n]
         else:
-            tail = buf[max(0, n - MAX_WIRE) : n]
-        self._search(buf, 0, n, lo, n)
+            tail = buf[a + max(0, n - MAX_WIRE) : a + n]
+        self._search(buf, a, a + n, lo, n)
         self._tail = bytes(tail[-MAX_WIRE:])
         self._tail_pos = hi - len(self._tail)
 
