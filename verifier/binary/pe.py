@@ -360,6 +360,8 @@ class PEChecksum(View):
     starts at an odd offset), which Python computes in C: fast on large files.
     """
 
+    cost = 1.3  # libcrypto's conversion to a number is slower than sha256
+
     def __init__(self, checksum_offset: int, file_size: int) -> None:
         super().__init__("pe-checksum", "sha256", mask=(Span(checksum_offset, 4),))
         self._even = wordsum.WordSum()  # pieces at even offsets
@@ -534,10 +536,14 @@ def _thunk_values(r: _Reader, thunk: int, left: int) -> list[int] | None:
         raw = r.rva(thunk, want)
     except MalformedInputError:
         return None
-    values = list(struct.unpack_from(f"<{want // step}{'Q' if step == 8 else 'I'}", raw))
-    if 0 not in values or values.index(0) >= left:
+    # the zero entry's index first (a search, not the unpacking of up to 64 KiB of entries)
+    zero = bytes(step)
+    at = raw.find(zero)
+    while at >= 0 and at % step:
+        at = raw.find(zero, at + 1)
+    if at < 0 or at // step >= left:
         return None
-    return values[: values.index(0)]
+    return list(struct.unpack_from(f"<{at // step}{'Q' if step == 8 else 'I'}", raw))
 
 
 def _parse_thunks_each(
@@ -618,6 +624,11 @@ def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
     if offsets == starts[:n] and max(map(len, pieces[:n])) < MAX_NAME:
         return pieces[:n]  # the usual table: names in the order of their pointers
     found = {pos: name for pos, name in zip(starts, pieces, strict=True) if len(name) < MAX_NAME}
+    # an import's name follows its 2-byte hint: when the hint holds no zero byte, the string
+    # at a piece's start + 2 is the piece less its first two characters
+    for pos, text in zip(starts, pieces, strict=True):
+        if 2 < len(text) < MAX_NAME + 2:
+            found.setdefault(pos + 2, text[2:])
     out = []
     for v, i in zip(rvas, offsets, strict=True):
         name = found.get(i)
