@@ -123,12 +123,14 @@ def startup(repeat: int) -> dict[str, Timing]:
 # --- worst file --------------------------------------------------------------------------
 
 _PER_FILE = r"""
-import hashlib, json, os, sys, time
+import gc, hashlib, json, os, sys, time
 from verifier.api import make_context
+from verifier.cli import GC_THRESHOLDS
 from verifier.analysis import analyze
 from verifier.model import Blob
 
 root = sys.argv[1]
+gc.set_threshold(*GC_THRESHOLDS)  # as biv runs (the CLI sets them)
 ctx = make_context((), None)
 if ctx.trust is not None:
     ctx.trust.roots()  # parsed once per process: start-up, not per-file cost

@@ -74,6 +74,8 @@ def analyze_members(
             for i in idx:
                 done[i] = _entry(members[i], key[0], facts)
     todo += [([i], None) for i in loose]
+    # largest first: a large file started last would leave the other workers idle at the end
+    todo.sort(key=lambda job: members[job[0][0]].blob.size, reverse=True)
     if progress is not None:
         progress(len(done), total)
 
@@ -156,6 +158,8 @@ def complete(
     if not todo:
         return inventory, list(refs)
     full = replace(ctx, level="full")
+    # largest first (see ``analyze_members``)
+    todo = dict(sorted(todo.items(), key=lambda kv: kv[1].size, reverse=True))
 
     def one(item: tuple[tuple[str, str], FileEntry]) -> BinaryFacts:
         (sha, name), e = item
