@@ -29,6 +29,7 @@ from verifier.compare import (
     aggregate_slices,
     compare,
     compare_pair,
+    identical_by_path,
     unexplained_code,
 )
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
@@ -173,15 +174,12 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     sources = _sources(req, policy)
     upstreams = tuple(s for s in sources if not is_deps_source(s))
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
-    inv, refs = complete_inventories(inv, refs, ctx)
+    opts = CompareOptions(main_exe=req.main_exe, app_root=req.app_root)
+    # (the lambda runs inside ``complete``, on the inventories it is given)
+    inv, refs = complete_inventories(inv, refs, ctx, lambda: identical_by_path(inv, refs, opts))
     refs = share_identical(inv, refs)
 
-    comparison = compare(
-        inv,
-        refs,
-        lambda p, e: classify_own(p, policy),
-        CompareOptions(main_exe=req.main_exe, app_root=req.app_root),
-    )
+    comparison = compare(inv, refs, lambda p, e: classify_own(p, policy), opts)
     installer = None if single else installer_entry(req.artifact, inv.sha256, ctx)
     if installer is not None:
         # the installer is the vendor's own file; its signature is checked like any other

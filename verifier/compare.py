@@ -63,12 +63,21 @@ class Comparison:
 IsOwn = Callable[[str, FileEntry], bool]
 
 
-def compare(
-    shipped: Inventory,
-    refs: Sequence[Reference],
-    is_own: IsOwn,
-    opts: CompareOptions = CompareOptions(),
-) -> Comparison:
+@dataclass(frozen=True)
+class PathMap:
+    """Where the paths of both sides meet: reference paths after bundle renames (``mapped``)
+    and shipped entries by their path relative to the application root (``rel``)."""
+
+    mapped: Mapping[str, list[tuple[Reference, FileEntry]]]
+    renames: dict[str, str]
+    root: str
+    rel: dict[str, FileEntry]
+
+
+def map_paths(
+    shipped: Inventory, refs: Sequence[Reference], opts: CompareOptions = CompareOptions()
+) -> PathMap:
+    """Steps 1 and 2 (paths only: no file's facts are read)."""
     ref_paths: dict[str, list[tuple[Reference, FileEntry]]] = defaultdict(list)
     for ref in refs:
         for f in ref.files:
@@ -88,7 +97,38 @@ def compare(
     for e in shipped.entries:
         p = _relative(e.path, root) if root else e.path
         rel[p] = e if p == e.path else replace(e, path=p)
+    return PathMap(mapped, renames, root, rel)
 
+
+def identical_by_path(
+    shipped: Inventory, refs: Sequence[Reference], opts: CompareOptions = CompareOptions()
+) -> tuple[set[int], set[int]]:
+    """The shipped and the reference files (by ``id``: the objects of ``shipped`` and
+    ``refs``) that pairing pairs by path, its first step, which reads no facts, with files of
+    the same sha256 and size only: they compare as identical whatever their digests beyond
+    the sha256, so ``inventory.complete`` need not add them."""
+    m = map_paths(shipped, refs, opts)
+    ship_ok: set[int] = set()
+    ref_ok: set[int] = set()
+    for e in shipped.entries:
+        p = _relative(e.path, m.root) if m.root else e.path
+        here, candidates = m.rel.get(p), m.mapped.get(p)
+        if here is None or not candidates or (here.sha256, here.size) != (e.sha256, e.size):
+            continue
+        if all((f.sha256, f.size) == (e.sha256, e.size) for _r, f in candidates):
+            ship_ok.add(id(e))
+            ref_ok.update(id(f) for _r, f in candidates)
+    return ship_ok, ref_ok
+
+
+def compare(
+    shipped: Inventory,
+    refs: Sequence[Reference],
+    is_own: IsOwn,
+    opts: CompareOptions = CompareOptions(),
+) -> Comparison:
+    m = map_paths(shipped, refs, opts)
+    mapped, renames, root, rel = m.mapped, m.renames, m.root, m.rel
     pairing = pair_files(mapped, rel, is_own, opts.main_exe)
     for ref_path, shipped_path in pairing.renames.items():
         renames[ref_path] = shipped_path

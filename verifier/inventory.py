@@ -122,16 +122,21 @@ def _level_of(facts: BinaryFacts, ctx: AnalysisContext) -> AnalysisContext:
 
 
 def complete(
-    inventory: Inventory, refs: Sequence[Reference], ctx: AnalysisContext
+    inventory: Inventory,
+    refs: Sequence[Reference],
+    ctx: AnalysisContext,
+    settled: Callable[[], tuple[set[int], set[int]]] | None = None,
 ) -> tuple[Inventory, list[Reference]]:
     """Add the comparison digests to the files analysed at level "core" that may need them.
 
     A file needs no section or normalised digests when every file of the other side that
     bears its name (the shipped tree against all references, and back) has its sha256: it
-    can only be paired with an identical file (by path, by name or by content). Every other
-    file (renamed, changed, new, or sharing its name with a different file) is analysed in
-    full, so the comparison sees exactly what it would see had everything been analysed in
-    full.
+    can only be paired with an identical file (by path, by name or by content). Nor does a
+    file that pairing pairs by path with identical files only (``settled``: the ``id`` of
+    such shipped and reference files, from ``compare.identical_by_path``; asked only when
+    some file would otherwise be analysed again: a tool's binary beside a shell completion
+    of the same name). Every other file (renamed, changed, new) is analysed in full, so the
+    comparison sees exactly what it would see had everything been analysed in full.
     """
     cache = ctx.cache if isinstance(ctx.cache, AnalysisCache) else None
     if ctx.level != "core" or cache is None:
@@ -139,9 +144,50 @@ def complete(
     partial = cache.partial()
     if not partial:
         return inventory, list(refs)
-    ref_files = [f for r in refs for f in r.files]
-    todo: dict[tuple[str, str], FileEntry] = {}
-    for entries, others in ((inventory.entries, ref_files), (ref_files, inventory.entries)):
+    todo = _needing_digests(inventory.entries, [f for r in refs for f in r.files], partial)
+    if not todo:
+        return inventory, list(refs)
+    full = replace(ctx, level="full")
+    done: dict[tuple[str, str], BinaryFacts] = {}
+    for key in list(todo):
+        known = cache.get(key[0], key[1], full)  # a warm run: no analysis, no question
+        if known is not None:
+            done[key] = known
+            del todo[key]
+    if todo and settled is not None:
+        ok = set().union(*settled())
+        todo = {k: es for k, es in todo.items() if any(id(e) not in ok for e in es)}
+    # largest first (see ``analyze_members``)
+    jobs = sorted(((k, es[0]) for k, es in todo.items()), key=lambda j: j[1].size, reverse=True)
+
+    def one(item: tuple[tuple[str, str], FileEntry]) -> BinaryFacts:
+        (sha, name), e = item
+        assert e.blob is not None
+        t0 = cache.judging_window(full)
+        got, facts = analyze(e.blob, name, full, sha)
+        if got == sha:
+            cache.put(sha, name, facts, e.blob, full, t0)
+        return facts
+
+    if jobs:
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            done.update(zip([k for k, _e in jobs], pool.map(one, jobs), strict=True))
+
+    def upgrade(e: FileEntry) -> FileEntry:
+        facts = done.get((e.sha256, _basename(e.path)))
+        return e if facts is None else replace(e, facts=facts)
+
+    inventory = replace(inventory, entries=tuple(upgrade(e) for e in inventory.entries))
+    return inventory, [replace(r, files=tuple(upgrade(f) for f in r.files)) for r in refs]
+
+
+def _needing_digests(
+    shipped: Sequence[FileEntry], ref_files: Sequence[FileEntry], partial: set[tuple[str, str]]
+) -> dict[tuple[str, str], list[FileEntry]]:
+    """The files analysed at level "core" (by sha256 and name) that share their name with a
+    different file of the other side, or bear a name the other side lacks."""
+    todo: dict[tuple[str, str], list[FileEntry]] = {}
+    for entries, others in ((shipped, ref_files), (ref_files, shipped)):
         maybe = [
             e
             for e in entries
@@ -154,34 +200,8 @@ def complete(
         for e in maybe:
             name = _basename(e.path)
             if other.get(name) != {e.sha256}:
-                todo.setdefault((e.sha256, name), e)
-    if not todo:
-        return inventory, list(refs)
-    full = replace(ctx, level="full")
-    # largest first (see ``analyze_members``)
-    todo = dict(sorted(todo.items(), key=lambda kv: kv[1].size, reverse=True))
-
-    def one(item: tuple[tuple[str, str], FileEntry]) -> BinaryFacts:
-        (sha, name), e = item
-        facts = cache.get(sha, name, full)
-        if facts is not None:
-            return facts
-        assert e.blob is not None
-        t0 = cache.judging_window(full)
-        got, facts = analyze(e.blob, name, full, sha)
-        if got == sha:
-            cache.put(sha, name, facts, e.blob, full, t0)
-        return facts
-
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        done = dict(zip(todo, pool.map(one, todo.items()), strict=True))
-
-    def upgrade(e: FileEntry) -> FileEntry:
-        facts = done.get((e.sha256, _basename(e.path)))
-        return e if facts is None else replace(e, facts=facts)
-
-    inventory = replace(inventory, entries=tuple(upgrade(e) for e in inventory.entries))
-    return inventory, [replace(r, files=tuple(upgrade(f) for f in r.files)) for r in refs]
+                todo.setdefault((e.sha256, name), []).append(e)
+    return todo
 
 
 def share_identical(inventory: Inventory, refs: Sequence[Reference]) -> list[Reference]:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.fetch import CACHE, msvc_wheel, npm_tarball
+from support.fetch import CACHE, fetch_pinned, msvc_wheel, npm_tarball
 
 import verifier
-from verifier import analysis_cache, api, factcodec
+from verifier import analysis_cache, api, factcodec, inventory
 from verifier.analysis import AnalysisContext, analyze
 from verifier.analysis_cache import (
     KEY_NAME,
@@ -348,8 +348,6 @@ def _dlls(wheel: Path, dest: Path) -> Path:
 def test_lazy_digests_give_the_full_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """14.51's DLLs against 14.44's (changed, identical, renamed, added): the report of
     analysing in full is the report of analysing lazily and completing."""
-    from support.fetch import fetch_pinned
-
     new = _dlls(msvc_wheel(), tmp_path / "new")
     old = _dlls(fetch_pinned(*OLD_WHEEL), tmp_path / "old")
     shutil.copyfile(new / "vcruntime140.dll", old / "vcruntime140.dll")  # identical pair
@@ -404,3 +402,38 @@ def test_library_versions_read_like_importlib_metadata(dist: str) -> None:
     except metadata.PackageNotFoundError:
         want = "absent"
     assert analysis_cache._installed_version(dist) == want
+
+
+@pytest.mark.slow
+def test_a_binary_beside_a_same_named_text_file_is_not_analysed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool's binary and its shell completion share a name (``bin/cmake``,
+    ``completions/cmake``): the binary, identical at its path on both sides, needs no
+    comparison digests; a changed one still gets them. Either way the report is the report
+    of analysing everything in full."""
+    new = _dlls(msvc_wheel(), tmp_path / "new")
+    old = _dlls(fetch_pinned(*OLD_WHEEL), tmp_path / "old")
+    shutil.copyfile(new / "vcruntime140.dll", old / "vcruntime140.dll")  # identical pair
+    for side in (new, old):
+        (side / "completions").mkdir()
+        for dll in ("vcruntime140.dll", "msvcp140.dll"):  # identical / changed binaries
+            (side / "completions" / dll).write_text(f"complete -F _{side.name} {dll}\n")
+    levels: list[tuple[str, str]] = []
+    real_analyze = inventory.analyze
+
+    def spy(blob: Blob, name: str, ctx: Any = None, sha: str | None = None) -> Any:
+        levels.append((name, getattr(ctx, "level", "full")))
+        return real_analyze(blob, name, ctx, sha)
+
+    monkeypatch.setattr(inventory, "analyze", spy)
+    req = api.VerifyRequest(artifact=str(new), against=(f"path:{old}",), analysis_cache=False)
+    lazy = api.verify(req).to_dict()
+    assert ("vcruntime140.dll", "full") not in levels
+    assert ("msvcp140.dll", "full") in levels  # changed: compared section by section
+    real = api.make_context
+    monkeypatch.setattr(api, "make_context", lambda *a, **k: real(*a, **{**k, "level": "full"}))
+    full = api.verify(req).to_dict()
+    lazy.pop("generated_at")
+    full.pop("generated_at")
+    assert lazy == full
