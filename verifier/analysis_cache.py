@@ -566,14 +566,20 @@ class AnalysisCache:
         """The judging time now (call before analysing; pass it to ``put``)."""
         return _judging_time(ctx)[0]
 
-    def put(
-        self, sha256: str, name: str, facts: BinaryFacts, blob: Blob, ctx: Any, t0: float
-    ) -> None:
-        """Remember ``facts`` (computed from ``t0`` to now) for this content and name."""
+    def remember(self, sha256: str, name: str, facts: BinaryFacts, ctx: Any) -> None:
+        """Keep ``facts`` for this run only (``put`` does, and also stores them; a forked
+        worker's ``put`` leaves this to the parent)."""
         level = _level(ctx)
         old = self._memo.get((sha256, name))
         if old is None or old[1] != "full" or level == "full":
             self._memo[(sha256, name)] = (facts, level)
+
+    def put(
+        self, sha256: str, name: str, facts: BinaryFacts, blob: Blob, ctx: Any, t0: float
+    ) -> None:
+        """Remember ``facts`` (computed from ``t0`` to now) for this content and name."""
+        self.remember(sha256, name, facts, ctx)
+        level = _level(ctx)
         if self.root is None or not _is_sha256(sha256):
             return
         self.bind(ctx)

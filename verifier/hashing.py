@@ -189,6 +189,17 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there (nor does a lock
+    one of them held)."""
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _feed_all(views: Sequence[View], pos: int, buf: bytearray, n: int) -> None:
     piece = memoryview(buf)[:n]
     for v in views:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import astuple, fields, replace
+from typing import TypeVar
 
+from verifier import procpool
 from verifier.analysis import AnalysisContext, analyze
+from verifier.analysis.context import preload
 from verifier.analysis_cache import AnalysisCache
 from verifier.binary.sniff import sniff
 from verifier.checks.macos import bundle_seal_anomalies
@@ -90,13 +93,17 @@ def analyze_members(
             cache.put(sha, key[1], facts, m.blob, _level_of(facts, ctx), t0)
         return sha, facts
 
-    if todo:
-        with ThreadPoolExecutor(max_workers=_workers()) as pool:
-            for (idx, _key), (sha, facts) in zip(todo, pool.map(one, todo), strict=True):
-                for i in idx:
-                    done[i] = _entry(members[i], sha, facts)
-                if progress is not None:
-                    progress(len(done), total)
+    def kept(j: int, result: tuple[str, BinaryFacts]) -> None:
+        """In the parent, for a job a forked worker did: its facts for this run."""
+        key = todo[j][1]
+        if cache is not None and key is not None and result[0] == key[0]:
+            cache.remember(key[0], key[1], result[1], _level_of(result[1], ctx))
+
+    for j, (sha, facts) in _parallel(len(todo), lambda j: one(todo[j]), ctx, kept):
+        for i in todo[j][0]:
+            done[i] = _entry(members[i], sha, facts)
+        if progress is not None:
+            progress(len(done), total)
     entries = [done[i] for i in range(total)]
     problems: list[Anomaly] = []
     for e in entries:
@@ -106,6 +113,48 @@ def analyze_members(
                 ev.setdefault("location", e.location)
                 problems.append(Anomaly(a.rule, a.message, ev, a.arch))
     return tuple(entries), tuple(problems)
+
+
+# fewer files to analyse than this: threads only (forking costs more than it saves)
+PROCESS_MIN_JOBS = 4
+_R = TypeVar("_R")
+
+
+def _parallel(
+    n: int,
+    job: Callable[[int], _R],
+    ctx: AnalysisContext,
+    kept: Callable[[int, _R], None] = lambda _j, _r: None,
+) -> Iterator[tuple[int, _R]]:
+    """``(j, job(j))`` for every ``j < n``, in any order: in forked processes when there are
+    enough jobs (``procpool``: analysis is mostly Python, which threads run one at a time),
+    else in threads. ``kept(j, result)`` runs in the parent for a job a process did (the
+    process's own bookkeeping is lost with it); the cache's counters are carried back."""
+    rest: Sequence[int] = range(n)
+    if n >= PROCESS_MIN_JOBS and procpool.available():
+        preload(ctx)
+        cache = ctx.cache if isinstance(ctx.cache, AnalysisCache) else None
+
+        def counted(j: int) -> tuple[_R, tuple[int, ...] | None]:
+            before = astuple(cache.stats) if cache is not None else None
+            result = job(j)
+            if cache is None or before is None:
+                return result, None
+            return result, tuple(a - b for a, b in zip(astuple(cache.stats), before, strict=True))
+
+        try:
+            for j, (result, delta) in procpool.run(counted, n, min(n, _workers())):
+                if cache is not None and delta is not None:
+                    for f, d in zip(fields(cache.stats), delta, strict=True):
+                        setattr(cache.stats, f.name, getattr(cache.stats, f.name) + d)
+                kept(j, result)
+                yield j, result
+            return
+        except procpool.PoolBroken as exc:  # a worker was killed: the rest in-process
+            rest = [j for j in range(n) if j not in exc.done]
+    if rest:
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            yield from zip(rest, pool.map(job, rest), strict=True)
 
 
 def _name(m: Member) -> str:
@@ -169,9 +218,11 @@ def complete(
             cache.put(sha, name, facts, e.blob, full, t0)
         return facts
 
-    if jobs:
-        with ThreadPoolExecutor(max_workers=_workers()) as pool:
-            done.update(zip([k for k, _e in jobs], pool.map(one, jobs), strict=True))
+    def kept(j: int, facts: BinaryFacts) -> None:
+        cache.remember(jobs[j][0][0], jobs[j][0][1], facts, full)
+
+    for j, facts in _parallel(len(jobs), lambda j: one(jobs[j]), full, kept):
+        done[jobs[j][0]] = facts
 
     def upgrade(e: FileEntry) -> FileEntry:
         facts = done.get((e.sha256, _basename(e.path)))

@@ -32,6 +32,7 @@ OWNER_FILE = ".biv-owner"
 _dirs: set[str] = set()
 _files: set[str] = set()
 _groups: set[int] = set()
+_pids: set[int] = set()  # forked analysis workers (``procpool``): in biv's own group
 
 
 def _snapshot(s: set[str] | set[int]) -> list[str] | list[int]:
@@ -52,6 +53,29 @@ def track_group(pgid: int) -> None:
 
 def untrack_group(pgid: int) -> None:
     _groups.discard(pgid)
+
+
+def track_process(pid: int) -> None:
+    """A forked worker in biv's own process group (killed by pid, never by group)."""
+    if pid > 0 and pid != os.getpid():
+        _pids.add(pid)
+
+
+def untrack_process(pid: int) -> None:
+    _pids.discard(pid)
+
+
+def forget_inherited() -> None:
+    """In a forked child: the parent's work directories, files and workers are not its own
+    (a child stopped early must not remove what the parent is still using)."""
+    _dirs.clear()
+    _files.clear()
+    _groups.clear()
+    _pids.clear()
+
+
+# a forked child (``procpool``) owns none of it, even before its initializer runs
+os.register_at_fork(after_in_child=forget_inherited)
 
 
 def track_file(path: str) -> None:
@@ -106,12 +130,16 @@ def remove_workdir(d: str) -> None:
 
 
 def kill_workers() -> None:
-    """SIGKILL every tracked worker group (never biv's own group)."""
+    """SIGKILL every tracked worker group (never biv's own group) and forked worker."""
     own = os.getpgrp()
     for pgid in _snapshot(_groups):
         if isinstance(pgid, int) and pgid != own:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
+    for pid in _snapshot(_pids):
+        if isinstance(pid, int) and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def cleanup() -> None:

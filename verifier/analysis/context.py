@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from verifier.analysis_cache import AnalysisCache
+from verifier.signing import algorithms, apple
 from verifier.signing.trust import TrustConfig
 
 
@@ -33,3 +34,15 @@ class AnalysisContext:
         if self.at is not None:
             return self.at
         return self.trust.at if self.trust is not None else None
+
+
+def preload(ctx: AnalysisContext) -> None:
+    """Load once what signature checks read (trust roots, Apple's certificates,
+    cryptography's modules), before forked workers start: each would load its own."""
+    if not ctx.verify_signatures:
+        return
+    trust = ctx.trust or TrustConfig()
+    trust.roots()
+    apple.macho_roots(tuple(str(p) for p in trust.extra_pem))
+    apple.apple_certificates()
+    algorithms.preload()
