@@ -71,7 +71,7 @@ def test_split_pass_gives_the_digests_of_one_thread(tmp_path: Path, back: int) -
     (second stage) must see the wire the scanner (first or second stage) found."""
     p, data = _blob(tmp_path, 2 * CHUNK - back)
     split = _views()
-    assert hashing._split_point(split, len(data)) > 0  # this pass is shared between threads
+    assert hashing._stages(split, len(data)) is not None  # this pass is shared between threads
     digest_views(str(p), split)
     alone = _views()
     hashing._stream(str(p), alone, 0, len(data))
@@ -97,24 +97,43 @@ def test_split_pass_of_a_slice_with_an_offset(tmp_path: Path) -> None:
 
 
 def test_small_blobs_and_lone_views_are_not_split() -> None:
-    assert hashing._split_point([View("a"), View("b")], SPLIT_MIN - 1) == 0
-    assert hashing._split_point([View("a")], 10 * SPLIT_MIN) == 0
-    assert hashing._split_point([View("a"), View("b")], None) == 0
+    assert hashing._stages([View("a"), View("b")], SPLIT_MIN - 1) is None
+    assert hashing._stages([View("a")], 10 * SPLIT_MIN) is None
+    assert hashing._stages([View("a"), View("b")], None) is None
     # one heavy view and a light one: not worth a thread
     big = 10 * SPLIT_MIN
-    assert hashing._split_point([View("a"), View("tail", start=big - CHUNK)], big) == 0
-    assert hashing._split_point([View("a"), View("b"), View("c"), View("d")], SPLIT_MIN) == 2
+    assert hashing._stages([View("a"), View("tail", start=big - CHUNK)], big) is None
+
+
+def test_stages_balance_and_keep_searches_with_their_readers_in_the_second() -> None:
+    """The scanner and the views masking what it finds run a chunk behind (second stage),
+    the other views fill the lighter stage, heaviest first; each stage keeps the order."""
+    size = 10 * SPLIT_MIN
+    a, b, c, d = View("a"), View("b"), View("c"), View("d")
+    assert hashing._stages([a, b, c, d], size) == ([a, c], [b, d])
+    scan = FuseScanner()
+    masked = FuseMaskedView(start=0, end=size // 2, scanner=scan)
+    own = FuseMaskedView(start=0, end=size // 2)  # scans its range itself: free to go
+    stages = hashing._stages([a, scan, masked, b, own, c], size)
+    assert stages is not None
+    first, second = stages
+    assert scan in second and masked in second
+    assert second.index(scan) < second.index(masked)
+    assert sorted(v.name for v in first + second) == sorted(
+        "a b c fuse-scan fuse-masked fuse-masked".split()
+    )
+    assert abs(sum(v.weight(size) for v in first) - sum(v.weight(size) for v in second)) <= size
 
 
 class _Boom(View):
     def __init__(self, after: int, seen: Callable[[], None]) -> None:
         super().__init__("boom")
-        self.after = after
+        self.at = after
         self.seen = seen
 
     def feed(self, pos: int, chunk: memoryview) -> None:
         self.seen()
-        if pos >= self.after:
+        if pos >= self.at:
             raise ValueError("a view failed")
 
 

@@ -164,6 +164,9 @@ class FuseMaskedView(View):
         if self.scanner is None:
             self._own = FuseScanner(start=self.start, end=self.end, markers=False)
 
+    def after(self) -> tuple[View, ...]:
+        return (self.scanner,) if self.scanner is not None else ()
+
     def feed(self, pos: int, chunk: memoryview) -> None:
         lo = max(pos, self.start)
         hi = pos + len(chunk) if self.end is None else min(pos + len(chunk), self.end)
