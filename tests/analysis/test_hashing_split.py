@@ -120,7 +120,7 @@ def test_stages_balance_and_keep_searches_with_their_readers_in_the_second() -> 
     assert scan in second and masked in second
     assert second.index(scan) < second.index(masked)
     assert sorted(v.name for v in first + second) == sorted(
-        "a b c fuse-scan fuse-masked fuse-masked".split()
+        ["a", "b", "c", "fuse-scan", "fuse-masked", "fuse-masked"]
     )
     assert abs(sum(v.weight(size) for v in first) - sum(v.weight(size) for v in second)) <= size
 
