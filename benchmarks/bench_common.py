@@ -222,8 +222,97 @@ def biv_env() -> dict[str, str]:
 
 def biv_python() -> str:
     """The interpreter that runs biv: ``BIV_BENCH_PYTHON`` measures another installation of
-    biv (e.g. a virtual environment holding an earlier commit, for a before/after table)."""
-    return os.environ.get("BIV_BENCH_PYTHON") or sys.executable
+    biv (e.g. a virtual environment holding an earlier commit, for a before/after table);
+    else an installed copy of this working tree (``installed_python``), as a user's
+    ``pip install`` has it, or with ``BIV_BENCH_INSTALL=editable`` the development venv."""
+    chosen = os.environ.get("BIV_BENCH_PYTHON")
+    if chosen:
+        return chosen
+    if os.environ.get("BIV_BENCH_INSTALL") == "editable":
+        return sys.executable
+    return installed_python()
+
+
+def installation() -> str:
+    """What ``biv_python`` runs, for the report header."""
+    if os.environ.get("BIV_BENCH_PYTHON"):
+        return f"BIV_BENCH_PYTHON={os.environ['BIV_BENCH_PYTHON']}"
+    if os.environ.get("BIV_BENCH_INSTALL") == "editable":
+        return "the development venv's editable install (BIV_BENCH_INSTALL=editable)"
+    return "an installed copy of this tree (pip install, byte-compiled; benchmarks/results/)"
+
+
+_INSTALLED: str | None = None
+
+
+def installed_python() -> str:
+    """A virtual environment holding this working tree installed the way users install it
+    (``pip install``: a wheel's files, byte-compiled; no editable-install import hook, which
+    costs every start some 40 ms), its dependencies those of the development venv. Rebuilt
+    when biv's sources change."""
+    global _INSTALLED
+    if _INSTALLED is not None:
+        return _INSTALLED
+    import hashlib
+    import sysconfig
+
+    h = hashlib.sha256()
+    for f in sorted([*ROOT.joinpath("verifier").rglob("*"), ROOT / "pyproject.toml"]):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    venv = ROOT / "benchmarks" / "results" / "biv-installed"
+    stamp = venv / ".source-sha256"
+    python = venv / "bin" / "python"
+    if not (stamp.is_file() and stamp.read_text() == h.hexdigest() and python.exists()):
+        import shutil
+
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        # the dependencies: the development venv's site-packages as a plain path entry (its
+        # .pth files, the editable hook among them, are not run from there)
+        Path(site, "_biv_bench_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        work = tempfile.mkdtemp(prefix="biv-bench-build-")
+        try:
+            built = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-deps",
+                    "--prefix",
+                    str(venv),
+                    str(ROOT),
+                ],
+                check=False,
+                cwd=work,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+                capture_output=True,
+                text=True,
+            )
+            if built.returncode != 0:
+                raise SystemExit(f"installing biv for the benchmark failed:\n{built.stderr}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        where = subprocess.run(
+            [str(python), "-c", "import verifier; print(verifier.__file__)"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+        ).stdout.strip()
+        if not where.startswith(site):
+            raise SystemExit(f"the installed copy imports biv from {where}, not from {site}")
+        stamp.write_text(h.hexdigest())
+    _INSTALLED = str(python)
+    return _INSTALLED
 
 
 def biv_cmd(*args: str) -> list[str]:

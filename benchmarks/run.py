@@ -49,6 +49,7 @@ from bench_common import (  # noqa: E402
     env_float,
     fmt,
     hash_tree_cmd,
+    installation,
     load_average,
     machine,
     ratio,
@@ -408,6 +409,7 @@ def main() -> int:
         f"{mach['load_average_at_start']}",
         f"median of {repeat} run(s), warm page cache; baselines use xargs -P {par} "
         "(biv's analysis thread pool size)",
+        f"biv: {installation()}",
         "",
     ]
     print("\n".join(header), flush=True)
@@ -420,6 +422,7 @@ def main() -> int:
         "repeat": repeat,
         "modes": modes,
         "biv_python": os.environ.get("BIV_BENCH_PYTHON"),
+        "installation": installation(),
     }
     try:
         for mode in modes:

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from verifier import lifecycle
@@ -72,6 +70,11 @@ def _child_call(i: int) -> Any:
 def run(fn: Callable[[int], Any], n: int, workers: int) -> Iterator[tuple[int, Any]]:
     """``(i, fn(i))`` for every ``i < n``, computed in ``workers`` forked processes, in the
     order they finish. Submitted in index order (give the largest jobs the lowest indices)."""
+    # (multiprocessing is imported here: start-up, 10 ms that most runs do not need)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     global _FN
     _FN = fn
     pool = ProcessPoolExecutor(
