@@ -277,28 +277,31 @@ def installed_python() -> str:
         # the dependencies: the development venv's site-packages as a plain path entry (its
         # .pth files, the editable hook among them, are not run from there)
         Path(site, "_biv_bench_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        # a wheel built from the tree, unpacked and byte-compiled as pip installs it (pip
+        # itself is not run against any environment: asked to install into a prefix, it
+        # removes the development venv's editable install)
         work = tempfile.mkdtemp(prefix="biv-bench-build-")
         try:
             built = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "--no-deps",
-                    "--prefix",
-                    str(venv),
-                    str(ROOT),
-                ],
+                [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", work, str(ROOT)],
                 check=False,
                 cwd=work,
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
                 capture_output=True,
                 text=True,
             )
-            if built.returncode != 0:
-                raise SystemExit(f"installing biv for the benchmark failed:\n{built.stderr}")
+            wheels = sorted(Path(work).glob("biv-*.whl"))
+            if built.returncode != 0 or len(wheels) != 1:
+                raise SystemExit(f"building biv's wheel for the benchmark failed:\n{built.stderr}")
+            import zipfile
+
+            with zipfile.ZipFile(wheels[0]) as zf:
+                zf.extractall(site)
+            subprocess.run(
+                [str(python), "-m", "compileall", "-q", str(Path(site, "verifier"))],
+                check=True,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+                capture_output=True,
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
         where = subprocess.run(
