@@ -67,7 +67,8 @@ from verifier.signing.trust import TrustConfig
 from verifier.unpack import Limits, unpack
 from verifier.unpack.single import single_binary
 from verifier.upstream import target
-from verifier.upstream.resolve import is_path_source, resolve
+from verifier.upstream.path import UnpackAhead
+from verifier.upstream.resolve import is_path_source, resolve, unpack_ahead
 
 # Start-up (README "Performance"): ``import verifier.api`` loads no cryptography, requests,
 # PyYAML, TUF or disassembler. The stages that need them are imported by the function that
@@ -165,15 +166,17 @@ def verify(req: VerifyRequest) -> Report:
 def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: str) -> Report:
     if not os.path.exists(req.artifact):
         raise ArtifactError("artifact not found", where=req.artifact)
-    inv, single = _shipped_inventory(req, ctx, workdir)
+    sources = _sources(req, policy)
+    # local references are unpacked (hashed) while worker processes analyse the artifact
+    ahead = unpack_ahead(sources, os.path.join(workdir, "refs"), policy.sigstore_for)
+    inv, single = _shipped_inventory(req, ctx, workdir, ahead.run)
     unavailable: list[str] = []
     extra: list[Anomaly] = []
     if req.layout:
         extra.extend(verify_layout(req.layout, list(req.layout_keys), req.links or ""))
     bundle = _load_refs_bundle(req, unavailable, extra)
-    sources = _sources(req, policy)
     upstreams = tuple(s for s in sources if not is_deps_source(s))
-    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams)
+    refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams, ahead)
     opts = CompareOptions(main_exe=req.main_exe, app_root=req.app_root)
     # (the lambda runs inside ``complete``, on the inventories it is given)
     inv, refs = complete_inventories(inv, refs, ctx, lambda: identical_by_path(inv, refs, opts))
@@ -234,19 +237,23 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
 
 
 def _shipped_inventory(
-    req: VerifyRequest, ctx: AnalysisContext, workdir: str
+    req: VerifyRequest,
+    ctx: AnalysisContext,
+    workdir: str,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[Inventory, bool]:
     """The artifact's inventory, and whether it is a lone binary (else what ``unpack``
-    finds in it)."""
+    finds in it). ``meanwhile`` runs while the files are analysed (see ``inventory``)."""
     single = single_binary(req.artifact)
     if single is not None:
-        inv = build_inventory(single, ctx, _stage(req.progress, "analysing"))
+        inv = build_inventory(single, ctx, _stage(req.progress, "analysing"), meanwhile)
         return dataclasses.replace(inv, sha256=inv.entries[0].sha256), True
     # the members are not kept once their entries are made (one of each per file)
     inv = build_inventory(
         unpack(req.artifact, os.path.join(workdir, "artifact")),
         ctx,
         _stage(req.progress, "analysing"),
+        meanwhile,
     )
     return inv, False
 
@@ -280,6 +287,7 @@ def _references(
     bundle: RefsBundle | None,
     unavailable: list[str],
     sources: tuple[str, ...],
+    ahead: UnpackAhead | None = None,
 ) -> list[Reference]:
     """Every source resolved; one that cannot be had is noted and the others still count."""
     refs: list[Reference] = []
@@ -298,6 +306,7 @@ def _references(
                     ctx,
                     None if is_path_source(source) else _fetch_opts(req),
                     policy.sigstore_for(source),
+                    ahead,
                 )
             )
         except ReferenceUnavailableError as exc:

@@ -47,9 +47,14 @@ def _workers() -> int:
 
 
 def analyze_members(
-    members: Sequence[Member], ctx: AnalysisContext, progress: Progress | None = None
+    members: Sequence[Member],
+    ctx: AnalysisContext,
+    progress: Progress | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[tuple[FileEntry, ...], tuple[Anomaly, ...]]:
-    """Analyse members in parallel; results keep the members' order.
+    """Analyse members in parallel; results keep the members' order. ``meanwhile`` runs once
+    while forked workers analyse, if they do (work of the caller's that does not need these
+    results: it uses the cores the parent leaves idle), else not at all.
 
     Each content is analysed once: members with the same sha256 and name share one analysis,
     and ``ctx.cache`` (an ``AnalysisCache``) gives facts known from the other tree, an
@@ -99,7 +104,9 @@ def analyze_members(
         if cache is not None and key is not None and result[0] == key[0]:
             cache.remember(key[0], key[1], result[1], _level_of(result[1], ctx))
 
-    for j, (sha, facts) in _parallel(len(todo), lambda j: one(todo[j]), ctx, kept):
+    # (a large tree's reference waits until the tree's members are freed: memory)
+    later = meanwhile if total <= MEANWHILE_MAX_MEMBERS else None
+    for j, (sha, facts) in _parallel(len(todo), lambda j: one(todo[j]), ctx, kept, later):
         for i in todo[j][0]:
             done[i] = _entry(members[i], sha, facts)
         if progress is not None:
@@ -117,6 +124,8 @@ def analyze_members(
 
 # fewer files to analyse than this: threads only (forking costs more than it saves)
 PROCESS_MIN_JOBS = 4
+# more members than this: no ``meanwhile`` work while they are held
+MEANWHILE_MAX_MEMBERS = 20_000
 _R = TypeVar("_R")
 
 
@@ -125,11 +134,13 @@ def _parallel(
     job: Callable[[int], _R],
     ctx: AnalysisContext,
     kept: Callable[[int, _R], None] = lambda _j, _r: None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, _R]]:
     """``(j, job(j))`` for every ``j < n``, in any order: in forked processes when there are
     enough jobs (``procpool``: analysis is mostly Python, which threads run one at a time),
     else in threads. ``kept(j, result)`` runs in the parent for a job a process did (the
-    process's own bookkeeping is lost with it); the cache's counters are carried back."""
+    process's own bookkeeping is lost with it); the cache's counters are carried back.
+    ``meanwhile`` runs once while the processes work (not at all with threads)."""
     rest: Sequence[int] = range(n)
     if n >= PROCESS_MIN_JOBS and procpool.available():
         preload(ctx)
@@ -143,7 +154,7 @@ def _parallel(
             return result, tuple(a - b for a, b in zip(astuple(cache.stats), before, strict=True))
 
         try:
-            for j, (result, delta) in procpool.run(counted, n, min(n, _workers())):
+            for j, (result, delta) in procpool.run(counted, n, min(n, _workers()), meanwhile):
                 if cache is not None and delta is not None:
                     for f, d in zip(fields(cache.stats), delta, strict=True):
                         setattr(cache.stats, f.name, getattr(cache.stats, f.name) + d)
@@ -315,9 +326,15 @@ def _known_plain(m: Member) -> tuple[str, BinaryFacts] | None:
     return m.sha256, BinaryFacts(format=fmt, normalized_sha256=m.sha256)
 
 
-def build(unpacked: Unpacked, ctx: AnalysisContext, progress: Progress | None = None) -> Inventory:
-    """Analyse every member of an unpacked artifact into an Inventory."""
-    entries, _ = analyze_members(unpacked.members, ctx, progress)
+def build(
+    unpacked: Unpacked,
+    ctx: AnalysisContext,
+    progress: Progress | None = None,
+    meanwhile: Callable[[], None] | None = None,
+) -> Inventory:
+    """Analyse every member of an unpacked artifact into an Inventory (``meanwhile``: see
+    ``analyze_members``)."""
+    entries, _ = analyze_members(unpacked.members, ctx, progress, meanwhile)
     return Inventory(
         source=unpacked.source,
         sha256=unpacked.sha256,
@@ -359,18 +376,26 @@ def build_reference_full(
     return build_reference(component, archive_path, workdir, replace(ctx, level="full"), progress)
 
 
+def unpack_reference(archive_path: str, workdir: str) -> Unpacked:
+    """An upstream release (directory, archive or lone binary) unpacked under ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
+    # a lone binary is a reference of one file (``--against path:node.exe``)
+    return single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
+
+
 def build_reference(
     component: Component,
     archive_path: str,
     workdir: str,
     ctx: AnalysisContext,
     progress: Progress | None = None,
+    unpacked: Unpacked | None = None,
 ) -> Reference:
-    """Unpack and analyse an upstream release (directory or archive) into a Reference."""
-    os.makedirs(workdir, exist_ok=True)
-    sub = tempfile.mkdtemp(prefix="ref-", dir=workdir)
-    # a lone binary is a reference of one file (``--against path:node.exe``)
-    unpacked = single_binary(archive_path) or unpack(archive_path, sub, strict_top=True)
+    """Unpack (unless ``unpacked`` has it already) and analyse an upstream release
+    (directory or archive) into a Reference."""
+    if unpacked is None:
+        unpacked = unpack_reference(archive_path, workdir)
     entries, problems = analyze_members(unpacked.members, ctx, progress)
     # upstream's own bundle-seal anomalies, so a shipped bundle can inherit them
     seals = bundle_seal_anomalies(Inventory(component.source, "0" * 64, 0, entries), (), ctx)

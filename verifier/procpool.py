@@ -67,9 +67,16 @@ def _child_call(i: int) -> Any:
     return _FN(i)
 
 
-def run(fn: Callable[[int], Any], n: int, workers: int) -> Iterator[tuple[int, Any]]:
+def run(
+    fn: Callable[[int], Any],
+    n: int,
+    workers: int,
+    meanwhile: Callable[[], None] | None = None,
+) -> Iterator[tuple[int, Any]]:
     """``(i, fn(i))`` for every ``i < n``, computed in ``workers`` forked processes, in the
-    order they finish. Submitted in index order (give the largest jobs the lowest indices)."""
+    order they finish. Submitted in index order (give the largest jobs the lowest indices).
+    ``meanwhile`` runs in this process once the workers exist (it may start threads: no
+    fork follows), while they work."""
     # (multiprocessing is imported here: start-up, 10 ms that most runs do not need)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -91,6 +98,8 @@ def run(fn: Callable[[int], Any], n: int, workers: int) -> Iterator[tuple[int, A
         pids = list(getattr(pool, "_processes", None) or {})
         for pid in pids:
             lifecycle.track_process(pid)
+        if meanwhile is not None:
+            meanwhile()
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -7,6 +7,7 @@ directory is removed), biv killed outright (the workers notice and exit).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -177,3 +178,86 @@ def test_workers_exit_when_biv_is_killed(tmp_path: Path) -> None:
     # (the sweep of the next run removes the work directory)
     assert _gone(workers, 5), "a worker outlived biv"
     assert workdir.is_dir()
+
+
+def test_meanwhile_runs_once_while_the_workers_exist(tmp_path: Path) -> None:
+    """The caller's own work (a reference's unpacking) runs in the parent after the fork,
+    while the workers analyse, and before the last result comes back."""
+    seen: list[int] = []
+    gate = tmp_path / "go"
+
+    def job(j: int) -> int:
+        deadline = time.monotonic() + 30
+        while not gate.exists():  # the workers wait for the parent's meanwhile work
+            if time.monotonic() > deadline:
+                return -1  # (fails below rather than hanging)
+            time.sleep(0.01)
+        return j
+
+    def meanwhile() -> None:
+        seen.append(len(_children_of(os.getpid())))
+        gate.write_text("go")
+
+    got = dict(procpool.run(job, 6, 2, meanwhile))
+    assert got == {j: j for j in range(6)}
+    assert seen == [2]  # run once, while the two forked workers were alive
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                out.append(int(p.name))
+    return out
+
+
+def test_a_reference_unpacked_while_workers_analyse_gives_the_same_report(
+    dll_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify`` unpacks a ``path:`` reference while the workers analyse the artifact
+    (msvc-runtime's DLLs, one of them altered): the report is the one a run with threads,
+    which unpacks the reference afterwards, gives."""
+    from verifier import api
+    from verifier.report.json import render_json
+    from verifier.upstream.path import UnpackAhead
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for f in dll_tree.iterdir():
+        (shipped / f.name).write_bytes(f.read_bytes())
+    victim = sorted(shipped.iterdir())[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    taken: list[bool] = []
+    real_take = UnpackAhead.take
+
+    def take(self: UnpackAhead, source: str, location: str) -> Any:
+        got = real_take(self, source, location)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(UnpackAhead, "take", take)
+
+    def report(cache: str) -> dict[str, Any]:
+        req = api.VerifyRequest(
+            str(shipped), against=(f"path:{dll_tree}",), cache_dir=str(tmp_path / cache)
+        )
+        doc: dict[str, Any] = json.loads(render_json(api.verify(req)))
+        doc.pop("generated_at")
+        return doc
+
+    forked = report("c1")
+    assert taken == [True]  # unpacked ahead, while the workers ran
+    monkeypatch.setenv("BIV_ANALYSIS_PROCESSES", "0")
+    taken.clear()
+    threads = report("c2")
+    assert taken == [False]  # no workers: unpacked when it was resolved
+    assert forked == threads
+    assert forked["verdict"] == "fail"
+    assert [f["path"] for f in forked["files"] if f["status"] != "identical"] == [victim.name]

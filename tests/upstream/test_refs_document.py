@@ -19,11 +19,19 @@ from support.cli import biv
 
 from verifier._scenarios.scenario import Scenario
 from verifier.analysis import AnalysisContext
-from verifier.errors import SchemaError, UsageError
-from verifier.inventory import build_reference
-from verifier.model import BinaryFacts, Component, FileEntry, FileFormat, Reference
+from verifier.errors import ArtifactError, SchemaError, UsageError
+from verifier.inventory import build_reference, unpack_reference
+from verifier.model import (
+    BinaryFacts,
+    Component,
+    FileEntry,
+    FileFormat,
+    Reference,
+    SigstoreIdentity,
+)
 from verifier.npmdeps.tarball import Published, TarDigests
 from verifier.upstream.path import _load_refs_document
+from verifier.upstream.resolve import unpack_ahead
 from verifier.upstream.tuf_publish import load_reference_file
 
 Doc = dict[str, Any]
@@ -337,3 +345,42 @@ def test_anything_but_a_plain_data_file_is_read_strictly(win_doc: Doc, case: str
     with pytest.raises(SchemaError) as err:
         FileEntry.from_ref_dict(d)
     assert words in err.value.message and err.value.where == key
+
+
+def test_a_reference_unpacked_ahead_is_the_reference_unpacked_then(
+    scenario: Scenario, tmp_path: Path, mac_doc: Doc
+) -> None:
+    """``verify`` unpacks ``path:`` references while worker processes analyse the artifact:
+    the same members; a reference that cannot be read fails as it did; inventories,
+    missing paths and sources with options are left to be resolved as before."""
+    refs_doc = tmp_path / "refs.json"
+    refs_doc.write_text(json.dumps(mac_doc))
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 not a zip at all" * 10)
+    work = tmp_path / "refs"
+    sources = [
+        f"path:{scenario.upstream}",
+        f"path:{bad}",
+        f"path:{refs_doc}",
+        f"path:{tmp_path / 'missing'}",
+        f"path:{scenario.upstream},sigstore-identity=x@example.com",
+    ]
+    declared = f"path:{scenario.upstream}/"  # the same folder, named another way
+    sources.append(declared)  # a policy declares a Sigstore identity for it
+    ident = SigstoreIdentity(identity="x@example.com", issuer="https://issuer.example")
+    ahead = unpack_ahead(sources, str(work), lambda s: ident if s == declared else None)
+    ahead.run()
+    got = ahead.take(sources[0], str(scenario.upstream))
+    want = unpack_reference(str(scenario.upstream), str(tmp_path / "direct"))
+    assert got is not None
+    assert [(m.path, m.sha256) for m in got.members] == [(m.path, m.sha256) for m in want.members]
+    with pytest.raises(ArtifactError):
+        ahead.take(sources[1], str(bad))
+    for s, loc in ((sources[2], refs_doc), (sources[3], tmp_path / "missing")):
+        assert ahead.take(s, str(loc)) is None
+    assert ahead.take(sources[4], str(scenario.upstream)) is None  # not taken twice either
+    # its bundle is checked before anything of it is read
+    assert ahead.take(declared, f"{scenario.upstream}/") is None
+    assert len(list(work.iterdir())) == 2  # the folder and the bad zip only
+    r = biv("verify", scenario.clean, "--against", f"path:{bad}", "--format", "json")
+    assert r.returncode == 2 and "upstream reference cannot be read" in r.stderr, r.stderr

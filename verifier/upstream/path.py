@@ -5,17 +5,55 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from verifier.analysis import AnalysisContext
 from verifier.errors import ArtifactError, SchemaError, UsageError
 from verifier.hashing import sha256_file
-from verifier.inventory import build_reference
+from verifier.inventory import build_reference, unpack_reference
 from verifier.jsonread import Fields
 from verifier.model import Component, FileEntry, Reference
+from verifier.unpack import Unpacked
 
 
-def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext) -> Reference:
+class UnpackAhead:
+    """Local references (``path:DIR``, ``path:ARCHIVE``) unpacked, hashed included, while
+    forked workers analyse the shipped files (``run`` is the analysis' ``meanwhile``): the
+    parent is otherwise idle then, and hashing is most of a reference's cost. ``resolve_path``
+    takes the result, or the error, as if it had unpacked the reference then."""
+
+    def __init__(self, sources: Sequence[tuple[str, str]], workdir: str) -> None:
+        self._todo = list(sources)  # (source, location)
+        self._workdir = workdir
+        self._done: dict[tuple[str, str], Unpacked | Exception] = {}
+
+    def run(self) -> None:
+        todo, self._todo = self._todo, []
+        for source, location in todo:
+            try:
+                if not os.path.exists(location) or not os.access(location, os.R_OK):
+                    continue  # resolve_path says what is wrong
+                if os.path.isfile(location) and _is_refs_document(location):
+                    continue  # an inventory: no bytes to hash
+                self._done[(source, location)] = unpack_reference(location, self._workdir)
+            except Exception as exc:  # raised again where the reference is resolved
+                self._done[(source, location)] = exc
+
+    def take(self, source: str, location: str) -> Unpacked | None:
+        got = self._done.pop((source, location), None)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+def resolve_path(
+    source: str,
+    location: str,
+    workdir: str,
+    ctx: AnalysisContext,
+    ahead: UnpackAhead | None = None,
+) -> Reference:
     """Build a Reference from a local directory or archive; a bad path is a usage error."""
     if not os.path.exists(location):
         raise UsageError(f"upstream reference not found: {location}", where=source)
@@ -30,7 +68,8 @@ def resolve_path(source: str, location: str, workdir: str, ctx: AnalysisContext)
         proof=("local path given by the user (trusted as is)",),
     )
     try:
-        ref = build_reference(comp, location, workdir, ctx)
+        unpacked = ahead.take(source, location) if ahead is not None else None
+        ref = build_reference(comp, location, workdir, ctx, unpacked=unpacked)
     except ArtifactError as exc:
         raise UsageError(f"upstream reference cannot be read: {exc.message}", where=source) from exc
     digests = {}

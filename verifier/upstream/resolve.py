@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from verifier.analysis import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
-from verifier.upstream.path import resolve_path
+from verifier.upstream.path import UnpackAhead, resolve_path
 from verifier.upstream.sigstore import check_source, identity_for_source
 from verifier.upstream.source_options import split_options
 
@@ -37,6 +37,24 @@ def is_path_source(source: str) -> bool:
     )
 
 
+def unpack_ahead(
+    sources: Sequence[str],
+    workdir: str,
+    sigstore_declared: Callable[[str], SigstoreIdentity | None] = lambda _s: None,
+) -> UnpackAhead:
+    """The plain ``path:`` sources, to unpack while the shipped files are analysed
+    (``UnpackAhead.run``). Not one with options or a Sigstore identity the policy declares
+    (``sigstore_declared``): its bundle is checked before anything of it is read."""
+    todo = []
+    for source in sources:
+        if is_path_source(source):
+            body = source[len("path:") :] if source.startswith("path:") else source
+            location, options = split_options(body)
+            if not options and sigstore_declared(source) is None:
+                todo.append((source, location))
+    return UnpackAhead(todo, workdir)
+
+
 def resolve(
     source: str,
     shipped: Inventory,
@@ -44,8 +62,10 @@ def resolve(
     ctx: AnalysisContext,
     fetch_options: FetchOptions | None = None,
     sigstore_declared: SigstoreIdentity | None = None,
+    ahead: UnpackAhead | None = None,
 ) -> list[Reference]:
-    """Resolve one SOURCE; raises ReferenceUnavailableError (exit 3) for unobtainable remotes."""
+    """Resolve one SOURCE; raises ReferenceUnavailableError (exit 3) for unobtainable remotes.
+    ``ahead``: local references unpacked already (``unpack_ahead``)."""
     if is_path_source(source):
         body = source[len("path:") :] if source.startswith("path:") else source
         location, options = split_options(body)
@@ -59,7 +79,7 @@ def resolve(
             if failed is not None:
                 return [failed]
             return [_with_proof(resolve_path(source, location, workdir, ctx), proof)]
-        return [resolve_path(source, location, workdir, ctx)]
+        return [resolve_path(source, location, workdir, ctx, ahead)]
     if not source.startswith(REMOTE_SCHEMES):
         raise UsageError(
             "unknown source (expected path:DIR, electron:VERSION|auto, pypi:NAME==VER, "
