@@ -279,6 +279,9 @@ def share_identical(inventory: Inventory, refs: Sequence[Reference]) -> list[Ref
         files = []
         for f in r.files:
             s = shipped.get(f.path)
+            if s is not None and f.facts is s.facts and f.path is s.path:
+                files.append(f)  # shared already, when it was read (``read_plain``)
+                continue
             if s is None or f.sha256 != s.sha256 or f.size != s.size or f.facts != s.facts:
                 files.append(f)
                 continue

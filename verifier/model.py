@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from verifier.errors import SchemaError
@@ -1007,11 +1008,17 @@ class FileEntry:
         )
 
     @classmethod
-    def read_plain(cls, d: dict[str, Any], location_prefix: str = "") -> FileEntry | None:
+    def read_plain(
+        cls, d: dict[str, Any], location_prefix: str = "", like: FileEntry | None = None
+    ) -> FileEntry | None:
         """The entry of the most common file of a reference inventory, a data file with
         every key written and nothing but its digest (``normalized_sha256`` the same string
         as ``sha256``), exactly as ``read`` gives it; None for any other object, which
-        ``read`` then reads strictly (and names what is wrong)."""
+        ``read`` then reads strictly (and names what is wrong).
+
+        ``like``: the shipped file at that path. When it is this very data file (same size,
+        digest and facts), the entry holds its path, digest and facts objects rather than
+        copies: equal values, one copy of each for a tree identical to its upstream."""
         if d.keys() != _FILE_ENTRY_KEYS or d["format"] != "data":
             return None
         path, size, sha = d["path"], d["size"], d["sha256"]
@@ -1030,8 +1037,45 @@ class FileEntry:
             and d["markers"] == {}
         ):
             return None
-        facts = BinaryFacts(FileFormat.DATA, (), sha, None, (), None, None, _NO_SHAPE, (), UNSIGNED)
-        return cls(path, f"{location_prefix}{path}", (), size, sha, facts, None)
+        if (
+            like is not None
+            and like.sha256 == sha
+            and like.size == size
+            and like.path == path
+            and _is_plain_data(like.facts, sha)
+        ):
+            path, sha, facts = like.path, like.sha256, like.facts
+        else:
+            facts = BinaryFacts(
+                FileFormat.DATA, (), sha, None, (), None, None, _NO_SHAPE, (), UNSIGNED
+            )
+        return cls(
+            path,
+            f"{location_prefix}{path}" if location_prefix else path,
+            (),
+            size,
+            sha,
+            facts,
+            None,
+        )
+
+
+# every field of BinaryFacts but format and normalized_sha256, and their defaults: a data
+# file's facts hold nothing else (read generically, so a field added later is compared too)
+_REST_OF_FACTS = attrgetter(
+    *(f.name for f in fields(BinaryFacts) if f.name not in ("format", "normalized_sha256"))
+)
+_PLAIN_REST = _REST_OF_FACTS(BinaryFacts())
+
+
+def _is_plain_data(facts: BinaryFacts, sha256: str) -> bool:
+    """``facts`` are those of a data file whose digest is ``sha256`` and nothing else, as
+    ``FileEntry.read_plain`` makes them."""
+    return (
+        facts.format is FileFormat.DATA
+        and facts.normalized_sha256 == sha256
+        and _REST_OF_FACTS(facts) == _PLAIN_REST
+    )
 
 
 @dataclass(frozen=True)

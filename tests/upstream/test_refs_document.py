@@ -9,7 +9,9 @@ that is such a document exits 2 with that message.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ from support.cli import biv
 from verifier._scenarios.scenario import Scenario
 from verifier.analysis import AnalysisContext
 from verifier.errors import ArtifactError, SchemaError, UsageError
+from verifier.inventory import build as build_inventory
 from verifier.inventory import build_reference, unpack_reference
 from verifier.model import (
+    Anomaly,
     BinaryFacts,
     Component,
     FileEntry,
@@ -30,6 +34,7 @@ from verifier.model import (
     SigstoreIdentity,
 )
 from verifier.npmdeps.tarball import Published, TarDigests
+from verifier.unpack import unpack
 from verifier.upstream.path import _load_refs_document
 from verifier.upstream.resolve import unpack_ahead
 from verifier.upstream.tuf_publish import load_reference_file
@@ -384,3 +389,69 @@ def test_a_reference_unpacked_ahead_is_the_reference_unpacked_then(
     assert len(list(work.iterdir())) == 2  # the folder and the bad zip only
     r = biv("verify", scenario.clean, "--against", f"path:{bad}", "--format", "json")
     assert r.returncode == 2 and "upstream reference cannot be read" in r.stderr, r.stderr
+
+
+def test_files_identical_to_the_shipped_ones_share_their_objects(
+    scenario: Scenario, tmp_path: Path, win_doc: Doc
+) -> None:
+    """A reference inventory read with the artifact's inventory: the same Reference, but a
+    file equal to the shipped file at its path (a data file read fast, or a signed PE read
+    strictly) holds the shipped entry's path, digest and facts; a changed file does not;
+    a hostile ``path`` is still the schema error it was."""
+    shipped_dir = tmp_path / "shipped"
+    shutil.copytree(scenario.upstream, shipped_dir)
+    doc_path = tmp_path / "refs.json"
+    doc_path.write_text(json.dumps(win_doc))
+    data = next(f["path"] for f in win_doc["files"] if f["format"] == "data")
+    (shipped_dir / data).write_bytes((shipped_dir / data).read_bytes() + b"\n")
+    ctx = AnalysisContext()  # full facts, as the document has them
+    inv = build_inventory(unpack(str(shipped_dir), str(tmp_path / "work")), ctx)
+    alone = _load_refs_document("path:refs.json", str(doc_path))
+    shared = _load_refs_document("path:refs.json", str(doc_path), inv)
+    assert shared == alone
+    by_path = {e.path: e for e in inv.entries}
+    kinds: dict[str, int] = {}
+    for f in shared.files:
+        s = by_path[f.path]
+        same = (s.sha256, s.size, s.facts) == (f.sha256, f.size, f.facts)
+        assert (f.facts is s.facts and f.path is s.path and f.sha256 is s.sha256) == same
+        assert f.location == f.path and f.blob is None
+        if same:
+            kinds[f.format.value] = kinds.get(f.format.value, 0) + 1
+    assert kinds.get("data", 0) >= 1 and kinds.get("pe", 0) >= 1, kinds
+    assert next(f for f in shared.files if f.path == data).facts is not by_path[data].facts
+    hostile = json.loads(json.dumps(win_doc))
+    hostile["files"][0]["path"] = ["not", "a", "string"]
+    doc_path.write_text(json.dumps(hostile))
+    with pytest.raises(UsageError) as err:
+        _load_refs_document("path:refs.json", str(doc_path), inv)
+    assert "files[0].path" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"anomalies": (Anomaly("name-collision", "x", {}),)},
+        {"markers": {"electron": "Electron/28.1.0"}},
+        {"archs": ("x86_64",)},
+        {"normalized_sha256": "0" * 64},
+        {"format": FileFormat.ASAR},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_a_shipped_data_file_with_more_facts_is_not_shared(change: dict[str, Any]) -> None:
+    """Only a shipped file whose facts are exactly a plain data file's lends them to the
+    reference entry: any other fact (of any field, compared generically) keeps them apart."""
+    sha = "ab" * 32
+    d = {
+        **FileEntry(
+            "a/b.txt", "a/b.txt", (), 3, sha, BinaryFacts(normalized_sha256=sha)
+        ).to_ref_dict()
+    }
+    d["normalized_sha256"] = d["sha256"]
+    plain = BinaryFacts(FileFormat.DATA, normalized_sha256=sha)
+    like = FileEntry("a/b.txt", "a/b.txt", (), 3, sha, plain)
+    assert FileEntry.read_plain(dict(d), like=like).facts is plain  # type: ignore[union-attr]
+    other = FileEntry("a/b.txt", "a/b.txt", (), 3, sha, dataclasses.replace(plain, **change))
+    got = FileEntry.read_plain(dict(d), like=other)
+    assert got is not None and got.facts is not other.facts and got.facts == plain

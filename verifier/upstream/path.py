@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from verifier.analysis import AnalysisContext
@@ -13,7 +13,7 @@ from verifier.errors import ArtifactError, SchemaError, UsageError
 from verifier.hashing import sha256_file
 from verifier.inventory import build_reference, unpack_reference
 from verifier.jsonread import Fields
-from verifier.model import Component, FileEntry, Reference
+from verifier.model import Component, FileEntry, Inventory, Reference
 from verifier.unpack import Unpacked
 
 
@@ -53,14 +53,17 @@ def resolve_path(
     workdir: str,
     ctx: AnalysisContext,
     ahead: UnpackAhead | None = None,
+    shipped: Inventory | None = None,
 ) -> Reference:
-    """Build a Reference from a local directory or archive; a bad path is a usage error."""
+    """Build a Reference from a local directory or archive; a bad path is a usage error.
+    ``shipped``: the artifact's inventory, whose identical data files a reference inventory
+    shares (``FileEntry.read_plain``)."""
     if not os.path.exists(location):
         raise UsageError(f"upstream reference not found: {location}", where=source)
     if not os.access(location, os.R_OK):
         raise UsageError(f"upstream reference is not readable: {location}", where=source)
     if os.path.isfile(location) and _is_refs_document(location):
-        return _load_refs_document(source, location)
+        return _load_refs_document(source, location, shipped)
     comp = Component(
         name=os.path.basename(os.path.normpath(location)) or "path",
         version=None,
@@ -92,10 +95,12 @@ def _is_refs_document(location: str) -> bool:
 class _FilesHook:
     """``json.load``'s object hook: each ``files`` item (it has a path, a size and a sha256)
     becomes a FileEntry as soon as it is parsed, read strictly; the parsed document of
-    100,000 files would otherwise hold ten times the memory of the entries."""
+    100,000 files would otherwise hold ten times the memory of the entries. A data file
+    equal to the shipped file at its path (``shipped``) shares that entry's objects."""
 
-    def __init__(self) -> None:
+    def __init__(self, shipped: Mapping[str, FileEntry]) -> None:
         self.count = 0
+        self.shipped = shipped
 
     def __call__(self, d: dict[str, Any]) -> object:
         if not ("path" in d and "sha256" in d and "size" in d):
@@ -103,10 +108,24 @@ class _FilesHook:
         if d.get("normalized_sha256") == d["sha256"]:
             d["normalized_sha256"] = d["sha256"]  # one string for both (data files)
         self.count += 1
-        return FileEntry.read_plain(d) or FileEntry.read(Fields(d, f"files[{self.count - 1}]"))
+        path = d["path"]
+        like = self.shipped.get(path) if type(path) is str else None
+        entry = FileEntry.read_plain(d, like=like)
+        if entry is not None:
+            return entry
+        entry = FileEntry.read(Fields(d, f"files[{self.count - 1}]"))
+        if (
+            like is not None
+            and entry.sha256 == like.sha256
+            and entry.size == like.size
+            and entry.path == like.path
+            and entry.facts == like.facts
+        ):
+            return FileEntry(like.path, like.path, (), like.size, like.sha256, like.facts, None)
+        return entry
 
 
-def _load_refs_document(source: str, location: str) -> Reference:
+def _load_refs_document(source: str, location: str, shipped: Inventory | None = None) -> Reference:
     """A ``biv.refs/v1`` inventory (``biv refs build``): digests only, no upstream bytes.
 
     Statuses are the same as against the release itself; byte counts of differing sections
@@ -116,7 +135,8 @@ def _load_refs_document(source: str, location: str) -> Reference:
         raise UsageError("reference inventory larger than 256 MiB", where=source)
     try:
         with open(location, encoding="utf-8") as fh:
-            doc = json.load(fh, object_hook=_FilesHook())
+            by_path = {e.path: e for e in shipped.entries} if shipped is not None else {}
+            doc = json.load(fh, object_hook=_FilesHook(by_path))
         ref = _reference(doc)
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
         raise UsageError(f"not a valid biv.refs/v1 document: {exc}", where=source) from None

@@ -78,8 +78,8 @@ def resolve(
             proof, failed = _check(location, ident, source)
             if failed is not None:
                 return [failed]
-            return [_with_proof(resolve_path(source, location, workdir, ctx), proof)]
-        return [resolve_path(source, location, workdir, ctx, ahead)]
+            return [_with_proof(resolve_path(source, location, workdir, ctx, None, shipped), proof)]
+        return [resolve_path(source, location, workdir, ctx, ahead, shipped)]
     if not source.startswith(REMOTE_SCHEMES):
         raise UsageError(
             "unknown source (expected path:DIR, electron:VERSION|auto, pypi:NAME==VER, "
