@@ -96,18 +96,19 @@ def _dec(x: Any) -> Any:
     if kind in _SCALARS:
         return x
     if kind is list:
-        return [_dec(v) for v in x]
+        return [v if type(v) in _SCALARS else _dec(v) for v in x]
     if kind is not dict or len(x) not in (1, 2):
         raise DecodeError("malformed value")
+    # (the tags in the order they are most common in facts)
+    if "c" in x:
+        return _dataclass(x)
     if "t" in x:
-        return tuple(_dec(v) for v in _list(x["t"]))
+        return tuple([v if type(v) in _SCALARS else _dec(v) for v in _list(x["t"])])
     if "m" in x:
         m = x["m"]
         if not isinstance(m, dict):
             raise DecodeError("malformed mapping")
-        return {k: _dec(v) for k, v in m.items()}
-    if "c" in x:
-        return _dataclass(x)
+        return {k: v if type(v) in _SCALARS else _dec(v) for k, v in m.items()}
     if "e" in x:
         cls = _CLASSES.get(str(x["e"]))
         if cls is None or not issubclass(cls, enum.Enum):
@@ -158,8 +159,12 @@ def _dataclass(x: dict[str, Any]) -> Any:
         raise DecodeError(f"{cls.__name__}: fields differ (missing {missing}, unknown {extra})")
     obj = object.__new__(cls)
     for name in names:  # exactly the stored values: no __init__ defaults, no __post_init__
-        object.__setattr__(obj, name, _dec(raw[name]))
+        v = raw[name]
+        _setattr(obj, name, v if type(v) in _SCALARS else _dec(v))
     return obj
+
+
+_setattr = object.__setattr__
 
 
 @functools.cache
