@@ -167,8 +167,24 @@ def _verify(req: VerifyRequest, policy: Policy, ctx: AnalysisContext, workdir: s
     if not os.path.exists(req.artifact):
         raise ArtifactError("artifact not found", where=req.artifact)
     sources = _sources(req, policy)
-    # local references are unpacked (hashed) while worker processes analyse the artifact
+    # local references are read ahead: a reference inventory parsed in a child from now on,
+    # a release unpacked (hashed) while worker processes analyse the artifact
     ahead = unpack_ahead(sources, os.path.join(workdir, "refs"), policy.sigstore_for)
+    ahead.start()
+    try:
+        return _verify_against(req, policy, ctx, workdir, sources, ahead)
+    finally:
+        ahead.close()
+
+
+def _verify_against(
+    req: VerifyRequest,
+    policy: Policy,
+    ctx: AnalysisContext,
+    workdir: str,
+    sources: tuple[str, ...],
+    ahead: UnpackAhead,
+) -> Report:
     inv, single = _shipped_inventory(req, ctx, workdir, ahead.run)
     unavailable: list[str] = []
     extra: list[Anomaly] = []

@@ -1037,27 +1037,33 @@ class FileEntry:
             and d["markers"] == {}
         ):
             return None
+        return cls.plain(path, size, sha, like, location_prefix)
+
+    @classmethod
+    def plain(
+        cls,
+        path: str,
+        size: int,
+        sha256: str,
+        like: FileEntry | None = None,
+        location_prefix: str = "",
+    ) -> FileEntry:
+        """A reference's data file with nothing but its digest (``read_plain`` checked the
+        values); it shares ``like``'s objects when ``like`` is this very file."""
         if (
             like is not None
-            and like.sha256 == sha
+            and like.sha256 == sha256
             and like.size == size
             and like.path == path
-            and _is_plain_data(like.facts, sha)
+            and is_plain_data(like.facts, sha256)
         ):
-            path, sha, facts = like.path, like.sha256, like.facts
+            path, sha256, facts = like.path, like.sha256, like.facts
         else:
             facts = BinaryFacts(
-                FileFormat.DATA, (), sha, None, (), None, None, _NO_SHAPE, (), UNSIGNED
+                FileFormat.DATA, (), sha256, None, (), None, None, _NO_SHAPE, (), UNSIGNED
             )
-        return cls(
-            path,
-            f"{location_prefix}{path}" if location_prefix else path,
-            (),
-            size,
-            sha,
-            facts,
-            None,
-        )
+        location = f"{location_prefix}{path}" if location_prefix else path
+        return cls(path, location, (), size, sha256, facts, None)
 
 
 # every field of BinaryFacts but format and normalized_sha256, and their defaults: a data
@@ -1068,7 +1074,7 @@ _REST_OF_FACTS = attrgetter(
 _PLAIN_REST = _REST_OF_FACTS(BinaryFacts())
 
 
-def _is_plain_data(facts: BinaryFacts, sha256: str) -> bool:
+def is_plain_data(facts: BinaryFacts, sha256: str) -> bool:
     """``facts`` are those of a data file whose digest is ``sha256`` and nothing else, as
     ``FileEntry.read_plain`` makes them."""
     return (

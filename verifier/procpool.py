@@ -50,7 +50,7 @@ def available() -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_init(parent: int) -> None:
+def child_init(parent: int) -> None:
     # (``lifecycle`` forgot the parent's work directories at the fork already)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -87,7 +87,7 @@ def run(
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
-        initializer=_child_init,
+        initializer=child_init,
         initargs=(os.getpid(),),
     )
     done: set[int] = set()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,13 @@ from verifier.model import (
     Component,
     FileEntry,
     FileFormat,
+    Inventory,
     Reference,
     SigstoreIdentity,
 )
 from verifier.npmdeps.tarball import Published, TarDigests
 from verifier.unpack import unpack
-from verifier.upstream.path import _load_refs_document
+from verifier.upstream.path import UnpackAhead, _load_refs_document, resolve_path
 from verifier.upstream.resolve import unpack_ahead
 from verifier.upstream.tuf_publish import load_reference_file
 
@@ -455,3 +458,79 @@ def test_a_shipped_data_file_with_more_facts_is_not_shared(change: dict[str, Any
     other = FileEntry("a/b.txt", "a/b.txt", (), 3, sha, dataclasses.replace(plain, **change))
     got = FileEntry.read_plain(dict(d), like=other)
     assert got is not None and got.facts is not other.facts and got.facts == plain
+
+
+@pytest.fixture()
+def shipped_and_doc(
+    scenario: Scenario, tmp_path: Path, win_doc: Doc
+) -> tuple[Inventory, Path, str]:
+    shipped_dir = tmp_path / "shipped"
+    shutil.copytree(scenario.upstream, shipped_dir)
+    doc_path = tmp_path / "refs.json"
+    doc_path.write_text(json.dumps(win_doc))
+    inv = build_inventory(unpack(str(shipped_dir), str(tmp_path / "work")), AnalysisContext())
+    return inv, doc_path, f"path:{doc_path}"
+
+
+def test_a_reference_inventory_parsed_ahead_is_the_one_read_then(
+    shipped_and_doc: tuple[Inventory, Path, str], tmp_path: Path
+) -> None:
+    """``verify`` parses a ``path:REFS.json`` in a forked child while it unpacks the
+    artifact: the same Reference as reading it then, sharing the shipped entries' objects."""
+    inv, doc_path, source = shipped_and_doc
+    ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
+    ahead.start()
+    got = ahead.take_document(source, str(doc_path), inv)
+    want = _load_refs_document(source, str(doc_path), inv)
+    assert got is not None  # a child parsed it
+    assert got == want
+    by_path = {e.path: e for e in inv.entries}
+    for f, w in zip(got.files, want.files, strict=True):  # shared exactly where biv shares
+        assert (f.facts is by_path[f.path].facts) == (w.facts is by_path[w.path].facts)
+    assert any(f.facts is by_path[f.path].facts for f in got.files)
+    assert ahead.take_document(source, str(doc_path), inv) is None  # taken once
+
+
+def test_a_child_killed_or_failing_leaves_the_document_to_biv(
+    shipped_and_doc: tuple[Inventory, Path, str], tmp_path: Path, win_doc: Doc
+) -> None:
+    """The child is killed (as the OOM killer would) or finds the document malformed: biv
+    reads it itself, with the same result or the same error naming the key."""
+    inv, doc_path, source = shipped_and_doc
+    ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
+    ahead.start()
+    [(pid, _fd)] = ahead._children.values()
+    os.kill(pid, signal.SIGKILL)
+    assert ahead.take_document(source, str(doc_path), inv) is None
+    ref = resolve_path(source, str(doc_path), str(tmp_path), AnalysisContext(), ahead, inv)
+    assert ref == _load_refs_document(source, str(doc_path), inv)
+
+    bad = copy.deepcopy(win_doc)
+    bad["files"][0]["size"] = "12"
+    doc_path.write_text(json.dumps(bad))
+    ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
+    ahead.start()
+    assert ahead._children  # forked
+    with pytest.raises(UsageError) as err:
+        resolve_path(source, str(doc_path), str(tmp_path), AnalysisContext(), ahead, inv)
+    assert "files[0].size" in err.value.message
+    assert not ahead._children
+
+
+def test_a_child_nobody_waits_for_is_stopped_and_reaped(
+    shipped_and_doc: tuple[Inventory, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify`` failing before the references (a bad artifact) closes the read-ahead: the
+    child is killed and reaped, no zombie left; with ``BIV_ANALYSIS_PROCESSES=0`` nothing is
+    forked."""
+    _inv, doc_path, source = shipped_and_doc
+    ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
+    ahead.start()
+    [(pid, _fd)] = ahead._children.values()
+    ahead.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped already
+    monkeypatch.setenv("BIV_ANALYSIS_PROCESSES", "0")
+    ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
+    ahead.start()
+    assert not ahead._children
