@@ -67,7 +67,7 @@ from verifier.signing.trust import TrustConfig
 from verifier.unpack import Limits, unpack
 from verifier.unpack.single import single_binary
 from verifier.upstream import target
-from verifier.upstream.path import UnpackAhead
+from verifier.upstream.ahead import UnpackAhead
 from verifier.upstream.resolve import is_path_source, resolve, unpack_ahead
 
 # Start-up (README "Performance"): ``import verifier.api`` loads no cryptography, requests,

@@ -224,7 +224,7 @@ def test_a_reference_unpacked_while_workers_analyse_gives_the_same_report(
     which unpacks the reference afterwards, gives."""
     from verifier import api
     from verifier.report.json import render_json
-    from verifier.upstream.path import UnpackAhead
+    from verifier.upstream.ahead import UnpackAhead
 
     shipped = tmp_path / "shipped"
     shipped.mkdir()

@@ -43,6 +43,7 @@ def _child(target: str, args: list[str]) -> None:
         import verifier.unpack.tarreader
         import verifier.unpack.zipreader
         import verifier.upstream.path
+        import verifier.upstream.refs_document
 
         with contextlib.suppress(ImportError):
             import verifier.unpack.zipcheck  # noqa: F401

@@ -38,7 +38,9 @@ from verifier.model import (
 )
 from verifier.npmdeps.tarball import Published, TarDigests
 from verifier.unpack import unpack
-from verifier.upstream.path import UnpackAhead, _load_refs_document, resolve_path
+from verifier.upstream.ahead import UnpackAhead
+from verifier.upstream.path import resolve_path
+from verifier.upstream.refs_document import load_refs_document
 from verifier.upstream.resolve import unpack_ahead
 from verifier.upstream.tuf_publish import load_reference_file
 
@@ -269,7 +271,7 @@ def test_a_path_source_reads_the_document_as_from_dict_does(mac_doc: Doc, tmp_pa
     ]
     path = tmp_path / "refs.json"
     path.write_text(json.dumps(doc))
-    got = _load_refs_document(f"path:{path}", str(path))
+    got = load_refs_document(f"path:{path}", str(path))
     want = Reference.from_dict(doc)
     assert got.files == want.files and got.anomalies == want.anomalies
     assert len(got.anomalies) == 1 and got.anomalies[0].evidence["bundle"] == "Electron.app"
@@ -409,8 +411,8 @@ def test_files_identical_to_the_shipped_ones_share_their_objects(
     (shipped_dir / data).write_bytes((shipped_dir / data).read_bytes() + b"\n")
     ctx = AnalysisContext()  # full facts, as the document has them
     inv = build_inventory(unpack(str(shipped_dir), str(tmp_path / "work")), ctx)
-    alone = _load_refs_document("path:refs.json", str(doc_path))
-    shared = _load_refs_document("path:refs.json", str(doc_path), inv)
+    alone = load_refs_document("path:refs.json", str(doc_path))
+    shared = load_refs_document("path:refs.json", str(doc_path), inv)
     assert shared == alone
     by_path = {e.path: e for e in inv.entries}
     kinds: dict[str, int] = {}
@@ -427,7 +429,7 @@ def test_files_identical_to_the_shipped_ones_share_their_objects(
     hostile["files"][0]["path"] = ["not", "a", "string"]
     doc_path.write_text(json.dumps(hostile))
     with pytest.raises(UsageError) as err:
-        _load_refs_document("path:refs.json", str(doc_path), inv)
+        load_refs_document("path:refs.json", str(doc_path), inv)
     assert "files[0].path" in err.value.message
 
 
@@ -481,7 +483,7 @@ def test_a_reference_inventory_parsed_ahead_is_the_one_read_then(
     ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
     ahead.start()
     got = ahead.take_document(source, str(doc_path), inv)
-    want = _load_refs_document(source, str(doc_path), inv)
+    want = load_refs_document(source, str(doc_path), inv)
     assert got is not None  # a child parsed it
     assert got == want
     by_path = {e.path: e for e in inv.entries}
@@ -503,7 +505,7 @@ def test_a_child_killed_or_failing_leaves_the_document_to_biv(
     os.kill(pid, signal.SIGKILL)
     assert ahead.take_document(source, str(doc_path), inv) is None
     ref = resolve_path(source, str(doc_path), str(tmp_path), AnalysisContext(), ahead, inv)
-    assert ref == _load_refs_document(source, str(doc_path), inv)
+    assert ref == load_refs_document(source, str(doc_path), inv)
 
     bad = copy.deepcopy(win_doc)
     bad["files"][0]["size"] = "12"

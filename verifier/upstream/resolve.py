@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from verifier.analysis import AnalysisContext
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.model import Anomaly, Component, Inventory, Reference, SigstoreIdentity
-from verifier.upstream.path import UnpackAhead, resolve_path
+from verifier.upstream.ahead import UnpackAhead
+from verifier.upstream.path import resolve_path
 from verifier.upstream.sigstore import check_source, identity_for_source
 from verifier.upstream.source_options import split_options
 
