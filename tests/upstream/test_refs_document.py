@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -494,13 +495,23 @@ def test_a_reference_inventory_parsed_ahead_is_the_one_read_then(
 
 
 def test_a_child_killed_or_failing_leaves_the_document_to_biv(
-    shipped_and_doc: tuple[Inventory, Path, str], tmp_path: Path, win_doc: Doc
+    shipped_and_doc: tuple[Inventory, Path, str],
+    tmp_path: Path,
+    win_doc: Doc,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The child is killed (as the OOM killer would) or finds the document malformed: biv
     reads it itself, with the same result or the same error naming the key."""
     inv, doc_path, source = shipped_and_doc
+
+    def stalls(*_args: object) -> None:  # the child stalls, so the kill lands before its end
+        time.sleep(120)
+
+    # (a child that ended before the kill gives its result, which is right but not tested here)
+    monkeypatch.setattr("verifier.upstream.ahead.load_refs_document", stalls)
     ahead = UnpackAhead([(source, str(doc_path))], str(tmp_path / "refs"))
     ahead.start()
+    monkeypatch.undo()  # biv itself reads the document for real
     [(pid, _fd)] = ahead._children.values()
     os.kill(pid, signal.SIGKILL)
     assert ahead.take_document(source, str(doc_path), inv) is None
