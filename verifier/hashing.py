@@ -4,6 +4,8 @@ A *view* is a hash over the file with some byte ranges left out (skipped) and ot
 replaced by zeros (masked). The plain sha256, the normalised digest, the Authenticode
 digest and per-section digests are all views; ``digest_views`` feeds every view from one
 sequential read of the blob in large chunks, so memory stays bounded whatever the size.
+Views that hash the same first bytes (a Mach-O's __TEXT segment and its slice's normalised
+digest) hash them once: the later one starts from a copy of the earlier one's state.
 """
 
 from __future__ import annotations
@@ -48,9 +50,16 @@ class View:
     skip: Sequence[Span] = ()
     mask: Sequence[Span] = ()
     _h: Hasher = field(init=False, repr=False)
+    # set by ``digest_views`` for a view whose stream begins like another's (``_share_prefix``):
+    # it is fed from ``_from`` on, its state before that a copy of the host view's
+    _from: int = field(init=False, repr=False)
+    _host: View | None = field(init=False, repr=False, default=None)
+    # views forked from this one: (stream offset, view), by offset
+    _forks: list[tuple[int, View]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._h = hashlib.new(self.algorithm)
+        self._from = self.start
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
@@ -59,20 +68,47 @@ class View:
         """The view's work on a stream of ``size`` bytes, in bytes hashed (for sharing the
         views of one large file between two threads)."""
         end = size if self.end is None else min(self.end, size)
-        return float(max(0, end - self.start)) * self.cost
+        return float(max(0, end - self._from)) * self.cost
 
     cost: ClassVar[float] = 1.0  # work per byte relative to sha256
+    # holds the GIL for much of its work (many small hash calls, a conversion in C): it goes
+    # to the stage with the searches (``_stages``), leaving the other stage's large
+    # ``update`` calls to run beside it undisturbed
+    gil_bound: ClassVar[bool] = False
 
     def after(self) -> Sequence[View]:
         """The views this one reads the results of while streaming (fed before it)."""
-        return ()
+        return () if self._host is None else (self._host,)
 
     def feed(self, pos: int, chunk: memoryview) -> None:
         """Feed the chunk that starts at file offset ``pos``."""
-        lo = max(pos, self.start)
+        lo = max(pos, self._from)
         hi = pos + len(chunk) if self.end is None else min(pos + len(chunk), self.end)
+        if self._forks:
+            lo = self._fork_at(pos, chunk, lo, hi)
         if lo >= hi:
             return
+        self._feed_range(pos, chunk, lo, hi)
+
+    def _fork_at(self, pos: int, chunk: memoryview, lo: int, hi: int) -> int:
+        """Hand each fork in ``[lo, hi]`` a copy of this state at its offset; returns where
+        the rest of the chunk starts."""
+        while self._forks and self._forks[0][0] <= hi:
+            at, fork = self._forks.pop(0)
+            if at > lo:
+                self._feed_range(pos, chunk, lo, at)
+                lo = at
+            fork._h = self._h.copy()  # type: ignore[attr-defined]
+        return lo
+
+    def finish_forks(self) -> None:
+        """The stream ended before a fork's offset: the fork's stream ended there too, equal
+        to this one's, so it gets this final state."""
+        for _at, fork in self._forks:
+            fork._h = self._h.copy()  # type: ignore[attr-defined]
+        self._forks.clear()
+
+    def _feed_range(self, pos: int, chunk: memoryview, lo: int, hi: int) -> None:
         if not self.skip and not self.mask:
             self._h.update(chunk[lo - pos : hi - pos])
             return
@@ -98,6 +134,62 @@ def _pieces(
             continue
         zero = any(s.offset <= a and b <= s.end for s in mask if s.length > 0)
         yield a, b, zero
+
+
+def _stream_of(v: View, size: int) -> list[tuple[int, int, bool]]:
+    """The bytes a plain view hashes, as merged (start, end, zeroed) pieces of the file."""
+    end = size if v.end is None else min(v.end, size)
+    out: list[tuple[int, int, bool]] = []
+    for a, b, zero in _pieces(v.start, end, v.skip, v.mask) if end > v.start else ():
+        if out and out[-1][1] == a and out[-1][2] == zero:
+            out[-1] = (out[-1][0], b, zero)
+        else:
+            out.append((a, b, zero))
+    return out
+
+
+def _shared_until(x: list[tuple[int, int, bool]], y: list[tuple[int, int, bool]]) -> int | None:
+    """The file offset up to which two views hash the same bytes (None: not one byte)."""
+    upto: int | None = None
+    for (a1, b1, z1), (a2, b2, z2) in zip(x, y, strict=False):
+        if a1 != a2 or z1 != z2:
+            break
+        upto = min(b1, b2)
+        if b1 != b2:
+            break
+    return upto
+
+
+# a view that shares fewer bytes than this with another is fed whole (nothing worth saving)
+SHARE_MIN = 64 << 10
+
+
+def _share_prefix(views: Sequence[View], size: int) -> None:
+    """A plain view that hashes the same first bytes as an earlier one (a Mach-O's __TEXT
+    segment begins its slice's normalised digest; a PE's normalised and Authenticode digests
+    part only at the certificate table) is not fed those bytes: it gets a copy of the
+    earlier view's state where their streams part, and is fed from there on."""
+    streams: dict[int, list[tuple[int, int, bool]]] = {}
+    plain = [v for v in views if type(v) is View and not v._forks and v._host is None]
+    for i, v in enumerate(plain):
+        best: tuple[int, View] | None = None
+        for w in plain[:i]:
+            if w.algorithm != v.algorithm or w.start != v.start or w._host is not None:
+                continue
+            sv = streams.setdefault(id(v), _stream_of(v, size))
+            sw = streams.setdefault(id(w), _stream_of(w, size))
+            upto = _shared_until(sv, sw)
+            if (
+                upto is not None
+                and upto - v.start >= SHARE_MIN
+                and (best is None or upto > best[0])
+            ):
+                best = (upto, w)
+        if best is not None:
+            upto, w = best
+            v._from, v._host = upto, w
+            w._forks.append((upto, v))
+            w._forks.sort(key=lambda f: f[0])
 
 
 def _signature(v: View) -> tuple[object, ...] | None:
@@ -133,11 +225,15 @@ def digest_views(
             fed.append(v)
     if size is None:
         size = max(0, os.path.getsize(path) - offset)
+    _share_prefix(fed, size)
     stages = _stages(fed, size)
     if stages is not None:
         _stream_split(path, *stages, offset, size)
     else:
         _stream(path, fed, offset, size)
+    for v in fed:
+        if v._forks:
+            v.finish_forks()
     for v, src in twins:
         v._h = src._h.copy()  # type: ignore[attr-defined]
 
@@ -177,14 +273,26 @@ def _stages(views: Sequence[View], size: int | None) -> tuple[list[View], list[V
         return None
     second: set[int] = set()
     for v in views:
-        if hasattr(v, "feed_buffer") or any(id(w) in second for w in v.after()):
+        if hasattr(v, "feed_buffer") or v.gil_bound or any(id(w) in second for w in v.after()):
             second.add(id(v))
     load = {1: 0.0, 2: sum(v.weight(size) for v in views if id(v) in second)}
     first: set[int] = set()
-    for v in sorted((v for v in views if id(v) not in second), key=lambda v: -v.weight(size)):
+    # a view forked from another (``_share_prefix``) goes to its host's stage, after it
+    forks: dict[int, list[View]] = {}
+    for v in views:
+        if v._host is not None and id(v) not in second:
+            forks.setdefault(id(v._host), []).append(v)
+    hosted = {id(f) for fs in forks.values() for f in fs}
+
+    def unit(v: View) -> float:
+        return v.weight(size) + sum(f.weight(size) for f in forks.get(id(v), ()))
+
+    free = (v for v in views if id(v) not in second and id(v) not in hosted)
+    for v in sorted(free, key=lambda v: -unit(v)):
         stage = 1 if load[1] <= load[2] else 2
-        (first if stage == 1 else second).add(id(v))
-        load[stage] += v.weight(size)
+        for w in (v, *forks.get(id(v), ())):
+            (first if stage == 1 else second).add(id(w))
+        load[stage] += unit(v)
     light, heavy = sorted(load.values())
     if not first or not second or light < heavy / 3:
         return None

@@ -53,6 +53,7 @@ class PageDigests(View):
         self.count = 0  # pages hashed so far
 
     cost = 1.2  # one call per page: a little over a plain hash
+    gil_bound = True  # a Python call per page
 
     def weight(self, size: int) -> float:
         return float(max(0, min(self.base + self.limit, size) - self.base)) * self.cost
