@@ -14,12 +14,13 @@ import hashlib
 import itertools
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 CHUNK = 1 << 20
+_T = TypeVar("_T")
 # a blob at least this large has its views shared between two threads (``_stream_split``)
 SPLIT_MIN = 4 << 20
 
@@ -311,12 +312,50 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+_SIDE: ThreadPoolExecutor | None = None
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    global _SIDE
+    with _POOL_LOCK:
+        if _SIDE is None:
+            _SIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="biv-pass")
+        return _SIDE
+
+
 def _forget_pool() -> None:
     """In a forked child: the parent's pool threads do not exist there (nor does a lock
     one of them held)."""
-    global _POOL, _POOL_LOCK
+    global _POOL, _POOL_LOCK, _SIDE
     _POOL = None
+    _SIDE = None
     _POOL_LOCK = threading.Lock()
+
+
+# a blob at least this large has its pass run beside the caller's parsing (``digest_beside``)
+BESIDE_MIN = CHUNK
+
+
+def digest_beside(
+    path: str, views: Sequence[View], offset: int, size: int, work: Callable[[], _T]
+) -> _T:
+    """``digest_views(path, views, offset, size)`` and ``work()`` at once: the pass in a
+    side thread (its large ``update`` calls run without the GIL), ``work`` (parsing, which
+    holds it) in this one. Returns what ``work`` returns once both are done; an error of
+    either is raised, the pass's first. Small blobs: one after the other (a thread handoff
+    costs more than the overlap gives)."""
+    if size < BESIDE_MIN:
+        digest_views(path, views, offset, size)
+        return work()
+    done = _side_pool().submit(digest_views, path, views, offset, size)
+    try:
+        result = work()
+    except BaseException:
+        wait([done])  # never return while the pass still reads
+        done.result()
+        raise
+    done.result()
+    return result
 
 
 os.register_at_fork(after_in_child=_forget_pool)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,53 @@ def test_page_hashing_goes_with_the_searches() -> None:
     stages = hashing._stages([a, pages, scan, b], size)
     assert stages is not None
     assert pages in stages[1] and scan in stages[1]
+
+
+class _Last(View):
+    """Records how far the pass got; fails at ``fail_at`` if set."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__("last")
+        self.reached = 0
+        self.fail_at = fail_at
+
+    def feed(self, pos: int, chunk: memoryview) -> None:
+        if self.fail_at is not None and pos >= self.fail_at:
+            raise ValueError("the pass failed")
+        self.reached = pos + len(chunk)
+
+
+def test_a_pass_beside_parsing_gives_the_same_digests(tmp_path: Path) -> None:
+    """``digest_beside``: the pass in a side thread, the work here; same digests, the work's
+    result; a small blob is done in this thread."""
+    size = 3 * CHUNK + 5
+    data = random.Random(5).randbytes(size)
+    p = tmp_path / "blob"
+    p.write_bytes(data)
+    views, alone = _macho_like(size), _macho_like(size)
+    here = threading.get_ident()
+    got = hashing.digest_beside(str(p), views, 0, size, lambda: threading.get_ident())
+    assert got == here
+    digest_views(str(p), alone)
+    assert [v.hexdigest() for v in views] == [v.hexdigest() for v in alone]
+    small = View("small")
+    hashing.digest_beside(str(p), [small], 0, hashing.BESIDE_MIN - 1, lambda: None)
+    assert small.hexdigest() == hashlib.sha256(data[: hashing.BESIDE_MIN - 1]).hexdigest()
+
+
+def test_a_failing_parse_waits_for_the_pass_and_a_failing_pass_fails(tmp_path: Path) -> None:
+    """The work raises: the error comes once the pass is over (never while a thread still
+    reads the file); the pass raises: its error comes even though the work succeeded."""
+    size = 8 * CHUNK
+    p = tmp_path / "blob"
+    p.write_bytes(random.Random(6).randbytes(size))
+    last = _Last()
+
+    def broken() -> None:
+        raise KeyError("parse failed")
+
+    with pytest.raises(KeyError):
+        hashing.digest_beside(str(p), [last], 0, size, broken)
+    assert last.reached == size
+    with pytest.raises(ValueError, match="the pass failed"):
+        hashing.digest_beside(str(p), [_Last(fail_at=2 * CHUNK)], 0, size, lambda: 1)

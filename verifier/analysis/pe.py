@@ -13,7 +13,7 @@ from verifier.binary.pe_digests import (
     pe_views,
     read_cert_table,
 )
-from verifier.hashing import View, digest_views
+from verifier.hashing import View, digest_beside
 from verifier.model import Anomaly, BinaryFacts, Blob
 from verifier.signing import pe_signature
 
@@ -25,14 +25,22 @@ def analyze_pe(
     when the caller has it). Raises ``MalformedInputError`` for headers that do not parse."""
     info = pe.parse_pe(head, blob.size)
     anomalies: list[Anomaly] = []
-    shape = pe_shape(blob, info, name, anomalies)
     table_bytes = read_cert_table(blob, info, name, anomalies)
     sig = pe_signature.prepare(table_bytes, info, verify=ctx.verify_signatures)
     v = pe_views(info, pe.read_alignment_pad(blob, info), sig.digest_algorithms)
     table_end = info.cert_offset + info.cert_size
     after = View("after-table", start=table_end) if 0 < table_end < info.file_size else None
     views = [*v.all(with_sha=known is None, core=ctx.core), *((after,) if after else ())]
-    digest_views(blob.path, views, blob.offset, blob.size)
+    # the import and export tables are parsed while the pass hashes the file
+    shape_anomalies: list[Anomaly] = []
+    shape = digest_beside(
+        blob.path,
+        views,
+        blob.offset,
+        blob.size,
+        lambda: pe_shape(blob, info, name, shape_anomalies),
+    )
+    anomalies[:0] = shape_anomalies
     if ctx.core:
         v.sections = []
     good_checksum = checksum_ok(info, v)
