@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from verifier import hashing
 from verifier._scenarios import macho as w
 from verifier.analysis import AnalysisContext
 from verifier.analysis.macho import analyze_macho
@@ -162,3 +163,29 @@ def test_garbage_cms_blob(
 def test_verification_off_leaves_validity_open(tmp_path: Path, ident: w.TestIdentity) -> None:
     f = _analyze(tmp_path, _binary(ident), AnalysisContext(verify_signatures=False))
     assert f.signature.signed is True and f.signature.valid is None
+
+
+def test_cms_checked_beside_the_pass_keeps_the_problems_in_order(
+    tmp_path: Path, ident: w.TestIdentity, ctx: AnalysisContext
+) -> None:
+    """A slice large enough for its CMS signature to be checked while the pass hashes it
+    (in another thread), with a changed code page and a broken CMS signature: both problems,
+    the pages' first, as when everything is checked after the pass."""
+    raw = w.build_thin("x86_64", b"\x90" * (3 << 20), dylib="@rpath/libffmpeg.dylib")
+    data = bytearray(w.sign(raw, "libffmpeg", identity=ident))
+    assert len(data) >= hashing.BESIDE_MIN
+    h = macho.parse_slice_header(bytes(data[:4096]), len(data))
+    assert h.code_signature
+    _c, off, size = h.code_signature
+    sig = codesign.parse_superblob(bytes(data[off : off + size]))
+    assert sig.cms is not None
+    i = bytes(data).rfind(sig.cms[-8:])
+    data[i + 4] ^= 0x01  # the signature value
+    data[2 << 20] ^= 0x01  # a code page
+    f = _analyze(tmp_path, bytes(data), ctx)
+    [bad] = [a for a in f.anomalies if a.rule == "invalid-signature"]
+    assert bad.evidence["problems"] == [
+        "1 code page(s) of x86_64 do not match CodeDirectory 0x0",
+        "CMS signature: signature does not verify with the signer's public key",
+    ]
+    assert f.signature.valid is False

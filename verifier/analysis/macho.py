@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from verifier.analysis.context import AnalysisContext
 from verifier.binary import macho_digests
-from verifier.hashing import digest_views
+from verifier.hashing import digest_beside
 from verifier.model import UNSIGNED, BinaryFacts, Blob, SignatureFacts, SliceFacts
 from verifier.signing import macho_signature
 
@@ -33,7 +33,18 @@ def analyze_macho(
     parsed = plan.parsed()
     sigs = [macho_signature.prepare(blob, p, specials) for p in parsed]
     views = plan.views() + [v for s in sigs if s is not None for v in s.views()]
-    digest_views(blob.path, views, blob.offset, blob.size)
+
+    def cms_signatures() -> None:  # checked while the pass hashes the file
+        for s in sigs:
+            if s is not None:
+                macho_signature.check_early(
+                    s,
+                    trust=ctx.trust,
+                    at=ctx.judging_time,
+                    verify_signatures=ctx.verify_signatures,
+                )
+
+    digest_beside(blob.path, views, blob.offset, blob.size, cms_signatures)
     slices: list[SliceFacts] = []
     for p, s in zip(parsed, sigs, strict=True):
         tail = macho_digests.tail_anomaly(name, p)

@@ -138,6 +138,28 @@ class _Cms:
     signer: MachOSigner | None = None
 
 
+@dataclass(frozen=True)
+class CmsCheck:
+    """The CMS signature of a slice checked ahead of its pass (``check_cms``): it needs
+    nothing the pass computes."""
+
+    cms: _Cms
+    problems: tuple[str, ...]
+
+
+def check_cms(
+    sig: EmbeddedSignature, trust: TrustConfig | None, at: datetime | None
+) -> CmsCheck | None:
+    """``verify_slice``'s check of the CMS signature, done early (beside the pass over the
+    file); None when the slice has no CMS signature."""
+    if sig.cms is None or len(sig.cms) == 0:
+        return None
+    f = _Findings("")
+    extra = tuple(str(p) for p in trust.extra_pem) if trust is not None else ()
+    cms = _check_cms(sig, macho_roots(extra), at, f)
+    return CmsCheck(cms, tuple(f.problems))
+
+
 def _check_cms(sig: EmbeddedSignature, roots: RootStore, at: datetime | None, f: _Findings) -> _Cms:
     assert sig.cms is not None
     out = _Cms()
@@ -229,12 +251,15 @@ def verify_slice(
     verify_signatures: bool = True,
     sig_offset: int | None = None,
     remnant_index: PageDigestIndex | None = None,
+    cms_checked: CmsCheck | None = None,
 ) -> tuple[SignatureFacts, tuple[Anomaly, ...]]:
     """Turn a parsed signature plus streamed page results into facts and anomalies.
 
     ``sig_offset``: the signature's absolute offset in the file (for evidence);
     ``remnant_index``: page digests of the slice, streamed when the signature's slack holds
-    non-zero bytes (``PageDigestIndex``), to tell a remnant of an earlier signature.
+    non-zero bytes (``PageDigestIndex``), to tell a remnant of an earlier signature;
+    ``cms_checked``: the CMS signature already checked (``check_cms``, same ``trust`` and
+    ``at``).
     """
     f = _Findings(arch, evidence={"arch": arch})
     pages_checked = _check_pages(pagers, f)
@@ -242,8 +267,11 @@ def verify_slice(
     cms_present = sig.cms is not None and len(sig.cms) > 0
     cms = _Cms(signed=cms_present)
     if cms_present and verify_signatures:
-        extra = tuple(str(p) for p in trust.extra_pem) if trust is not None else ()
-        cms = _check_cms(sig, macho_roots(extra), at, f)
+        if cms_checked is None:
+            cms_checked = check_cms(sig, trust, at)
+        if cms_checked is not None:
+            f.problems.extend(cms_checked.problems)
+            cms = cms_checked.cms
     anomalies: list[Anomaly] = []
     slack = slack_anomaly(sig, arch, sig_offset, remnant_index)
     if slack is not None:

@@ -30,7 +30,7 @@ from verifier.model import (
 from verifier.signing import codesign
 from verifier.signing.codesign_pages import PageDigestIndex, PageHasher
 from verifier.signing.codesign_slack import MAX_REMNANT_SLICE
-from verifier.signing.codesign_verify import summarize, verify_slice
+from verifier.signing.codesign_verify import CmsCheck, check_cms, summarize, verify_slice
 from verifier.signing.trust import TrustConfig
 
 MAX_INFO_PLIST = 1 << 20
@@ -48,6 +48,7 @@ class SliceSignature:
     specials: dict[int, bytes] = field(default_factory=dict)
     pagers: list[PageHasher] = field(default_factory=list)
     remnant: PageDigestIndex | None = None  # only when the signature's slack is not zero
+    cms_checked: CmsCheck | None = None  # its CMS signature checked early (``check_early``)
 
     def views(self) -> list[View]:
         """The views the pass over the file must feed for this signature."""
@@ -85,6 +86,16 @@ def prepare(
     return out
 
 
+def check_early(
+    s: SliceSignature, *, trust: TrustConfig | None, at: datetime | None, verify_signatures: bool
+) -> None:
+    """Check what ``finish`` would check that needs nothing of the pass (the CMS signature),
+    so it can run while the pass hashes the file; ``finish`` takes the result (same
+    ``trust`` and ``at``)."""
+    if s.sig is not None and verify_signatures:
+        s.cms_checked = check_cms(s.sig, trust, at)
+
+
 def finish(
     s: SliceSignature,
     name: str,
@@ -117,6 +128,7 @@ def finish(
         verify_signatures=verify_signatures,
         sig_offset=s.base + s.dataoff,
         remnant_index=s.remnant,
+        cms_checked=s.cms_checked,
     )
 
 
