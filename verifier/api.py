@@ -31,6 +31,7 @@ from verifier.compare import (
     compare_pair,
     identical_by_path,
     unexplained_code,
+    with_app_root,
 )
 from verifier.distrust import BUILTIN_KNOWN_BAD, known_bad_anomalies, revoked_signer_anomalies
 from verifier.errors import (
@@ -193,7 +194,8 @@ def _verify_against(
     bundle = _load_refs_bundle(req, unavailable, extra)
     upstreams = tuple(s for s in sources if not is_deps_source(s))
     refs = _references(req, policy, inv, ctx, workdir, bundle, unavailable, upstreams, ahead)
-    opts = CompareOptions(main_exe=req.main_exe, app_root=req.app_root)
+    # the application root is found once: completing the inventories changes no path
+    opts = with_app_root(inv, refs, CompareOptions(main_exe=req.main_exe, app_root=req.app_root))
     # (the lambda runs inside ``complete``, on the inventories it is given)
     inv, refs = complete_inventories(inv, refs, ctx, lambda: identical_by_path(inv, refs, opts))
     refs = share_identical(inv, refs)

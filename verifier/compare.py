@@ -74,10 +74,10 @@ class PathMap:
     rel: dict[str, FileEntry]
 
 
-def map_paths(
-    shipped: Inventory, refs: Sequence[Reference], opts: CompareOptions = CompareOptions()
-) -> PathMap:
-    """Steps 1 and 2 (paths only: no file's facts are read)."""
+def _mapped(
+    shipped: Inventory, refs: Sequence[Reference]
+) -> tuple[dict[str, list[tuple[Reference, FileEntry]]], dict[str, str]]:
+    """Step 1: the reference files by their path after bundle renames, and the renames."""
     ref_paths: dict[str, list[tuple[Reference, FileEntry]]] = defaultdict(list)
     for ref in refs:
         for f in ref.files:
@@ -89,7 +89,26 @@ def map_paths(
         mapped = defaultdict(list)
         for p, lst in ref_paths.items():
             mapped[renames.get(p, p)].extend(lst)
+    return mapped, renames
 
+
+def with_app_root(
+    shipped: Inventory, refs: Sequence[Reference], opts: CompareOptions = CompareOptions()
+) -> CompareOptions:
+    """``opts`` with the application root found (step 2), unless it names one: for the
+    stages that map paths more than once (``identical_by_path``, then ``compare``) on
+    inventories whose paths do not change between them."""
+    if opts.app_root is not None:
+        return opts
+    mapped, _renames = _mapped(shipped, refs)
+    return replace(opts, app_root=find_app_root(mapped.keys(), shipped).strip("/"))
+
+
+def map_paths(
+    shipped: Inventory, refs: Sequence[Reference], opts: CompareOptions = CompareOptions()
+) -> PathMap:
+    """Steps 1 and 2 (paths only: no file's facts are read)."""
+    mapped, renames = _mapped(shipped, refs)
     root = opts.app_root if opts.app_root is not None else find_app_root(mapped.keys(), shipped)
     root = root.strip("/")
     # every later stage (policy, reports) sees paths relative to the application root

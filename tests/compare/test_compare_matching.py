@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from verifier.compare import CompareOptions, bundle_renames, compare, find_app_root
+from verifier.compare import (
+    CompareOptions,
+    bundle_renames,
+    compare,
+    find_app_root,
+    with_app_root,
+)
 from verifier.model import (
     BinaryFacts,
     Component,
@@ -108,6 +114,19 @@ def test_paths_are_relative_to_the_detected_root() -> None:
     got = by_path(cmp.results)
     assert got["x.dat"].status == Status.IDENTICAL
     assert got["../README"].status == Status.UNEXPECTED
+
+
+def test_the_root_found_once_is_the_root_compare_finds() -> None:
+    """``with_app_root`` (the root found once for both path mappings) gives what ``compare``
+    finds itself, the same comparison, and keeps a root the user named (even '')."""
+    upstream = ref(entry("x.dat", "1"), entry("sub/y.dat", "2"))
+    shipped = inv(entry("a/pkg/x.dat", "1"), entry("a/pkg/sub/y.dat", "3"), entry("a/x.dat", "1"))
+    opts = with_app_root(shipped, [upstream])
+    assert opts.app_root == "a/pkg"
+    assert compare(shipped, [upstream], never_own, opts) == compare(shipped, [upstream], never_own)
+    assert with_app_root(shipped, [upstream], CompareOptions(app_root="")).app_root == ""
+    named = CompareOptions(main_exe="m.exe", app_root="a")
+    assert with_app_root(shipped, [upstream], named) is named
 
 
 def test_renamed_main_executable_found_by_its_electron_markers() -> None:
