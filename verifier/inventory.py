@@ -234,6 +234,8 @@ def complete(
 
     for j, facts in _parallel(len(jobs), lambda j: one(jobs[j]), full, kept):
         done[jobs[j][0]] = facts
+    if not done:  # every candidate was settled by path: nothing to replace
+        return inventory, list(refs)
 
     def upgrade(e: FileEntry) -> FileEntry:
         facts = done.get((e.sha256, _basename(e.path)))

@@ -434,8 +434,37 @@ def test_a_binary_beside_a_same_named_text_file_is_not_analysed_again(
 
     monkeypatch.setattr(inventory, "analyze", spy)
     monkeypatch.setenv("BIV_ANALYSIS_PROCESSES", "0")  # the spy sees this process's calls
+    real_context = api.make_context
     req = api.VerifyRequest(artifact=str(new), against=(f"path:{old}",), analysis_cache=False)
     lazy = api.verify(req).to_dict()
     assert ("vcruntime140.dll", "full") not in levels
     assert ("msvcp140.dll", "full") in levels  # changed: compared section by section
+    assert _without_time(lazy) == _full_report(req, monkeypatch)
+    # against an identical tree, namesakes and all: every binary is settled by path, none
+    # is analysed again, and the inventories are kept as they are
+    same = tmp_path / "same"
+    shutil.copytree(new, same)
+    monkeypatch.setattr(api, "make_context", real_context)  # lazy again
+    levels.clear()
+    completed: list[bool] = []
+    real_complete = inventory.complete
+
+    def kept(inv: Any, refs: Any, ctx: Any, settled: Any = None) -> Any:
+        out = real_complete(inv, refs, ctx, settled)
+        completed.append(out[0] is inv)
+        return out
+
+    monkeypatch.setattr(api, "complete_inventories", kept)
+    asked: list[int] = []
+    real_settled = api.identical_by_path
+
+    def settled(*a: Any) -> Any:
+        asked.append(1)
+        return real_settled(*a)
+
+    monkeypatch.setattr(api, "identical_by_path", settled)
+    req = api.VerifyRequest(artifact=str(new), against=(f"path:{same}",), analysis_cache=False)
+    lazy = api.verify(req).to_dict()
+    assert levels and not [n for n, level in levels if level == "full"]
+    assert asked == [1] and completed == [True]  # settled by path, then kept
     assert _without_time(lazy) == _full_report(req, monkeypatch)
