@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from support.fetch import msvc_wheel, pypi_file
 
+from verifier._scenarios.pewriter import PESpec, build_pe
 from verifier.binary import pe
+from verifier.errors import MalformedInputError
 from verifier.model import Blob
 
 PYQT = ("pyqt5-qt5", "5.15.2", "PyQt5_Qt5-5.15.2-py3-none-win_amd64.whl")
@@ -82,3 +84,47 @@ def test_fast_import_and_export_readers_match_the_slow_ones(dlls: list[Path]) ->
         exports += len(ex)
     # the tables are the large real ones this test is about
     assert imports > 5_000 and exports > 20_000
+
+
+def _imports_exe(tmp_path: Path, imports: tuple[tuple[str, tuple[str, ...]], ...]) -> Path:
+    data = bytearray(build_pe(PESpec(imports=imports)))
+    for name in (b"GetTickCount\0", b"MessageBoxW\0", b"A\0"):  # hints without a zero byte
+        i = data.find(b"\0\0" + name)
+        if i > 0:
+            data[i : i + 2] = b"xy"
+    p = tmp_path / "imports.exe"
+    p.write_bytes(data)
+    return p
+
+
+def test_import_names_at_every_kind_of_offset_match_the_slow_reader(tmp_path: Path) -> None:
+    """A generated import table with what real DLLs rarely hold: a one-letter name, a name
+    just under the length cap, hints with no zero byte (the name two bytes into a string of
+    the table) and hints that are zero (the name a string of its own), several DLLs: one
+    read of the table gives what reading every name on its own gives; a name over the cap
+    is the same error both ways."""
+    long_ok, too_long = "L" * (pe.MAX_NAME - 1), "T" * (pe.MAX_NAME + 40)
+    table = (
+        ("KERNEL32.dll", ("ExitProcess", "A", long_ok, "GetTickCount")),
+        ("USER32.dll", ("MessageBoxW", "Z")),
+    )
+    blob = Blob.of_file(str(_imports_exe(tmp_path, table)))
+    info = pe.parse_pe(blob.read(0, 4096), blob.size)
+    fast = pe.parse_imports(pe._Reader(blob, info))
+    assert fast == _slow_imports(pe._Reader(blob, info))
+    assert {n for _dll, n in fast} == {
+        "A",
+        "Z",
+        long_ok,
+        "ExitProcess",
+        "GetTickCount",
+        "MessageBoxW",
+    }
+    blob = Blob.of_file(str(_imports_exe(tmp_path, (*table, ("odd.dll", (too_long, "B"))))))
+    info = pe.parse_pe(blob.read(0, 4096), blob.size)
+    with pytest.raises(MalformedInputError) as fast_err:
+        pe.parse_imports(pe._Reader(blob, info))
+    with pytest.raises(MalformedInputError) as slow_err:
+        _slow_imports(pe._Reader(blob, info))
+    assert fast_err.value.message == slow_err.value.message
+    assert "over-long name" in fast_err.value.message

@@ -17,10 +17,11 @@ import itertools
 import json
 import operator
 import struct
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from verifier.binary import wordsum
 from verifier.errors import LimitExceededError, MalformedInputError
@@ -464,6 +465,49 @@ def parse_imports(r: _Reader) -> list[tuple[str, str]]:
     if not rva or not size:
         return []
     out: set[tuple[str, str]] = set()
+    names = _imports_at_once(r, rva, out)
+    if names is None:  # one DLL at a time, entry by entry where needed (exact errors)
+        out = set()
+        names = _imports_each(r, rva, out)
+    _parse_delay_imports(r, out, MAX_IMPORT_NAMES - names)
+    return sorted(out)
+
+
+def _imports_at_once(r: _Reader, rva: int, out: set[tuple[str, str]]) -> int | None:
+    """Every descriptor's thunk array first, then the names of all of them from one read of
+    the hint/name table (a table read per imported DLL re-split the same run of names for
+    each); adds to ``out`` and returns the number of entries, or None when a step needs the
+    entry-by-entry path or fails (the caller takes that path, for the exact error)."""
+    flag = 1 << (63 if r.info.is64 else 31)
+    per_dll: list[tuple[str, list[int]]] = []
+    total = 0
+    try:
+        for i in range(MAX_IMPORT_DLLS):
+            desc = r.rva(rva + 20 * i, 20)
+            ilt, name_rva, iat = _u32(desc, 0), _u32(desc, 12), _u32(desc, 16)
+            if not any(desc):
+                break
+            values = _thunk_values(r, ilt or iat, MAX_IMPORT_NAMES - total)
+            if values is None:
+                return None
+            per_dll.append((r.cstr(name_rva).lower(), values))
+            total += len(values)
+        else:
+            return None  # (the limit: raised by the other path)
+        rvas = [(v & 0x7FFFFFFF) + 2 for _dll, vs in per_dll for v in vs if not v & flag]
+        found = _names_at(r, rvas, whole=True) if rvas else []
+    except MalformedInputError:
+        return None
+    if found is None:
+        return None
+    names = iter(found)
+    for dll, values in per_dll:
+        for v in values:
+            out.add((dll, f"#{v & 0xFFFF}" if v & flag else next(names)))
+    return total
+
+
+def _imports_each(r: _Reader, rva: int, out: set[tuple[str, str]]) -> int:
     names = 0
     for i in range(MAX_IMPORT_DLLS + 1):
         if i == MAX_IMPORT_DLLS:
@@ -475,8 +519,7 @@ def parse_imports(r: _Reader) -> list[tuple[str, str]]:
         dll = r.cstr(name_rva).lower()
         thunk = ilt or iat
         names += _parse_thunks(r, thunk, dll, out, MAX_IMPORT_NAMES - names)
-    _parse_delay_imports(r, out, MAX_IMPORT_NAMES - names)
-    return sorted(out)
+    return names
 
 
 DELAY_SUFFIX = " (delay-load)"
@@ -588,8 +631,15 @@ def parse_exports(r: _Reader) -> list[tuple[int, str, int]]:
 _NAMES_SPAN = 64 << 20
 
 
-def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
-    """``r.cstr(rva)`` for every rva, reading once when they all lie in one section."""
+@overload
+def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]: ...
+@overload
+def _names_at(r: _Reader, rvas: Sequence[int], *, whole: bool) -> list[str] | None: ...
+
+
+def _names_at(r: _Reader, rvas: Sequence[int], *, whole: bool = False) -> list[str] | None:
+    """``r.cstr(rva)`` for every rva, reading once when they all lie in one section;
+    ``whole``: None instead when they do not (the caller reads them in smaller runs)."""
     lo, hi = min(rvas), max(rvas)
     info = r.info
     home = next(
@@ -609,7 +659,7 @@ def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
         and hi - lo <= _NAMES_SPAN
     )
     if not fast:
-        return [r.cstr(v) for v in rvas]
+        return None if whole else [r.cstr(v) for v in rvas]
     assert home is not None
     start = info.rva_to_offset(lo, 1)
     data = r.at(start, min(hi - lo + MAX_NAME, info.file_size - start))
@@ -623,16 +673,19 @@ def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]:
     n = len(offsets)
     if offsets == starts[:n] and max(map(len, pieces[:n])) < MAX_NAME:
         return pieces[:n]  # the usual table: names in the order of their pointers
-    found = {pos: name for pos, name in zip(starts, pieces, strict=True) if len(name) < MAX_NAME}
-    # an import's name follows its 2-byte hint: when the hint holds no zero byte, the string
-    # at a piece's start + 2 is the piece less its first two characters
-    for pos, text in zip(starts, pieces, strict=True):
-        if 2 < len(text) < MAX_NAME + 2:
-            found.setdefault(pos + 2, text[2:])
+    # the string at offset i is the rest of the piece holding byte i (an import's name
+    # follows its 2-byte hint: two bytes into a piece, or a piece of its own when the hint
+    # holds a zero byte); past the last NUL, or too long: searched on its own
     out = []
+    last = len(pieces) - 1
     for v, i in zip(rvas, offsets, strict=True):
-        name = found.get(i)
-        out.append(name if name is not None else _name_at(r, data, v, i, start))
+        k = bisect_right(starts, i) - 1
+        name = None
+        if k >= 0 and (k < last or i <= starts[k] + len(pieces[k])):
+            name = pieces[k][i - starts[k] :]
+        out.append(
+            name if name is not None and len(name) < MAX_NAME else _name_at(r, data, v, i, start)
+        )
     return out
 
 
