@@ -185,9 +185,12 @@ class _Last(View):
         self.reached = pos + len(chunk)
 
 
-def test_a_pass_beside_parsing_gives_the_same_digests(tmp_path: Path) -> None:
+def test_a_pass_beside_parsing_gives_the_same_digests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``digest_beside``: the pass in a side thread, the work here; same digests, the work's
     result; a small blob is done in this thread."""
+    monkeypatch.setattr(hashing, "BESIDE_MIN", 2 * CHUNK)  # (a smaller file than 16 MiB)
     size = 3 * CHUNK + 5
     data = random.Random(5).randbytes(size)
     p = tmp_path / "blob"
@@ -203,9 +206,12 @@ def test_a_pass_beside_parsing_gives_the_same_digests(tmp_path: Path) -> None:
     assert small.hexdigest() == hashlib.sha256(data[: hashing.BESIDE_MIN - 1]).hexdigest()
 
 
-def test_a_failing_parse_waits_for_the_pass_and_a_failing_pass_fails(tmp_path: Path) -> None:
+def test_a_failing_parse_waits_for_the_pass_and_a_failing_pass_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The work raises: the error comes once the pass is over (never while a thread still
     reads the file); the pass raises: its error comes even though the work succeeded."""
+    monkeypatch.setattr(hashing, "BESIDE_MIN", CHUNK)
     size = 8 * CHUNK
     p = tmp_path / "blob"
     p.write_bytes(random.Random(6).randbytes(size))

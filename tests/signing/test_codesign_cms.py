@@ -166,11 +166,12 @@ def test_verification_off_leaves_validity_open(tmp_path: Path, ident: w.TestIden
 
 
 def test_cms_checked_beside_the_pass_keeps_the_problems_in_order(
-    tmp_path: Path, ident: w.TestIdentity, ctx: AnalysisContext
+    tmp_path: Path, ident: w.TestIdentity, ctx: AnalysisContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A slice large enough for its CMS signature to be checked while the pass hashes it
     (in another thread), with a changed code page and a broken CMS signature: both problems,
     the pages' first, as when everything is checked after the pass."""
+    monkeypatch.setattr(hashing, "BESIDE_MIN", 1 << 20)  # (a smaller file than 16 MiB)
     raw = w.build_thin("x86_64", b"\x90" * (3 << 20), dylib="@rpath/libffmpeg.dylib")
     data = bytearray(w.sign(raw, "libffmpeg", identity=ident))
     assert len(data) >= hashing.BESIDE_MIN
