@@ -171,15 +171,19 @@ def _share_prefix(views: Sequence[View], size: int) -> None:
     part only at the certificate table) is not fed those bytes: it gets a copy of the
     earlier view's state where their streams part, and is fed from there on."""
     streams: dict[int, list[tuple[int, int, bool]]] = {}
+
+    def stream(v: View) -> list[tuple[int, int, bool]]:
+        if id(v) not in streams:
+            streams[id(v)] = _stream_of(v, size)
+        return streams[id(v)]
+
     plain = [v for v in views if type(v) is View and not v._forks and v._host is None]
     for i, v in enumerate(plain):
         best: tuple[int, View] | None = None
         for w in plain[:i]:
             if w.algorithm != v.algorithm or w.start != v.start or w._host is not None:
                 continue
-            sv = streams.setdefault(id(v), _stream_of(v, size))
-            sw = streams.setdefault(id(w), _stream_of(w, size))
-            upto = _shared_until(sv, sw)
+            upto = _shared_until(stream(v), stream(w))
             if (
                 upto is not None
                 and upto - v.start >= SHARE_MIN

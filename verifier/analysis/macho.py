@@ -34,7 +34,7 @@ def analyze_macho(
     sigs = [macho_signature.prepare(blob, p, specials) for p in parsed]
     views = plan.views() + [v for s in sigs if s is not None for v in s.views()]
 
-    def cms_signatures() -> None:  # checked while the pass hashes the file
+    def cms_signatures() -> None:  # checked while the pass hashes a large file
         for s in sigs:
             if s is not None:
                 macho_signature.check_early(

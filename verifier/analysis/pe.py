@@ -31,7 +31,7 @@ def analyze_pe(
     table_end = info.cert_offset + info.cert_size
     after = View("after-table", start=table_end) if 0 < table_end < info.file_size else None
     views = [*v.all(with_sha=known is None, core=ctx.core), *((after,) if after else ())]
-    # the import and export tables are parsed while the pass hashes the file
+    # the import and export tables are parsed while the pass hashes a large file
     shape_anomalies: list[Anomaly] = []
     shape = digest_beside(
         blob.path,
