@@ -305,34 +305,26 @@ def _stages(views: Sequence[View], size: int | None) -> tuple[list[View], list[V
 
 
 _POOL_LOCK = threading.Lock()
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[str, ThreadPoolExecutor] = {}
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
+def _pool(kind: str = "digest", workers: int = 4) -> ThreadPoolExecutor:
+    """This process's pool of ``kind``, made on first use: "digest" runs a pass's second
+    stage, "pass" a pass beside the caller's parsing (``digest_beside``). Apart, so that a
+    pass waiting for its second stage never waits behind other passes."""
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="biv-digest")
-        return _POOL
-
-
-_SIDE: ThreadPoolExecutor | None = None
-
-
-def _side_pool() -> ThreadPoolExecutor:
-    global _SIDE
-    with _POOL_LOCK:
-        if _SIDE is None:
-            _SIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="biv-pass")
-        return _SIDE
+        pool = _POOLS.get(kind)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"biv-{kind}")
+            _POOLS[kind] = pool
+        return pool
 
 
 def _forget_pool() -> None:
     """In a forked child: the parent's pool threads do not exist there (nor does a lock
     one of them held)."""
-    global _POOL, _POOL_LOCK, _SIDE
-    _POOL = None
-    _SIDE = None
+    global _POOLS, _POOL_LOCK
+    _POOLS = {}
     _POOL_LOCK = threading.Lock()
 
 
@@ -353,7 +345,7 @@ def digest_beside(
     if size < BESIDE_MIN:
         digest_views(path, views, offset, size)
         return work()
-    done = _side_pool().submit(digest_views, path, views, offset, size)
+    done = _pool("pass", 8).submit(digest_views, path, views, offset, size)
     try:
         result = work()
     except BaseException:

@@ -74,18 +74,22 @@ def test_sha1_and_sha256_code_directories(
     assert [c["slot"] for c in d["code_directories"]] == [0, 0x1000]
 
 
-def test_tampered_cms_signature(
-    tmp_path: Path, ident: w.TestIdentity, ctx: AnalysisContext
-) -> None:
-    data = bytearray(_binary(ident))
+def _break_cms_signature(data: bytearray) -> None:
+    """Flip a bit of the signature value, which sits near the end of the CMS blob."""
     h = macho.parse_slice_header(bytes(data[:4096]), len(data))
     assert h.code_signature
     _c, off, size = h.code_signature
     sig = codesign.parse_superblob(bytes(data[off : off + size]))
     assert sig.cms is not None
-    # the ECDSA signature value sits near the end of the CMS blob
     i = bytes(data).rfind(sig.cms[-8:])
     data[i + 4] ^= 0x01
+
+
+def test_tampered_cms_signature(
+    tmp_path: Path, ident: w.TestIdentity, ctx: AnalysisContext
+) -> None:
+    data = bytearray(_binary(ident))
+    _break_cms_signature(data)
     f = _analyze(tmp_path, bytes(data), ctx)
     assert "invalid-signature" in {a.rule for a in f.anomalies}
     assert f.signature.valid is False
@@ -175,13 +179,7 @@ def test_cms_checked_beside_the_pass_keeps_the_problems_in_order(
     raw = w.build_thin("x86_64", b"\x90" * (3 << 20), dylib="@rpath/libffmpeg.dylib")
     data = bytearray(w.sign(raw, "libffmpeg", identity=ident))
     assert len(data) >= hashing.BESIDE_MIN
-    h = macho.parse_slice_header(bytes(data[:4096]), len(data))
-    assert h.code_signature
-    _c, off, size = h.code_signature
-    sig = codesign.parse_superblob(bytes(data[off : off + size]))
-    assert sig.cms is not None
-    i = bytes(data).rfind(sig.cms[-8:])
-    data[i + 4] ^= 0x01  # the signature value
+    _break_cms_signature(data)
     data[2 << 20] ^= 0x01  # a code page
     f = _analyze(tmp_path, bytes(data), ctx)
     [bad] = [a for a in f.anomalies if a.rule == "invalid-signature"]
