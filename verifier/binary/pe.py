@@ -474,10 +474,10 @@ def parse_imports(r: _Reader) -> list[tuple[str, str]]:
 
 
 def _imports_at_once(r: _Reader, rva: int, out: set[tuple[str, str]]) -> int | None:
-    """Every descriptor's thunk array first, then the names of all of them from one read of
-    the hint/name table (a table read per imported DLL re-split the same run of names for
-    each); adds to ``out`` and returns the number of entries, or None when a step needs the
-    entry-by-entry path or fails (the caller takes that path, for the exact error)."""
+    """Every descriptor's thunk array first, then the names of all of them from one read and
+    split of the hint/name table (rather than one per imported DLL); adds to ``out`` and
+    returns the number of entries, or None when a step needs the entry-by-entry path or
+    fails (the caller takes that path, for the exact error)."""
     flag = 1 << (63 if r.info.is64 else 31)
     per_dll: list[tuple[str, list[int]]] = []
     total = 0
