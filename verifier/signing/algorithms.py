@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # cryptography is loaded when a signature is checked (start-u
 def preload() -> None:
     """Import what ``verify`` imports on first use (before worker processes fork)."""
     _hashes()
-    from cryptography import x509  # noqa: F401
     from cryptography.exceptions import InvalidSignature  # noqa: F401
+    from cryptography.hazmat.primitives import serialization  # noqa: F401  (Cert.public_key)
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa  # noqa: F401
 
 

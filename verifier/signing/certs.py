@@ -16,7 +16,6 @@ import datetime as dt
 import functools
 import hashlib
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,6 @@ from verifier.model import CertSummary
 from verifier.signing import asn1
 
 if TYPE_CHECKING:  # cryptography is loaded where it is used (start-up)
-    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 CODE_SIGNING = "1.3.6.1.5.5.7.3.3"
@@ -313,15 +311,6 @@ class Cert:
 
     def valid_at(self, at: dt.datetime) -> bool:
         return self.not_before <= aware(at) <= self.not_after
-
-    @functools.cached_property
-    def obj(self) -> x509.Certificate:
-        """``cryptography``'s view (raises ``ValueError`` on certificates it rejects)."""
-        from cryptography import x509
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return x509.load_der_x509_certificate(self.der)
 
     @functools.cached_property
     def public_key(self) -> PublicKeyTypes | None:
