@@ -9,6 +9,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
 from support import asar
 from support.unpack_helpers import Box, messages, run
 
@@ -132,3 +133,37 @@ def test_hash_files_false_reads_heads_only(box: Box) -> None:
         (m.path, hashlib.sha256(m.blob.read()).hexdigest()) for m in u.members if not m.container
     ]
     assert tree_digest(top) == hashed.sha256
+
+
+def test_hash_file_small_and_large_files_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files read whole in one call (under 64 KiB) and files streamed give the sha256, size
+    and head of their bytes, at every size around the cut; a file that grew after its size
+    was read (fstat reporting less than is there) is streamed whole, not cut short."""
+    from verifier.unpack import walk
+
+    for n in (0, 1, walk._SMALL - 1, walk._SMALL, walk._SMALL + 1, 3 << 20):
+        data = os.urandom(n)
+        p = tmp_path / f"f{n}"
+        p.write_bytes(data)
+        got = walk.hash_file(str(p))
+        assert (got.size, got.sha256) == (n, hashlib.sha256(data).hexdigest()), n
+        assert got.head == data[: walk.HEAD_SIZE]
+    grown = os.urandom(walk._SMALL + 5000)
+    p = tmp_path / "grown"
+    p.write_bytes(grown)
+    real_fstat = os.fstat
+
+    class _Stale:
+        def __init__(self, st: os.stat_result) -> None:
+            self.st_mode, self.st_size = st.st_mode, 100
+
+    monkeypatch.setattr(walk.os, "fstat", lambda fd: _Stale(real_fstat(fd)))
+    got = walk.hash_file(str(p))
+    assert (got.size, got.sha256) == (len(grown), hashlib.sha256(grown).hexdigest())
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="not a regular file"):
+        walk.hash_file(str(fifo))

@@ -22,6 +22,7 @@ from verifier.unpack.registry import HEAD_SIZE, Reader
 from verifier.unpack.result import LinkRecord, Problem
 
 _CHUNK = 1 << 20
+_SMALL = 64 * 1024  # files under this are read whole in one call (HEAD_SIZE or less)
 MAGIC_SIZE = 64  # bytes kept per file: every format biv sniffs shows within them
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
@@ -57,6 +58,13 @@ def hash_file(path: str, *, full: bool = True) -> _Hashed:
             raise OSError(f"{path}: not a regular file")
         if not full:
             return _Hashed(st.st_size, "", f.read(HEAD_SIZE) or b"")
+        if st.st_size < _SMALL:
+            # most files of a tree: one read, then one more that must find the end (a file
+            # that grew, or a short read, takes the loop below from the start)
+            data = os.read(fd, _SMALL)
+            if len(data) < _SMALL and not os.read(fd, 1):
+                return _Hashed(len(data), hashlib.sha256(data).hexdigest(), data[:HEAD_SIZE])
+            os.lseek(fd, 0, os.SEEK_SET)
         h = hashlib.sha256()
         # a buffer the size of the file (up to 1 MiB): a 1 MiB buffer per tiny file, from 8
         # threads, leaves the allocator holding hundreds of MiB on a 200,000-file tree
