@@ -59,10 +59,11 @@ def hash_file(path: str, *, full: bool = True) -> _Hashed:
         if not full:
             return _Hashed(st.st_size, "", f.read(HEAD_SIZE) or b"")
         if st.st_size < _SMALL:
-            # most files of a tree: one read, then one more that must find the end (a file
-            # that grew, or a short read, takes the loop below from the start)
-            data = os.read(fd, _SMALL)
-            if len(data) < _SMALL and not os.read(fd, 1):
+            # most files of a tree: one read of its size (a buffer sized to the file, as
+            # below: the allocator keeps what it gives), then one more that must find the end
+            # (a file that grew, or a short read, takes the loop below from the start)
+            data = os.read(fd, st.st_size + 1)
+            if len(data) <= st.st_size and not os.read(fd, 1):
                 return _Hashed(len(data), hashlib.sha256(data).hexdigest(), data[:HEAD_SIZE])
             os.lseek(fd, 0, os.SEEK_SET)
         h = hashlib.sha256()
