@@ -58,6 +58,7 @@ from verifier.binary import macho, pe
 from verifier.binary.sniff import SNIFF
 from verifier.errors import MalformedInputError
 from verifier.model import BinaryFacts, Blob, FileFormat, SignatureKind
+from verifier.record import record
 from verifier.signing import trust as trust_mod
 
 FORMAT = 1
@@ -376,7 +377,7 @@ def _is_signed(facts: BinaryFacts) -> bool:
     return any(s.signature.kind != SignatureKind.NONE for s in facts.slices)
 
 
-@dataclass(frozen=True)
+@record
 class Interval:
     """Judging times (POSIX seconds) at which stored facts hold."""
 

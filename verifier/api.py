@@ -11,7 +11,6 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +62,7 @@ from verifier.npmdeps import is_deps_source
 from verifier.policy.evaluate import classify_own, effective_fail_on, evaluate, verdict
 from verifier.policy.evaluate import exit_code as verdict_exit_code
 from verifier.policy.model import Policy
+from verifier.record import record
 from verifier.signing.msi import msi_signature_facts
 from verifier.signing.trust import TrustConfig
 from verifier.unpack import Limits, unpack
@@ -84,7 +84,7 @@ DEFAULT_SOURCE = "electron:auto"
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
+@record
 class VerifyRequest:
     artifact: str
     against: tuple[str, ...] = ()

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from verifier.errors import UsageError
 from verifier.model import JSON, REPORT_SCHEMA, Finding, Report
+from verifier.record import record
 
 #: Statuses that mean "this file does not match upstream's content".
 DIVERGENT_STATUSES = frozenset({"divergent", "resources-only"})
@@ -31,7 +32,7 @@ DIVERGENT_STATUSES = frozenset({"divergent", "resources-only"})
 FindingKey = tuple[str, str, str]
 
 
-@dataclass(frozen=True)
+@record
 class BaselineAnnotations:
     """What is new in the current report compared with the baseline."""
 

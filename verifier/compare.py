@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from operator import attrgetter
 from typing import Any
 
@@ -34,6 +34,7 @@ from verifier.model import (
     Status,
 )
 from verifier.pairing import PairedBy, pair_files
+from verifier.record import record
 
 MAC_BUNDLE = "Electron.app"
 MAC_FRAMEWORK_MARK = "/Contents/Frameworks/Electron Framework.framework/"
@@ -47,13 +48,13 @@ _RANK = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class CompareOptions:
     main_exe: str | None = None  # shipped path (relative to the app root) of the renamed exe
     app_root: str | None = None  # override the detected application root
 
 
-@dataclass(frozen=True)
+@record
 class Comparison:
     app_root: str
     results: tuple[FileResult, ...]
@@ -63,7 +64,7 @@ class Comparison:
 IsOwn = Callable[[str, FileEntry], bool]
 
 
-@dataclass(frozen=True)
+@record
 class PathMap:
     """Where the paths of both sides meet: reference paths after bundle renames (``mapped``)
     and shipped entries by their path relative to the application root (``rel``)."""

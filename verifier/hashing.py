@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, TypeVar
 
+from verifier.record import record
+
 CHUNK = 1 << 20
 _T = TypeVar("_T")
 # a blob at least this large has its views shared between two threads (``_stream_split``)
@@ -30,7 +32,7 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@record
 class Span:
     offset: int
     length: int

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
 from verifier.errors import SchemaError
 from verifier.jsonread import Fields, is_lower_hex64
+from verifier.record import record
 
 JSON = dict[str, Any]
 
@@ -92,7 +93,7 @@ class Verdict(StrEnum):
 # --- bytes ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Blob:
     """A byte range of a file on disk: a whole file, or a member stored in place (asar)."""
 
@@ -129,7 +130,7 @@ class Blob:
 # --- signatures ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Signer:
     subject: str
     issuer: str
@@ -162,7 +163,7 @@ class Signer:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Anomaly:
     """A problem a parser or signature check found in one file; policy turns it into a Finding."""
 
@@ -216,7 +217,7 @@ _ANOMALY_KEYS = frozenset(("rule", "arch", "region_sha256", "message"))
 # strings in UTC ("...Z"), as there.
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class CertSummary:
     """A certificate as reports show it."""
 
@@ -247,7 +248,7 @@ class CertSummary:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class ChainFacts:
     """A certificate path the chain engine built (or the best it found) and its verdict."""
 
@@ -269,7 +270,7 @@ class ChainFacts:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TimestampFacts:
     """A legacy countersignature or an RFC 3161 token, verified."""
 
@@ -291,7 +292,7 @@ class TimestampFacts:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class CertTableEntry:
     """One WIN_CERTIFICATE of a PE certificate table (absolute file offsets)."""
 
@@ -329,7 +330,7 @@ class CertTableEntry:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TrustVerdict:
     """Whether an Authenticode signer's chain reaches a trusted root, and why (not)."""
 
@@ -341,7 +342,7 @@ class TrustVerdict:
         return {"ok": self.ok, "reason": self.reason, "anchor": self.anchor}
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SignerCheck:
     """What was checked of an Authenticode PKCS#7 that parsed."""
 
@@ -358,7 +359,7 @@ class SignerCheck:
     trusted: TrustVerdict | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class AuthenticodeSignatureDetails:
     """One PKCS#7 of a certificate table: the primary signature or a nested one."""
 
@@ -395,7 +396,7 @@ class AuthenticodeSignatureDetails:
         return d
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class AuthenticodeDetails:
     """An Authenticode certificate table (PE or MSI) and each signature in it."""
 
@@ -427,7 +428,7 @@ class AuthenticodeDetails:
         return d
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class CodeDirectoryFacts:
     """One CodeDirectory of a Mach-O code signature."""
 
@@ -469,7 +470,7 @@ class CodeDirectoryFacts:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class MachOSigner:
     """Who signed a Mach-O slice's CMS signature, when, and whether the chain is trusted."""
 
@@ -482,7 +483,7 @@ class MachOSigner:
     trust_reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class MachOSignatureDetails:
     """A Mach-O slice's embedded code signature, verified."""
 
@@ -550,7 +551,7 @@ class MachOSignatureDetails:
         return d
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class MachOSignatureError:
     """A Mach-O slice's code signature that could not be parsed."""
 
@@ -560,7 +561,7 @@ class MachOSignatureError:
         return {"error": self.error}
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class MachOFileDetails:
     """A Mach-O file's signature: how many slices were judged and each one's details."""
 
@@ -579,7 +580,7 @@ SignatureDetails = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SignatureFacts:
     kind: SignatureKind = SignatureKind.NONE
     signed: bool = False
@@ -648,7 +649,7 @@ UNSIGNED = SignatureFacts()
 # --- binary facts --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SectionDigest:
     """A PE section or a Mach-O section/segment, hashed by content (not file offset)."""
 
@@ -684,7 +685,7 @@ class SectionDigest:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class FuseWire:
     """Electron's fuse wire: sentinel, version byte, length byte, then one byte per fuse."""
 
@@ -705,7 +706,7 @@ class FuseWire:
         return cls(f.number("offset"), f.number("version"), f.text("values"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class CodeShape:
     """What a person triaging a divergent binary wants compared (per PE file or slice)."""
 
@@ -740,7 +741,7 @@ class CodeShape:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SliceFacts:
     """One architecture of a Mach-O file (a thin file has exactly one slice)."""
 
@@ -788,7 +789,7 @@ class SliceFacts:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class BinaryFacts:
     """What ``analysis.analyze`` learns about one file in one pass."""
 
@@ -965,7 +966,7 @@ _REF_ANOMALY_KEYS = _ANOMALY_KEYS | {"path", "bundle"}
 # --- inventory -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class FileEntry:
     """One file of a shipped artifact or of a reference."""
 
@@ -1084,7 +1085,7 @@ def is_plain_data(facts: BinaryFacts, sha256: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@record
 class Link:
     """A link of an artifact or a reference: compared like a file (docs/contract.md "Archives
     as real extractors see them"), never followed.
@@ -1125,7 +1126,7 @@ class Link:
 LINK_KINDS = ("symlink", "hardlink")
 
 
-@dataclass(frozen=True)
+@record
 class Note:
     """Something the tree biv compared cannot show, met in this artifact (docs/contract.md
     "Archives as real extractors see them": for formats unpacked by external tools, what the
@@ -1145,7 +1146,7 @@ class Note:
         return {"kind": self.kind, "location": self.location, "message": self.message}
 
 
-@dataclass(frozen=True)
+@record
 class Inventory:
     """Everything inside one artifact, plus what could not be read safely."""
 
@@ -1166,7 +1167,7 @@ class Inventory:
 # --- references ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Component:
     name: str  # e.g. "electron", "electron-ffmpeg", "path"
     version: str | None
@@ -1217,7 +1218,7 @@ class Component:
         )
 
 
-@dataclass(frozen=True)
+@record
 class SigstoreIdentity:
     """Who must have signed a source's Sigstore bundle (exact values or regular expressions).
 
@@ -1236,7 +1237,7 @@ class SigstoreIdentity:
 REFS_SCHEMA = "biv.refs/v1"
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """An upstream release as an inventory (docs/contract.md ``biv.refs/v1``)."""
 
@@ -1291,7 +1292,7 @@ class Reference:
 # --- comparison ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SliceResult:
     arch: str
     status: Status
@@ -1310,7 +1311,7 @@ class SliceResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class FileResult:
     """The comparison of one path: shipped entry, matching reference file, status."""
 
@@ -1362,7 +1363,7 @@ class FileResult:
 # --- findings and report -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Waiver:
     reason: str
     expires: str  # ISO date
@@ -1372,7 +1373,7 @@ class Waiver:
         return {"reason": self.reason, "expires": self.expires, "sha256": self.sha256}
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Finding:
     rule: str
     severity: Severity
@@ -1402,7 +1403,7 @@ class Finding:
 REPORT_SCHEMA = "biv.report/v1"
 
 
-@dataclass(frozen=True)
+@record
 class Report:
     tool_version: str
     generated_at: str

@@ -21,10 +21,10 @@ import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 from verifier.model import FileEntry, Reference
+from verifier.record import record
 
 Candidates = list[tuple[Reference, FileEntry]]
 IsOwn = Callable[[str, FileEntry], bool]
@@ -41,7 +41,7 @@ class PairedBy(StrEnum):
     NAME = "name"
 
 
-@dataclass(frozen=True)
+@record
 class Pairing:
     pairs: Mapping[str, Candidates]  # shipped path -> the reference file(s) it is paired with
     how: Mapping[str, PairedBy]  # shipped path -> how it was paired

@@ -8,10 +8,10 @@ get new ids here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from verifier.model import Severity
+from verifier.record import record
 
 #: SARIF ``properties.security-severity`` (GitHub code scanning: >9 critical, >=7 high,
 #: >=4 medium, >0.1 low) for each biv severity.
@@ -37,7 +37,7 @@ SARIF_LEVEL: Mapping[Severity, str] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     id: str
     name: str  # PascalCase, SARIF reportingDescriptor.name

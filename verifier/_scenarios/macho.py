@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from verifier.binary import macho as mo
+from verifier.record import record
 from verifier.signing import codesign as cs
 
 CPU = {
@@ -421,7 +422,7 @@ def _make_room(buf: bytearray, h: mo.SliceHeader) -> tuple[int, int]:
     return cmd_off, dataoff
 
 
-@dataclass(frozen=True)
+@record
 class _Plan:
     """What a signature will hold (everything but its size and the code it hashes)."""
 
@@ -437,7 +438,7 @@ class _Plan:
     linker_signed: bool
 
 
-@dataclass(frozen=True)
+@record
 class _Place:
     """Where the signature goes: ``__LINKEDIT``'s file offset and command, the
     ``LC_CODE_SIGNATURE`` command, the signature's data offset."""

@@ -21,10 +21,11 @@ import json
 import tarfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from verifier.record import record
 
 _MTIME = 499162500  # npm pack's fixed timestamp (1985-10-26T08:15:00Z)
 
@@ -150,7 +151,7 @@ def app_files(*, patched: bool = False) -> dict[str, bytes]:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class _Published:
     tarball: bytes
     integrity: str

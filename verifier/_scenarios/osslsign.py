@@ -21,10 +21,11 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from verifier.errors import BivError, ToolMissingError
+from verifier.record import record
 
 TOOL = "osslsigncode"
 TIMEOUT = 300
@@ -40,7 +41,7 @@ class OsslsigncodeError(BivError):
 # --- tool detection ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class ToolInfo:
     path: str
     version: tuple[int, ...]
@@ -252,7 +253,7 @@ def remove_signature(in_path: StrPath, out_path: StrPath) -> None:
 # --- verification --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class SignatureResult:
     """One signature (primary or nested) as osslsigncode reported it."""
 
@@ -287,7 +288,7 @@ class SignatureResult:
         return m.group(1) if m else None
 
 
-@dataclass(frozen=True)
+@record
 class VerifyResult:
     path: str
     signed: bool

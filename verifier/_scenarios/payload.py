@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from verifier.errors import MalformedInputError
+from verifier.record import record
 
 MARKER = b"\xfe\xed\xfa\xce"
 # The RC4 key found in the real 3CX d3dcompiler_47.dll payload.
@@ -60,7 +60,7 @@ def make_payload(plaintext: bytes = DEMO_PLAINTEXT, key: bytes = DEMO_RC4_KEY) -
 # --- bounded PE header walk ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class PEHeaders:
     pe_offset: int
     checksum_offset: int
@@ -154,7 +154,7 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-@dataclass(frozen=True)
+@record
 class PaddingResult:
     path: str
     entry_offset: int  # file offset of the WIN_CERTIFICATE that now carries the payload

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from verifier.binary.fuses import SENTINEL
 from verifier.binary.pe import pe_checksum
+from verifier.record import record
 
 FILE_ALIGN = 0x200
 SECT_ALIGN = 0x1000
@@ -30,7 +31,7 @@ SCN_DATA = 0xC0000040  # + MEM_WRITE
 SCN_RELOC = 0x42000040  # + MEM_DISCARDABLE
 
 
-@dataclass(frozen=True)
+@record
 class ExtraSection:
     """An additional section placed after ``.data`` (e.g. injected code)."""
 
@@ -39,7 +40,7 @@ class ExtraSection:
     characteristics: int = SCN_CODE
 
 
-@dataclass(frozen=True)
+@record
 class PESpec:
     """What to write. Defaults give a small x64 console EXE importing ExitProcess."""
 
@@ -106,7 +107,7 @@ class _Blob:
         return off
 
 
-@dataclass(frozen=True)
+@record
 class _Layout:
     """Where each section and label lands (RVAs), so code can refer to data."""
 

@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from verifier.record import record
 
 KeyKind = Literal["rsa", "ec"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -57,7 +58,7 @@ def make_key(label: str, kind: KeyKind = "rsa") -> PrivateKey:
         return key
 
 
-@dataclass(frozen=True)
+@record
 class Identity:
     """A certificate and its private key."""
 
@@ -243,7 +244,7 @@ def make_tsa(
     )
 
 
-@dataclass(frozen=True)
+@record
 class PkiPaths:
     """PEM files written by ``Pki.write``."""
 
@@ -261,7 +262,7 @@ class PkiPaths:
     expired_signer_chain: str
 
 
-@dataclass(frozen=True)
+@record
 class Pki:
     """One test certificate hierarchy: root -> intermediate -> {signer, expired signer, TSA}."""
 

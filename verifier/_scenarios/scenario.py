@@ -29,13 +29,13 @@ import json
 import os
 import shutil
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from verifier._scenarios import osslsign, pewriter
 from verifier._scenarios.npm_deps import app_files
 from verifier._scenarios.payload import PaddingResult, inject_signature_padding, make_payload
 from verifier._scenarios.pki import PkiPaths, upstream_pki, vendor_pki
+from verifier.record import record
 
 ELECTRON_VERSION = "30.0.0"
 PRODUCT = "3CXDesktopApp"
@@ -47,7 +47,7 @@ VENDOR_SIGNING_TIME = dt.datetime(2024, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 StrPath = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
+@record
 class Scenario:
     root: str
     upstream: str

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 
 from verifier.analysis_cache import AnalysisCache
+from verifier.record import record
 from verifier.signing import algorithms, apple
 from verifier.signing.trust import TrustConfig
 
 
-@dataclass(frozen=True)
+@record
 class AnalysisContext:
     """Trust roots and the time to verify signatures at; the facts cache; the level."""
 

@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from verifier.errors import BivError, UsageError
+from verifier.record import record
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MAX_ENVELOPE_BYTES = 16 << 20
@@ -120,7 +120,7 @@ def _verify(key: PublicKey, sig: bytes, data: bytes) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@record
 class Envelope:
     payload_type: str
     payload: bytes

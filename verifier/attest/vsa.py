@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from verifier.attest.sigstore_verify import verify_sigstore_vsa
 from verifier.errors import UsageError
 from verifier.hashing import sha256_file
 from verifier.model import Report, Severity, Verdict
+from verifier.record import record
 from verifier.unpack import directory_digest, tree_digest
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -50,7 +51,7 @@ LEVEL_INTOTO = "BIV_INTOTO_VERIFIED"
 LEVEL_SIGSTORE = "BIV_SIGSTORE_SOURCES"
 
 
-@dataclass(frozen=True)
+@record
 class InputAttestation:
     uri: str
     sha256: str
@@ -61,7 +62,7 @@ class InputAttestation:
         return cls(uri or path, file_sha256(path), kind)
 
 
-@dataclass(frozen=True)
+@record
 class VsaOptions:
     resource_uri: str | None = None  # default: the artifact's path or URL as given
     verifier_id: str = DEFAULT_VERIFIER_ID
@@ -208,7 +209,7 @@ def write_vsa(
     return stmt
 
 
-@dataclass(frozen=True)
+@record
 class VerifiedAttestation:
     statement: Mapping[str, Any]
     signer: str  # keyid (key) or certificate identity (Sigstore)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from verifier.hashing import Span
+from verifier.record import record
 
 CHUNK = 1 << 16
 MERGE_GAP = 16
@@ -36,7 +37,7 @@ class Reader(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-@dataclass(frozen=True)
+@record
 class ScanLimits:
     """Caps of one file's scan (both sides)."""
 
@@ -45,7 +46,7 @@ class ScanLimits:
     max_changes: int = 256  # ranges kept
 
 
-@dataclass(frozen=True)
+@record
 class RegionPair:
     """One region of the shipped file and its upstream counterpart (absolute blob offsets).
 
@@ -59,7 +60,7 @@ class RegionPair:
     mask: tuple[Span, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """A merged range of differing bytes, relative to its region's start.
 

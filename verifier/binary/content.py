@@ -16,8 +16,9 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
+
+from verifier.record import record
 
 MIN_LEN = 6
 MIN_TEXT_LEN = 12  # unclassified strings shorter than this are left out (noise in code)
@@ -69,7 +70,7 @@ def classify(s: str) -> str:
     return "text"
 
 
-@dataclass(frozen=True)
+@record
 class FoundString:
     value: str
     kind: str

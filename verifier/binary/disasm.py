@@ -16,9 +16,10 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+from verifier.record import record
 
 # arch names of PE, Mach-O and ELF -> (capstone arch, mode) names, resolved lazily
 _ARCHS = {
@@ -33,7 +34,7 @@ _ARCHS = {
 FIXED_WIDTH = {"arm64": 4, "arm64e": 4}
 
 
-@dataclass(frozen=True)
+@record
 class DisasmLimits:
     max_windows: int = 16  # changed ranges disassembled per file (or slice)
     max_rows_per_window: int = 64
@@ -44,7 +45,7 @@ class DisasmLimits:
     max_window_bytes: int = 4096  # bytes decoded per side per window
 
 
-@dataclass(frozen=True)
+@record
 class Insn:
     address: int
     size: int
@@ -88,7 +89,7 @@ def disassemble(arch: str, code: bytes, address: int, max_insns: int) -> list[In
     return out
 
 
-@dataclass(frozen=True)
+@record
 class Row:
     kind: str  # same, changed, gap (unchanged instructions left out)
     upstream: Insn | None

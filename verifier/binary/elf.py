@@ -8,10 +8,10 @@ normalised digest is the plain sha256.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.model import Blob
+from verifier.record import record
 
 MAX_SECTIONS = 512
 MAX_SHSTRTAB = 1 << 20
@@ -33,7 +33,7 @@ SHT_NOBITS = 8
 SHF_EXECINSTR = 0x4
 
 
-@dataclass(frozen=True)
+@record
 class ELFSection:
     name: str
     type: int
@@ -49,7 +49,7 @@ class ELFSection:
         return bool(self.flags & SHF_EXECINSTR)
 
 
-@dataclass(frozen=True)
+@record
 class ELFInfo:
     is64: bool
     little: bool

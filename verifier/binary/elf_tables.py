@@ -12,11 +12,11 @@ capped (``MAX_*``); a table that does not fit gives a note, never an error.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from verifier.binary.elf import ELFInfo
 from verifier.binary.symbols import MAX_SYMBOLS, Symbol, SymbolTable, short_name
 from verifier.model import Blob
+from verifier.record import record
 
 SHT_SYMTAB = 2
 SHT_DYNAMIC = 6
@@ -32,7 +32,7 @@ MAX_NEEDED = 1024
 MAX_EXPORTS = 65536
 
 
-@dataclass(frozen=True)
+@record
 class ELFTables:
     symbols: SymbolTable
     needed: frozenset[str]

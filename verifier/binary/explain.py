@@ -32,6 +32,7 @@ from verifier.binary.disasm import DisasmLimits
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span
 from verifier.model import Blob, FileEntry, FileFormat, SliceFacts
+from verifier.record import record
 
 UNAVAILABLE_NO_BYTES = (
     "the upstream file is known only by its digests (a biv.refs/v1 inventory or a cached "
@@ -40,7 +41,7 @@ UNAVAILABLE_NO_BYTES = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class ExplainLimits:
     scan: ScanLimits = field(default_factory=ScanLimits)
     disasm: DisasmLimits = field(default_factory=DisasmLimits)
@@ -255,7 +256,7 @@ def explain_units(
     return ue
 
 
-@dataclass(frozen=True)
+@record
 class _Measured:
     """Each change described, with what its bytes say (entropy, new strings)."""
 

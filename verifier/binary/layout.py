@@ -17,18 +17,18 @@ Parsing reuses biv's bounded parsers (``pe``, ``macho``, ``elf``) and the table 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from verifier.binary import elf, elf_tables, macho, macho_tables, pe, pe_tables
 from verifier.binary.symbols import EMPTY, Lookup
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span
 from verifier.model import Blob
+from verifier.record import record
 
 MAX_ELF_HEADERS = 1 << 16
 
 
-@dataclass(frozen=True)
+@record
 class Sub:
     """A section inside a region (Mach-O sections inside their segment)."""
 
@@ -39,7 +39,7 @@ class Sub:
     executable: bool
 
 
-@dataclass(frozen=True)
+@record
 class Region:
     name: str
     key: tuple[str, int]  # (name, occurrence): how regions pair with upstream's
@@ -66,7 +66,7 @@ class Region:
         return (self.vaddr, self.vaddr + self.size) if self.vaddr is not None else None
 
 
-@dataclass(frozen=True)
+@record
 class Unit:
     format: str  # pe, macho, elf
     arch: str

@@ -22,6 +22,7 @@ from verifier.binary import fuses as fuses_mod
 from verifier.errors import MalformedInputError
 from verifier.hashing import Span
 from verifier.model import Blob
+from verifier.record import record
 
 MH_MAGIC = 0xFEEDFACE
 MH_MAGIC_64 = 0xFEEDFACF
@@ -73,7 +74,7 @@ def arch_name(cputype: int, cpusubtype: int) -> str:
 # --- headers -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class FatArch:
     cputype: int
     cpusubtype: int
@@ -86,7 +87,7 @@ class FatArch:
         return arch_name(self.cputype, self.cpusubtype)
 
 
-@dataclass(frozen=True)
+@record
 class Segment:
     name: str
     fileoff: int
@@ -97,7 +98,7 @@ class Segment:
     cmd_offset: int
 
 
-@dataclass(frozen=True)
+@record
 class Section:
     segname: str
     sectname: str
@@ -119,7 +120,7 @@ class Section:
         return bool(self.flags & (S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS))
 
 
-@dataclass(frozen=True)
+@record
 class SliceHeader:
     arch: str
     is64: bool

@@ -13,11 +13,11 @@ top of a comparison that has already decided the file's status.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from verifier.binary.macho import SliceHeader
 from verifier.binary.symbols import MAX_SYMBOLS, Symbol, SymbolTable, short_name
 from verifier.model import Blob
+from verifier.record import record
 
 LC_SYMTAB = 0x2
 LC_FUNCTION_STARTS = 0x26
@@ -31,7 +31,7 @@ N_SECT = 0x0E
 N_EXT = 0x01
 
 
-@dataclass(frozen=True)
+@record
 class MachOTables:
     symbols: SymbolTable
     exports: frozenset[str]

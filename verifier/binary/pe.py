@@ -19,7 +19,7 @@ import operator
 import struct
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from typing import TypeVar, overload
 
@@ -27,6 +27,7 @@ from verifier.binary import wordsum
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.hashing import Span, View
 from verifier.model import Blob
+from verifier.record import record
 
 _T = TypeVar("_T")
 
@@ -58,7 +59,7 @@ SCN_MEM_EXECUTE = 0x20000000
 SCN_CNT_CODE = 0x00000020
 
 
-@dataclass(frozen=True)
+@record
 class PESection:
     """One section header; ``header_offset`` is where its 40-byte header sits in the file."""
 
@@ -85,7 +86,7 @@ class PESection:
         return max(self.virtual_size, self.raw_size)
 
 
-@dataclass(frozen=True)
+@record
 class PEInfo:
     """What the PE headers say, with every range already checked against the file size."""
 
@@ -725,7 +726,7 @@ def parse_tls_callbacks(r: _Reader) -> tuple[int, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@record
 class PEShape:
     entry_point: int
     imports: tuple[tuple[str, str], ...]

@@ -9,11 +9,11 @@ exactly three levels deep, so a loop cannot recurse.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from verifier.binary.pe import DIR_RESOURCE, PEInfo
 from verifier.errors import LimitExceededError, MalformedInputError
 from verifier.model import Blob
+from verifier.record import record
 
 MAX_ENTRIES_PER_DIR = 4096
 MAX_ENTRIES_TOTAL = 65536
@@ -23,7 +23,7 @@ MAX_DATA = 16 << 20
 ResKey = int | str
 
 
-@dataclass(frozen=True)
+@record
 class Resource:
     type: ResKey
     name: ResKey

@@ -15,13 +15,13 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import overload
 
 from verifier.binary import pe
 from verifier.binary.symbols import MAX_COVERING, Symbol, short_name
 from verifier.errors import MalformedInputError
 from verifier.model import Blob
+from verifier.record import record
 
 DIR_EXCEPTION = 3
 MAX_PDATA_BYTES = 12 * 400_000
@@ -48,7 +48,7 @@ class _Begins(Sequence[int]):
         return int(struct.unpack_from("<I", self.raw, i * self.step)[0])
 
 
-@dataclass(frozen=True)
+@record
 class PETables:
     """Function lookup for one PE file: ``covering`` / ``overlapping`` (``symbols.Lookup``)."""
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from verifier.record import record
 
 MAX_SYMBOLS = 400_000  # function starts or symbols kept per binary
 MAX_NAME = 256  # characters of a symbol name kept in evidence
 MAX_COVERING = 8  # functions named per changed range
 
 
-@dataclass(frozen=True)
+@record
 class Symbol:
     """A function (or symbol) at ``start``; ``end`` is None when the binary gives no extent."""
 

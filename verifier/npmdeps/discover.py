@@ -28,12 +28,13 @@ from verifier.errors import MalformedInputError
 from verifier.model import FileResult
 from verifier.npmdeps import lockfile
 from verifier.npmdeps.manifest import MAX_MANIFEST_BYTES, identity, parse_manifest
+from verifier.record import record
 
 MAX_PACKAGES = 50_000
 _TREE_ASAR = re.compile(r"^app(-[A-Za-z0-9_]+)?\.asar(\.unpacked)?$")
 
 
-@dataclass(frozen=True)
+@record
 class PackageDir:
     """One installed package folder (``install_path`` relative to its tree)."""
 
@@ -58,7 +59,7 @@ class PackageDir:
         return f"{self.name}@{self.version}"
 
 
-@dataclass(frozen=True)
+@record
 class Loose:
     """A ``node_modules`` folder at the top of a tree without a usable ``package.json``."""
 

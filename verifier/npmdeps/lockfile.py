@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.errors import MalformedInputError
+from verifier.record import record
 from verifier.upstream import npm
 
 MAX_LOCKFILE_BYTES = 64 << 20
@@ -39,7 +40,7 @@ ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
 _DIGEST_SIZE = {"sha512": 64, "sha384": 48, "sha256": 32, "sha1": 20}
 
 
-@dataclass(frozen=True)
+@record
 class LockEntry:
     lockfile: str  # shipped path of the lockfile
     key: str  # the entry's key: install path, or yarn selector

@@ -23,10 +23,10 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from verifier.errors import MalformedInputError
+from verifier.record import record
 from verifier.upstream import npm
 
 MAX_MANIFEST_BYTES = 4 << 20  # the largest package.json on the registry is well below this
@@ -98,7 +98,7 @@ def _short(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-@dataclass(frozen=True)
+@record
 class ManifestDiff:
     """Keys that make the installed package.json differ from the published one."""
 

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -38,6 +38,7 @@ from verifier.errors import MalformedInputError, ReferenceUnavailableError, Sche
 from verifier.jsonread import Fields
 from verifier.model import Anomaly
 from verifier.npmdeps.tarball import Published, TarDigests, read_tarball
+from verifier.record import record
 from verifier.upstream import npm
 from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.http import HttpClient
@@ -50,7 +51,7 @@ _BREAKER_FAILURES = 3
 _PUBLIC_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
+@record
 class Registries:
     primary: str
     public: str | None  # asked too (None: not asked, or the primary is the public one)
@@ -77,7 +78,7 @@ def registries(opts: FetchOptions) -> Registries:
     return Registries(_norm(primary), _norm(public) if public else None)
 
 
-@dataclass(frozen=True)
+@record
 class Obtained:
     """What the registry says about one NAME@VERSION, and its published files when proven."""
 
@@ -95,7 +96,7 @@ class Obtained:
     reason: str = ""  # for unavailable / unknown-*: one line
 
 
-@dataclass(frozen=True)
+@record
 class _Claim:
     """What a version document promises about the tarball, before it is downloaded."""
 

@@ -30,6 +30,7 @@ from verifier.npmdeps.discover import Discovery, Loose, PackageDir, discover
 from verifier.npmdeps.judge import component_name, judge_files
 from verifier.npmdeps.lockfile import parse_sri
 from verifier.npmdeps.registry import Fetcher, Obtained
+from verifier.record import record
 from verifier.upstream import npm
 from verifier.upstream.options import FetchOptions
 
@@ -37,7 +38,7 @@ Progress = Callable[[int, int], None]
 MAX_LISTED = 10
 
 
-@dataclass(frozen=True)
+@record
 class Pin:
     """A policy pin: NAME@VERSION's tarball must also match ``integrity`` (SRI)."""
 
@@ -46,14 +47,14 @@ class Pin:
     integrity: str
 
 
-@dataclass(frozen=True)
+@record
 class NpmSettings:
     skip: tuple[str, ...] = ()  # package-name patterns (fnmatch, case-sensitive as npm names)
     pins: tuple[Pin, ...] = ()
     workers: int = 8
 
 
-@dataclass(frozen=True)
+@record
 class NpmStage:
     results: tuple[FileResult, ...]
     components: tuple[Component, ...]

@@ -8,12 +8,12 @@ A dependency "has findings" when an unsuppressed finding above ``info`` names it
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 from verifier.model import Component, Finding, Report, Severity
+from verifier.record import record
 
 
-@dataclass(frozen=True)
+@record
 class DepLine:
     component: Component
     state: str  # failing | unverifiable | unavailable | skipped | verified
@@ -32,7 +32,7 @@ class DepLine:
         return tuple(str(x) for x in p) if isinstance(p, list) else ()
 
 
-@dataclass(frozen=True)
+@record
 class NpmSummary:
     lines: tuple[DepLine, ...]  # failing first, then unverifiable, unavailable, skipped, ok
 

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO, Any
 
 from verifier.analysis import AnalysisContext, analyze
@@ -29,6 +29,7 @@ from verifier.errors import MalformedInputError, SchemaError
 from verifier.jsonread import Fields, is_hex64
 from verifier.model import BinaryFacts, Blob, FileEntry, FileFormat
 from verifier.npmdeps.manifest import parse_manifest
+from verifier.record import record
 
 MAX_MEMBERS = 100_000
 MAX_MEMBER_BYTES = 512 << 20
@@ -55,7 +56,7 @@ _DOC_KEYS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record
 class TarDigests:
     """Digests of the tarball file itself (what integrity strings and lockfiles hash)."""
 
@@ -96,7 +97,7 @@ class TarDigests:
         )
 
 
-@dataclass(frozen=True)
+@record
 class Published:
     """What a published tarball holds (cached as JSON next to the tarball's proof)."""
 

@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
 from verifier.model import JSON, Severity, Signer, SigstoreIdentity, Waiver
+from verifier.record import record
 
 DEFAULT_POLICY_NAME = "electron-app"
 
@@ -36,7 +37,7 @@ class SignerRequirement(StrEnum):
     UNSIGNED = "unsigned"
 
 
-@dataclass(frozen=True)
+@record
 class SignerMatcher:
     """Constraints on a signing certificate; every constraint given must hold."""
 
@@ -83,7 +84,7 @@ class SignerMatcher:
         return d
 
 
-@dataclass(frozen=True)
+@record
 class SignerRule:
     path: str  # glob
     require: SignerRequirement
@@ -91,7 +92,7 @@ class SignerRule:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class WaiverRule:
     """A waiver: suppresses findings on exactly the file with ``sha256`` until ``expires``."""
 
@@ -110,14 +111,14 @@ class WaiverRule:
         return today > self.expires
 
 
-@dataclass(frozen=True)
+@record
 class ComponentSpec:
     name: str
     source: str  # a SOURCE string, e.g. "electron:28.1.0"
     sigstore: SigstoreIdentity | None = None
 
 
-@dataclass(frozen=True)
+@record
 class NpmPin:
     """``npm_dependencies.pin``: NAME@VERSION's tarball must also match ``integrity``."""
 
@@ -137,7 +138,7 @@ def _frozen_map(m: Mapping[str, Severity] | None = None) -> Mapping[str, Severit
     return MappingProxyType(dict(m or {}))
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     name: str = DEFAULT_POLICY_NAME
     extends: str | None = None

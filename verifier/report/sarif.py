@@ -12,11 +12,11 @@ import json
 import os
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from verifier.baseline import BaselineAnnotations, file_sha256s, finding_key, fingerprint
 from verifier.model import JSON, Finding, Report
+from verifier.record import record
 from verifier.report.escape import json_safe
 from verifier.report.explain_text import short_summary, summary_lines
 from verifier.rules import RULES, SARIF_LEVEL, Rule, rule
@@ -125,7 +125,7 @@ def render_sarif(
     return json.dumps(json_safe(log), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class _Where:
     """What every result of one run shares: the anchor URI, the artifact's name, rule indexes."""
 

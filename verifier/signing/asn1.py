@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
 
 from verifier.errors import LimitExceededError, MalformedInputError
+from verifier.record import record
 
 MAX_DEPTH = 48
 MAX_ELEMENTS = 200_000
@@ -117,7 +118,7 @@ def children(data: bytes | memoryview, parent: Tlv) -> list[Tlv]:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class Doc:
     """A validated element and the ends of its indefinite-length parts (BER)."""
 

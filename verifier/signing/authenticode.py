@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from verifier.model import (
     Anomaly,
@@ -40,6 +39,7 @@ from verifier.model import (
     SignatureFacts,
     SignatureKind,
 )
+from verifier.record import record
 from verifier.signing.authenticode_anomalies import anomaly
 from verifier.signing.authenticode_check import WEAK, SignatureCheck, signer_of, verify_safely
 from verifier.signing.authenticode_container import primary_container
@@ -53,7 +53,7 @@ MAX_TABLE = 64 << 20  # bytes of certificate table looked at
 OVERSIZED_UNAUTH = 4096
 
 
-@dataclass(frozen=True)
+@record
 class CertificateTable:
     table_offset: int
     dir_size: int

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from verifier.errors import MalformedInputError
 from verifier.model import Anomaly, CertTableEntry
+from verifier.record import record
 from verifier.signing import asn1
 from verifier.signing.authenticode_anomalies import anomaly, padding_anomaly
 
@@ -23,7 +24,7 @@ MAX_DER = 16 << 20
 MAX_ENTRIES = 16
 
 
-@dataclass(frozen=True)
+@record
 class Entry:
     """One WIN_CERTIFICATE. Offsets are absolute file offsets."""
 

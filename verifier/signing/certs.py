@@ -17,11 +17,11 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from verifier.errors import MalformedInputError
 from verifier.model import CertSummary
+from verifier.record import record
 from verifier.signing import asn1
 
 if TYPE_CHECKING:  # cryptography is loaded where it is used (start-up)
@@ -53,7 +53,7 @@ def aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True)
+@record
 class AlgorithmId:
     oid: str
     params: bytes | None  # the parameters element as encoded (None when absent)
@@ -158,7 +158,7 @@ def format_name(der: bytes) -> str:
 # --- certificates --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Extension:
     critical: bool
     value: bytes  # the extnValue OCTET STRING's contents

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from verifier.model import JSON, ChainFacts
+from verifier.record import record
 from verifier.signing import algorithms
 from verifier.signing.certs import (
     ANY_EKU,
@@ -51,7 +52,7 @@ MAX_CANDIDATES_PER_STEP = 16  # issuers with the right name tried for one certif
 MAX_CANDIDATES = 64  # candidate issuers examined in one search, whatever the input offers
 
 
-@dataclass(frozen=True)
+@record
 class ChainResult:
     trusted: bool
     reason: str

@@ -14,9 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from verifier.errors import MalformedInputError
+from verifier.record import record
 from verifier.signing import algorithms, asn1
 from verifier.signing.algorithms import digest_name
 from verifier.signing.certs import (
@@ -38,7 +38,7 @@ MAX_ATTRIBUTES = 64
 MAX_VALUES = 16
 
 
-@dataclass(frozen=True)
+@record
 class Value:
     """One attribute value: its bytes as encoded and where they start in the document."""
 
@@ -46,7 +46,7 @@ class Value:
     offset: int
 
 
-@dataclass(frozen=True)
+@record
 class Attribute:
     oid: str
     values: tuple[Value, ...]
@@ -54,7 +54,7 @@ class Attribute:
     length: int
 
 
-@dataclass(frozen=True)
+@record
 class SignerInfo:
     issuer: bytes | None  # issuerAndSerialNumber: the Name as encoded
     serial: int | None
@@ -77,7 +77,7 @@ class SignerInfo:
         return [v for a in self.unsigned_attrs if a.oid == oid for v in a.values]
 
 
-@dataclass(frozen=True)
+@record
 class SignedData:
     content_type: str  # eContentType
     content: bytes | None  # the octets a messageDigest covers (None when detached)

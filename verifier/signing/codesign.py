@@ -15,10 +15,11 @@ import hashlib
 import itertools
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from verifier.errors import MalformedInputError
 from verifier.model import CodeDirectoryFacts
+from verifier.record import record
 from verifier.signing.certs import CODE_SIGNING
 
 # --- constants ----------------------------------------------------------------------------
@@ -95,7 +96,7 @@ OID_CODE_SIGNING = CODE_SIGNING
 # --- the SuperBlob ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class CodeDirectory:
     slot: int
     raw: bytes
@@ -173,7 +174,7 @@ class CodeDirectory:
         )
 
 
-@dataclass(frozen=True)
+@record
 class EmbeddedSignature:
     size: int
     sha256: str

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from dataclasses import dataclass
 
 from verifier.model import Anomaly, Severity
+from verifier.record import record
 from verifier.signing.codesign import EmbeddedSignature
 from verifier.signing.codesign_pages import PageDigestIndex
 
@@ -22,7 +22,7 @@ MAX_SLACK_EXAMINED = 256 << 10
 MAX_REMNANT_SLICE = 512 << 20
 
 
-@dataclass(frozen=True)
+@record
 class Remnant:
     """Slack read as the hash slots of an earlier CodeDirectory of this very slice."""
 

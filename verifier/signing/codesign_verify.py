@@ -27,6 +27,7 @@ from verifier.model import (
     Signer,
     TimestampFacts,
 )
+from verifier.record import record
 from verifier.signing.apple import apple_certificates, macho_roots, signer_of
 from verifier.signing.certs import CODE_SIGNING, iso
 from verifier.signing.chain import build_chain
@@ -138,7 +139,7 @@ class _Cms:
     signer: MachOSigner | None = None
 
 
-@dataclass(frozen=True)
+@record
 class CmsCheck:
     """The CMS signature of a slice checked ahead of its pass (``check_cms``): it needs
     nothing the pass computes."""

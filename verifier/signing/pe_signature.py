@@ -12,15 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from verifier.binary.pe import PEInfo
 from verifier.model import UNSIGNED, Anomaly, SignatureFacts, SignatureKind
+from verifier.record import record
 from verifier.signing import authenticode
 from verifier.signing.trust import TrustConfig
 
 
-@dataclass(frozen=True)
+@record
 class PESignature:
     """A PE file's certificate table between parsing and verification."""
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from verifier.errors import BivError, MalformedInputError
 from verifier.model import JSON, TimestampFacts
+from verifier.record import record
 from verifier.signing import asn1, cms
 from verifier.signing.algorithms import DIGEST_OIDS
 from verifier.signing.certs import TIME_STAMPING, Cert, iso
@@ -39,7 +39,7 @@ ESS_SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"
 ESS_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 
 
-@dataclass(frozen=True)
+@record
 class Timestamp:
     kind: str  # "legacy" | "rfc3161"
     time: dt.datetime | None
@@ -98,7 +98,7 @@ def countersignature(
         return Timestamp("legacy", None, None, False, f"malformed countersignature: {exc}"[:300])
 
 
-@dataclass(frozen=True)
+@record
 class TstInfo:
     time: dt.datetime
     imprint_alg: str | None

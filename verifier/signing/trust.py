@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from verifier.errors import MalformedInputError, UsageError
+from verifier.record import record
 from verifier.signing import asn1
 from verifier.signing.certs import (
     ANY_EKU,
@@ -77,7 +78,7 @@ def now_utc() -> dt.datetime:
 # --- root purposes (authroot.stl) ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class StlEntry:
     ekus: frozenset[str] | None = None
     disabled_from: dt.datetime | None = None
@@ -379,7 +380,7 @@ def _microsoft_roots() -> RootStore:
     return RootStore(anchors)
 
 
-@dataclass(frozen=True)
+@record
 class TrustConfig:
     """What signatures are judged against: roots, and the time to judge at."""
 

@@ -12,7 +12,7 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from operator import attrgetter
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from verifier import model
 from verifier.binary.sniff import sniff
 from verifier.errors import ArtifactError, MalformedInputError
 from verifier.hashing import sha256_bytes
+from verifier.record import record
 from verifier.unpack import links, pack, paths, registry, sandbox
 from verifier.unpack.limits import Budget, Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
@@ -38,7 +39,7 @@ def _location(container: tuple[str, ...], member: str) -> str:
     return "!/".join((*container, member)) if member else "!/".join(container)
 
 
-@dataclass(frozen=True)
+@record
 class _Layer:
     """An archive to open: its reader, file, and where its members go."""
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
+
+from verifier.record import record
 
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """Every cap that applies while unpacking one artifact (all layers together).
 

@@ -24,8 +24,8 @@ import hashlib
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
+from verifier.record import record
 from verifier.unpack import paths, registry
 from verifier.unpack.limits import Budget, Limits
 from verifier.unpack.result import Problem
@@ -94,7 +94,7 @@ class Packer:
         return self.packs
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Packed:
     """One member read back from a pack: ``size`` bytes at ``offset`` of ``pack``."""
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from verifier.record import record
 from verifier.unpack.limits import Limits
 from verifier.unpack.result import Extraction, LinkRecord, Problem
 
@@ -68,7 +68,7 @@ class Extractor(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class Entry:
     """A member stored in place: ``size`` bytes at ``offset`` of the container file."""
 

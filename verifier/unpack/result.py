@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
+
+from verifier.record import record
 
 if TYPE_CHECKING:  # the sandbox worker imports this module; keep it light
     from verifier import model
@@ -11,7 +13,7 @@ if TYPE_CHECKING:  # the sandbox worker imports this module; keep it light
 MALFORMED = "malformed-input"
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Member:
     """One file of the artifact.
 
@@ -33,7 +35,7 @@ class Member:
     magic: bytes = b""
 
 
-@dataclass(frozen=True)
+@record
 class Unpacked:
     source: str  # the artifact's path as given
     sha256: str  # file digest, or tree digest for a directory ('' when not read: over a cap)
@@ -46,7 +48,7 @@ class Unpacked:
     notes: tuple[model.Note, ...] = ()  # what the external extractors cannot represent
 
 
-@dataclass(frozen=True)
+@record
 class LinkRecord:
     """A link inside one archive layer, as stored (never created on disk).
 
@@ -64,7 +66,7 @@ class LinkRecord:
     hard: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Extraction:
     """What an extractor reports: members it skipped (problems) and links it did not create.
 
@@ -81,7 +83,7 @@ class Extraction:
     packs: list[tuple[list[str], list[int]]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record
 class Problem:
     """A hostile or unreadable member, named by its path inside one archive layer."""
 

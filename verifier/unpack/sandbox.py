@@ -21,10 +21,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from verifier import lifecycle
+from verifier.record import record
 from verifier.unpack import registry
 from verifier.unpack.limits import Limits
 from verifier.unpack.registry import Entry, Extractor, Reader
@@ -38,7 +39,7 @@ _SIGNALS = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Job:
     """Extract ``src`` into ``dest`` (an Extractor), or list its entries (an InPlaceReader)."""
 
@@ -47,7 +48,7 @@ class Job:
     dest: str  # an empty directory for an Extractor; ignored otherwise
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     problems: list[Problem] = field(default_factory=list)
     fatal: str | None = None  # the archive as a whole is unreadable (reader said so)

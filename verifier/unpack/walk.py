@@ -14,8 +14,8 @@ import hashlib
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
+from verifier.record import record
 from verifier.unpack import paths, registry
 from verifier.unpack.limits import Budget, Limits
 from verifier.unpack.registry import HEAD_SIZE, Reader
@@ -27,7 +27,7 @@ MAGIC_SIZE = 64  # bytes kept per file: every format biv sniffs shows within the
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class WalkedFile:
     rel: str  # '/'-separated path relative to the root
     abspath: str
@@ -39,7 +39,7 @@ class WalkedFile:
     magic: bytes = b""  # the first MAGIC_SIZE bytes
 
 
-@dataclass(frozen=True)
+@record
 class _Hashed:
     size: int
     sha256: str

@@ -28,11 +28,11 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from verifier.errors import LimitExceededError, MalformedInputError
+from verifier.record import record
 from verifier.unpack.result import Problem
 
 EOCD = b"PK\x05\x06"
@@ -54,7 +54,7 @@ _ZIP64 = 0x0001
 _STUB_MAGICS = (b"MZ", b"\x7fELF")  # self-extractor programs (PE: WinZip/7-Zip/Info-ZIP SFX)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class ZipEntry:
     """One member, as the central directory describes it once checked against its local
     header. ``data_offset`` is absolute in the file."""
@@ -76,7 +76,7 @@ class ZipEntry:
         return (self.external_attr >> 16) & 0xFFFF if self.create_system == 3 else 0
 
 
-@dataclass(frozen=True)
+@record
 class Layout:
     entries: list[ZipEntry]
     problems: list[Problem]
@@ -143,7 +143,7 @@ def _find_eocd(fh: BinaryIO, size: int) -> tuple[int, bytes]:
     raise MalformedInputError("not a readable zip archive: no end of central directory record")
 
 
-@dataclass(frozen=True)
+@record
 class _Directory:
     offset: int  # where the central directory says it starts (before any shift)
     size: int

@@ -7,13 +7,14 @@ the same records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from verifier.record import record
 
 __all__ = ["THREECX_KNOWN_BAD", "KnownBad", "RevokedCert", "parse_time"]
 
 
-@dataclass(frozen=True)
+@record
 class KnownBad:
     sha256: str
     name: str
@@ -23,7 +24,7 @@ class KnownBad:
         return {"sha256": self.sha256, "name": self.name, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record
 class RevokedCert:
     """A code-signing certificate distrusted for signatures made after ``distrust_after``."""
 

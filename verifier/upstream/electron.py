@@ -21,11 +21,11 @@ import plistlib
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from verifier.errors import ReferenceMismatchError, ReferenceUnavailableError, UsageError
 from verifier.model import FileEntry, FileFormat, Inventory
+from verifier.record import record
 from verifier.upstream import npm
 from verifier.upstream.cache import is_sha256
 from verifier.upstream.http import HttpClient
@@ -184,7 +184,7 @@ def parse_checksums_json(data: bytes, where: str) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class ReleaseChecksums:
     """Both independent checksum sources of one Electron release."""
 

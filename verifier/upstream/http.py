@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -21,6 +20,7 @@ import requests
 
 from verifier import __version__, lifecycle
 from verifier.errors import ReferenceUnavailableError
+from verifier.record import record
 from verifier.upstream.options import FetchOptions
 
 CHUNK = 1 << 16
@@ -28,7 +28,7 @@ T = TypeVar("T")
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
+@record
 class Downloaded:
     path: str
     sha256: str

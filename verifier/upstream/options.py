@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import requests
+
+from verifier.record import record
 
 DEFAULT_ELECTRON_BASE = "https://github.com/electron/electron/releases/download/"
 DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org/"
@@ -18,7 +20,7 @@ def default_cache_dir() -> str:
     return platformdirs.user_cache_dir("biv")
 
 
-@dataclass(frozen=True)
+@record
 class FetchOptions:
     """How to obtain upstream releases.
 

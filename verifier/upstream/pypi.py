@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin
 
 from verifier.errors import ReferenceUnavailableError
 from verifier.model import FileEntry
+from verifier.record import record
 from verifier.upstream.cache import is_sha256
 from verifier.upstream.http import HttpClient
 
@@ -31,7 +31,7 @@ def valid_filename(name: str) -> bool:
     return bool(_FILENAME.match(name))
 
 
-@dataclass(frozen=True)
+@record
 class PyPIFile:
     filename: str
     url: str

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from verifier.errors import ReferenceMismatchError, UsageError
 from verifier.hashing import sha256_file
 from verifier.model import Anomaly, SigstoreIdentity
+from verifier.record import record
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -80,7 +80,7 @@ def cert_identities(cert: x509.Certificate) -> tuple[set[str], str | None]:
     return sans, issuer
 
 
-@dataclass(frozen=True)
+@record
 class IdentityPolicy:
     """A sigstore-python ``VerificationPolicy``: identity and issuer, exact or regex."""
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -43,6 +43,7 @@ from verifier.errors import (
 )
 from verifier.jsonread import Fields
 from verifier.model import Anomaly, Component, Inventory, Reference
+from verifier.record import record
 from verifier.upstream import electron, npm, pypi, target
 from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.http import HttpClient
@@ -55,7 +56,7 @@ KINDS = ("electron", "pypi", "npm", "url")
 # --- parsing ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class SourceSpec:
     kind: str  # electron | pypi | npm | url
     text: str  # the SOURCE string as given (options included)
@@ -115,7 +116,7 @@ def _split_options(rest: str) -> tuple[str, dict[str, str]]:
 # --- analysis hook ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Analyzer:
     """Turns a proven archive into a Reference (default: ``inventory.build_reference``).
 
@@ -135,7 +136,7 @@ def default_analyzer() -> Analyzer:
 # --- plans: what to fetch, and how to prove it (network only on a cache miss) -------------
 
 
-@dataclass(frozen=True)
+@record
 class Expectation:
     url: str
     filename: str
@@ -145,7 +146,7 @@ class Expectation:
     problems: tuple[Anomaly, ...] = ()  # sources disagree: do not even download
 
 
-@dataclass(frozen=True)
+@record
 class Planned:
     key: str  # proof cache key
     component: Component  # digests and proof filled in once proven

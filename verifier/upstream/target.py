@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from verifier.model import JSON, FileEntry, FileFormat, Inventory, Reference
+from verifier.record import record
 
 Target = tuple[str, str]  # (platform, arch), e.g. ("win32", "x64")
 
@@ -34,7 +35,7 @@ def label(t: Target) -> str:
     return f"{t[0]}-{t[1]}"
 
 
-@dataclass(frozen=True)
+@record
 class TargetChoice:
     """The candidates seen, the options still open (each a set of targets used together)."""
 

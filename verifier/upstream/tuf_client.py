@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from urllib.parse import quote
 from verifier import __version__
 from verifier.errors import MalformedInputError, ReferenceUnavailableError, UsageError
 from verifier.model import Reference
+from verifier.record import record
 from verifier.upstream.cache import Cache, is_sha256
 from verifier.upstream.distrust_lists import KnownBad, RevokedCert, parse_time
 from verifier.upstream.options import default_cache_dir
@@ -41,7 +42,7 @@ class RefsVerificationError(ReferenceUnavailableError):
     """
 
 
-@dataclass(frozen=True)
+@record
 class RefsBundle:
     references: tuple[Reference, ...]
     known_bad: Mapping[str, KnownBad] = field(default_factory=dict)  # sha256 -> entry

@@ -21,7 +21,6 @@ import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from verifier.errors import SchemaError, UsageError
 from verifier.model import Reference
+from verifier.record import record
 from verifier.upstream.cache import is_sha256
 from verifier.upstream.distrust_lists import THREECX_KNOWN_BAD as THREECX_KNOWN_BAD
 from verifier.upstream.distrust_lists import KnownBad as KnownBad
@@ -98,7 +98,7 @@ def load_signer(path: str | Path, password: bytes | None = None) -> CryptoSigner
         raise UsageError(f"not a usable PEM private key: {exc}", where=str(path)) from exc
 
 
-@dataclass(frozen=True)
+@record
 class RoleKeys:
     """PEM private key files per role (the same file may serve several roles)."""
 
@@ -118,7 +118,7 @@ class RoleKeys:
 # --- publishing ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class PublishResult:
     repo_dir: str
     root_path: str  # give this file to clients (``--refs-root``)

@@ -45,6 +45,7 @@ from verifier.model import (
     SignatureFacts,
     SignatureKind,
 )
+from verifier.record import record
 from verifier.signing.codesign import CSSLOT_INFOSLOT, CSSLOT_RESOURCEDIR
 
 MAX_CODERESOURCES = 16 << 20
@@ -56,7 +57,7 @@ BUNDLE_SUFFIXES = (".app", ".framework", ".appex", ".xpc", ".bundle", ".plugin",
 Known = Mapping[str, tuple[str, BinaryFacts | None]]
 
 
-@dataclass(frozen=True)
+@record
 class BundleDetails:
     executable: str | None = None  # the main executable, relative to root_dir
     sealed_files: int = 0  # entries the seal lists
@@ -64,7 +65,7 @@ class BundleDetails:
     cdhashes: tuple[str, ...] = ()  # the main executable's, sorted
 
 
-@dataclass(frozen=True)
+@record
 class BundleResult:
     path: str  # relative to root_dir
     valid: bool | None
