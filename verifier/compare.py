@@ -227,11 +227,19 @@ def bundle_renames(ref_paths: Iterable[str], shipped: Inventory) -> dict[str, st
 def find_app_root(ref_paths: Iterable[str], shipped: Inventory) -> str:
     """The shipped folder under which the most reference paths exist ('' = artifact root)."""
     refs = set(ref_paths)
+    paths = [e.path for e in shipped.entries]
+    if refs.issubset(paths):
+        # every reference path at the artifact root: no folder holds more of them, and a tie
+        # goes to the shortest folder name, ''
+        return ""
+    names = {r.rpartition("/")[2] for r in refs}
     votes: dict[str, set[str]] = defaultdict(set)
-    for e in shipped.entries:
+    for p in paths:
         # every reference path the shipped path ends with, at a '/': a lookup per folder
-        # level rather than a comparison with every reference file of the same name
-        p = e.path
+        # level rather than a comparison with every reference file of the same name (none
+        # when no reference file has its name)
+        if p.rpartition("/")[2] not in names:
+            continue
         if p in refs:
             votes[""].add(p)
         i = p.find("/")

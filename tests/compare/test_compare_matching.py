@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+import random
+
 from verifier.compare import (
     CompareOptions,
     bundle_renames,
@@ -86,6 +89,28 @@ def test_app_root_is_found_by_folder_level_as_by_name() -> None:
         roots.append(find_app_root(refs, shipped))
         assert roots[-1] == _root_by_name(refs, shipped), paths
     assert roots == ["pkg", "", "p", "", ""]
+
+
+def test_app_root_shortcuts_agree_with_comparing_names() -> None:
+    """Every reference path at the root (with deeper copies that tie or fall short), and
+    shipped files no reference file shares a name with: the same root as comparing names,
+    over random trees."""
+    rng = random.Random(11)
+    folders = ["", "a", "a/b", "app", "app/a", "x/app", "Contents/Frameworks"]
+    names = ["f.dll", "g.pak", "h.bin", "__init__.py", "own.exe", "data.json"]
+    for _ in range(400):
+        refs = sorted(
+            {posixpath.join(rng.choice(folders[:4]), rng.choice(names[:4])) for _ in range(5)}
+        )
+        paths = {posixpath.join(rng.choice(folders), rng.choice(names)) for _ in range(12)}
+        if rng.random() < 0.4:  # the whole reference at the root, and maybe under a folder
+            paths |= set(refs)
+            if rng.random() < 0.5:
+                paths |= {f"{rng.choice(folders[1:])}/{r}" for r in refs}
+        shipped = inv(*(entry(p, "1") for p in sorted(paths)))
+        assert find_app_root(refs, shipped) == _root_by_name(refs, shipped), (refs, paths)
+    assert find_app_root([], inv(entry("a/b.dll", "1"))) == ""
+    assert find_app_root(["b.dll"], inv(entry("b.dll", "1"), entry("x/b.dll", "2"))) == ""
 
 
 def test_statuses_identical_divergent_missing_unexpected_own() -> None:
