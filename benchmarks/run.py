@@ -46,6 +46,7 @@ from bench_common import (  # noqa: E402
     biv_cmd,
     biv_env,
     biv_python,
+    create_cost,
     env_float,
     fmt,
     hash_tree_cmd,
@@ -403,6 +404,8 @@ def main() -> int:
     keep = os.environ.get("BIV_BENCH_DIR")
     base_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="biv-bench-"))
     base_dir.mkdir(parents=True, exist_ok=True)
+    creating = create_cost(base_dir)
+    mach["create_cost_in_bench_dir"] = {"dir": str(base_dir), **creating}
     header = [
         f"machine: {mach['cpu']}, nproc {mach['nproc']}, sha_ni {mach['sha_ni']}, "
         f"python {mach['python']}, {mach['tools'].get('openssl')}; load average at start "
@@ -410,6 +413,9 @@ def main() -> int:
         f"median of {repeat} run(s), warm page cache; baselines use xargs -P {par} "
         "(biv's analysis thread pool size)",
         f"biv: {installation()}",
+        f"bench directory {base_dir}: creating a file costs {creating['wall_us']:.0f} us "
+        f"({creating['system_us']:.0f} us of system CPU); a cold run creates one cache entry "
+        "per code file",
         "",
     ]
     print("\n".join(header), flush=True)

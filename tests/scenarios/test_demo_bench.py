@@ -58,3 +58,11 @@ def test_hash_tree_baseline_runs(bench: ModuleType, tmp_path: Path) -> None:
             [bench.hash_tree_cmd(tool, str(tmp_path), 2)], shell=True
         )
         assert rc == 0, err
+
+
+def test_create_cost_measures_and_leaves_nothing(bench: ModuleType, tmp_path: Path) -> None:
+    """The header's file-creation probe: a time per file, and its files removed."""
+    cost = bench.create_cost(tmp_path, 20)
+    assert set(cost) == {"wall_us", "system_us"}
+    assert cost["wall_us"] > 0 and cost["system_us"] >= 0
+    assert list(tmp_path.iterdir()) == []
