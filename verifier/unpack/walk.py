@@ -4,8 +4,9 @@ Symlinks are never followed: they are handed back to the caller (``links``), whi
 them with the whole tree (``links.py``); without that list, one that points outside the tree
 is a problem and one that stays inside is skipped. Devices, FIFOs and sockets are problems
 and are never opened. Files are opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked to be
-regular after opening. Every file is hashed (sha256) in a thread pool while its first bytes
-are kept for sniffing.
+regular after opening. Every file is hashed (sha256) while its first bytes are kept for
+sniffing: by this process and a forked child (``forkwalk``) for a tree of many files, else in
+a thread pool.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from verifier.record import record
-from verifier.unpack import paths, registry
+from verifier.unpack import forkwalk, paths, registry
 from verifier.unpack.limits import Budget, Limits
-from verifier.unpack.registry import HEAD_SIZE, Reader
+from verifier.unpack.registry import HEAD_SIZE
 from verifier.unpack.result import LinkRecord, Problem
 
 _CHUNK = 1 << 20
@@ -157,39 +159,51 @@ def walk(
     """
     listed, problems = _listing(root, limits, budget, links)
     listed.sort()
-    workers = max(1, min(8, os.cpu_count() or 1))
     out: list[WalkedFile] = []
 
-    def batch(items: list[tuple[str, str]]) -> list[tuple[_Hashed, Reader | None] | OSError]:
-        res: list[tuple[_Hashed, Reader | None] | OSError] = []
+    def one(path: str) -> forkwalk.Hashed:
+        h = hash_file(path, full=hash_files)
+        reader = registry.find(h.head, path) if sniff else None
+        return h.size, h.sha256, h.head[:MAGIC_SIZE], reader  # the rest of the head dropped
+
+    results = forkwalk.run([path for _, path in listed], one)
+    if results is None:
+        results = _in_threads(listed, one)
+    for (rel, path), item in zip(listed, results, strict=True):
+        if isinstance(item, OSError):
+            problems.append(Problem(rel, f"cannot read file: {item.strerror or item}"))
+            continue
+        size, sha256, head, reader = item
+        if count_bytes:
+            if size > budget.bytes_left:
+                problems.append(Problem(rel, "total extracted size cap reached"))
+                continue
+            budget.bytes_left -= size
+        out.append(WalkedFile(rel, path, size, sha256, reader, head))
+    cap = limits.max_problems
+    if len(problems) > cap:
+        dropped = len(problems) - cap
+        problems = [*problems[:cap], Problem("", f"{dropped} more problems not listed")]
+    return out, problems
+
+
+def _in_threads(
+    listed: list[tuple[str, str]], one: Callable[[str], forkwalk.Hashed]
+) -> list[forkwalk.Hashed | OSError]:
+    """``one(path)`` for every listed file, in a thread pool (an OSError is the item)."""
+    workers = max(1, min(8, os.cpu_count() or 1))
+
+    def batch(items: list[tuple[str, str]]) -> list[forkwalk.Hashed | OSError]:
+        res: list[forkwalk.Hashed | OSError] = []
         for _, path in items:
             try:
-                h = hash_file(path, full=hash_files)
+                res.append(one(path))
             except OSError as e:
                 res.append(e)
-                continue
-            reader = registry.find(h.head, path) if sniff else None
-            res.append((_Hashed(h.size, h.sha256, h.head[:MAGIC_SIZE]), reader))  # drop the rest
         return res
 
     # contiguous batches: one task per file costs more than hashing a small file
     step = max(1, min(256, len(listed) // (workers * 4) + 1))
     batches = [listed[i : i + step] for i in range(0, len(listed), step)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = [r for rs in pool.map(batch, batches) for r in rs]
-    for (rel, path), item in zip(listed, results, strict=True):
-        if isinstance(item, OSError):
-            problems.append(Problem(rel, f"cannot read file: {item.strerror or item}"))
-            continue
-        res, reader = item
-        if count_bytes:
-            if res.size > budget.bytes_left:
-                problems.append(Problem(rel, "total extracted size cap reached"))
-                continue
-            budget.bytes_left -= res.size
-        out.append(WalkedFile(rel, path, res.size, res.sha256, reader, res.head))
-    cap = limits.max_problems
-    if len(problems) > cap:
-        dropped = len(problems) - cap
-        problems = [*problems[:cap], Problem("", f"{dropped} more problems not listed")]
-    return out, problems
+        return [r for rs in pool.map(batch, batches) for r in rs]
