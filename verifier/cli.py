@@ -16,7 +16,7 @@ import gc
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from verifier import __version__, lifecycle
 from verifier.attest import cli as attest_cli
@@ -174,6 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
 # 200,000-member zip a dozen times (2 of 17 s). A young generation of 10,000 and a full
 # collection at most every 100 middle ones: about 0.6 s. Cycles are still collected.
 GC_THRESHOLDS = (10_000, 10, 100)
+
+
+def run() -> NoReturn:
+    """The command line (``biv``, ``python -m verifier``): ``main()``, then the process ends
+    at once, without tearing the interpreter down.
+
+    Freeing every object of a large run one by one at exit took 40-60 ms after a warm
+    ``verify`` of the bench's combined tree (7,666 files), about a twentieth of the run, for
+    memory the kernel reclaims anyway. By then biv's own work is over (work directories
+    removed, workers reaped; ``lifecycle.cleanup`` is called in case) and its files are
+    closed; only the standard streams are flushed here. If flushing fails (a closed pipe),
+    Python exits as it always did, and reports that as it always did.
+    """
+    code = main()
+    lifecycle.cleanup()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
