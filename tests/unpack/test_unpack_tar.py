@@ -220,3 +220,49 @@ def test_tar_of_dot_as_made_by_tar_c_dir_dot(box: Box) -> None:
     u = run(box, art)
     assert u.problems == ()
     assert [m.path for m in u.members] == ["app/x.dll"]
+
+
+def _looks_like_tar_reference(block: bytes) -> bool:
+    """``looks_like_tar`` as it was before its fast rejection (int() decides every field)."""
+    if len(block) < 512:
+        return False
+    if block[257:262] == b"ustar":
+        return True
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    if not field or not block[0]:
+        return False
+    try:
+        want = int(field, 8)
+    except ValueError:
+        return False
+    return want == sum(block[:148]) + 8 * 32 + sum(block[156:512])
+
+
+def test_tar_sniffing_rejects_fast_exactly_what_int_rejects() -> None:
+    """The checksum field's fast rejection (bytes int() never takes) changes no answer:
+    fields from the bytes int() treats specially, and real checksums written in every
+    form int() accepts (0o prefix, sign, underscore, padding)."""
+    import random
+
+    from verifier.unpack.tarreader import looks_like_tar
+
+    rng = random.Random(11)
+    alphabet = b"012345678 9oOxX+-_\t\n\r\x0b\x0c\x00aZ\xff"
+    seen = {True: 0, False: 0}
+    for n in range(20_000):
+        block = bytearray(rng.randbytes(512))
+        block[0] = rng.choice(b"a\x00")
+        if n % 2:
+            field = bytes(rng.choice(alphabet) for _ in range(8))
+        else:  # a true checksum, in some form int() takes
+            total = sum(block[:148]) + 8 * 32 + sum(block[156:512])
+            form = rng.choice(["%07o", "%o", "0o%o", "+%o", " %o ", "%o\0"])
+            text = (form % total).encode()
+            if rng.random() < 0.2 and len(text) > 2:
+                text = text[:2] + b"_" + text[2:]
+            field = text[:8].ljust(8, b"\0")
+        block[148:156] = field
+        want = _looks_like_tar_reference(bytes(block))
+        assert looks_like_tar(bytes(block)) == want, bytes(block[148:156])
+        seen[want] += 1
+    assert seen[True] > 1000 and seen[False] > 1000

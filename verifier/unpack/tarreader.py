@@ -44,6 +44,11 @@ class _Header(tarfile.TarInfo):
         return obj._proc_member(tarfile)  # type: ignore[attr-defined,no-any-return]
 
 
+# every byte ``int(field, 8)`` may accept: octal digits, its 0o prefix, sign, underscores and
+# whitespace
+_INT_BYTES = b"01234567oO+-_ \t\n\r\x0b\x0c"
+
+
 def looks_like_tar(block: bytes) -> bool:
     """A ustar/GNU magic, or a v7 header whose checksum adds up."""
     if len(block) < _BLOCK:
@@ -53,6 +58,8 @@ def looks_like_tar(block: bytes) -> bool:
     field = block[148:156].replace(b"\x00", b" ").strip()
     if not field or not block[0]:
         return False
+    if field.translate(None, _INT_BYTES):
+        return False  # a byte int() never takes: no exception to raise and catch (most files)
     try:
         want = int(field, 8)
     except ValueError:
