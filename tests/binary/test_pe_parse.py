@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import struct
@@ -324,11 +325,12 @@ def _names_pe(tmp_path: Path, extra: bytes) -> tuple[pe._Reader, int]:
     return pe._Reader(blob, info), home.virtual_address + off - home.raw_pointer
 
 
+@pytest.mark.parametrize("in_order", [True, False], ids=["split-first", "search-each"])
 @pytest.mark.parametrize("order", ["table", "shuffled", "inner", "repeated"])
-def test_names_read_at_once_match_one_by_one(tmp_path: Path, order: str) -> None:
-    """One split of the run of names gives exactly what reading each name alone gives:
+def test_names_read_at_once_match_one_by_one(tmp_path: Path, order: str, in_order: bool) -> None:
+    """One read of the run of names gives exactly what reading each name alone gives:
     pointers in table order (the usual case), out of order, into the middle of a string,
-    the same name twice."""
+    the same name twice; whether the split is tried first (exports) or not (imports)."""
     run = b"".join(n.encode() + b"\0" for n in NAMES)
     r, base = _names_pe(tmp_path, run)
     starts = [base + sum(len(n) + 1 for n in NAMES[:i]) for i in range(len(NAMES))]
@@ -338,7 +340,7 @@ def test_names_read_at_once_match_one_by_one(tmp_path: Path, order: str) -> None
         "inner": [*starts[:5], starts[7] + 3, *starts[8:]],
         "repeated": [*starts, starts[3]],
     }[order]
-    got = pe._names_at(r, rvas)
+    got = pe._names_at(r, rvas, in_order=in_order)
     assert got == [r.cstr(v) for v in rvas]
     if order == "table":
         assert got == NAMES
@@ -348,10 +350,49 @@ def test_names_read_at_once_match_one_by_one(tmp_path: Path, order: str) -> None
         assert got[5] == NAMES[7][3:]
 
 
-def test_an_over_long_name_in_the_run_is_still_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_order", [True, False], ids=["split-first", "search-each"])
+def test_an_over_long_name_in_the_run_is_still_refused(tmp_path: Path, in_order: bool) -> None:
     run = b"".join(n.encode() + b"\0" for n in NAMES[:3]) + b"A" * pe.MAX_NAME + b"\0"
     r, base = _names_pe(tmp_path, run)
     starts = [base + sum(len(n) + 1 for n in NAMES[:i]) for i in range(4)]
-    assert pe._names_at(r, starts[:3]) == NAMES[:3]
+    assert pe._names_at(r, starts[:3], in_order=in_order) == NAMES[:3]
     with pytest.raises(MalformedInputError, match="over-long name"):
-        pe._names_at(r, starts)
+        pe._names_at(r, starts, in_order=in_order)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hint_name_tables_of_every_shape_match_one_by_one(tmp_path: Path, seed: int) -> None:
+    """A hint/name table as linkers write it and as a hostile one may: 2-byte hints that
+    hold NULs or not, padding or none, names of every length up to just under and just over
+    the cap, pointers to any byte of the run (a hint, a pad, a name's middle, its NUL).
+    Each name read from the one read of the run equals the name read alone, or the same
+    error is raised."""
+    rng = random.Random(seed)
+    parts: list[bytes] = []
+    for _ in range(60):
+        hint = rng.choice([b"\0\0", b"\x01\0", b"\0\x07", b"xy", rng.randbytes(2)])
+        size = rng.choice([0, 1, 5, 31, pe.MAX_NAME - 2, pe.MAX_NAME - 1])
+        name = bytes(rng.choice(b"?@_AZaz09$") for _ in range(size))
+        pad = b"\0" if rng.random() < 0.5 else b""
+        parts.append(hint + name + b"\0" + pad)
+    run = b"".join(parts)
+    r, base = _names_pe(tmp_path, run)
+    rvas = [base + rng.randrange(len(run)) for _ in range(200)]
+    rvas += [base + sum(map(len, parts[:i])) + 2 for i in range(len(parts))]  # the names
+    rng.shuffle(rvas)
+
+    def each(v: int) -> str | type[MalformedInputError]:
+        try:
+            return r.cstr(v)
+        except MalformedInputError:
+            return MalformedInputError
+
+    want = [each(v) for v in rvas]
+    for in_order in (True, False):
+        if MalformedInputError in want:
+            with pytest.raises(MalformedInputError):
+                pe._names_at(r, rvas, in_order=in_order)
+            ok = [v for v, w in zip(rvas, want, strict=True) if w is not MalformedInputError]
+            assert pe._names_at(r, ok, in_order=in_order) == [r.cstr(v) for v in ok]
+        else:
+            assert pe._names_at(r, rvas, in_order=in_order) == want

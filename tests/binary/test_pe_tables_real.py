@@ -59,7 +59,7 @@ def _slow_imports(r: pe._Reader) -> list[tuple[str, str]]:
     saved = pe._thunk_values, pe._names_at
     try:
         pe._thunk_values = lambda *_a: None
-        pe._names_at = lambda rr, rvas: [rr.cstr(v) for v in rvas]  # type: ignore[assignment]
+        pe._names_at = lambda rr, rvas, **_k: [rr.cstr(v) for v in rvas]  # type: ignore[assignment]
         return pe.parse_imports(r)
     finally:
         pe._thunk_values, pe._names_at = saved
@@ -76,7 +76,7 @@ def test_fast_import_and_export_readers_match_the_slow_ones(dlls: list[Path]) ->
         r = pe._Reader(blob, info)
         saved = pe._names_at
         try:
-            pe._names_at = lambda rr, rvas: [rr.cstr(v) for v in rvas]  # type: ignore[assignment]
+            pe._names_at = lambda rr, rvas, **_k: [rr.cstr(v) for v in rvas]  # type: ignore[assignment]
             assert ex == pe.parse_exports(r), path.name
         finally:
             pe._names_at = saved

@@ -17,7 +17,6 @@ import itertools
 import json
 import operator
 import struct
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -622,7 +621,7 @@ def parse_exports(r: _Reader) -> list[tuple[int, str, int]]:
     if nnames:
         ptrs = struct.unpack_from(f"<{nnames}I", r.rva(names_rva, 4 * nnames))
         ords = struct.unpack_from(f"<{nnames}H", r.rva(ords_rva, 2 * nnames))
-        names = dict(zip(ords, _names_at(r, ptrs), strict=True))
+        names = dict(zip(ords, _names_at(r, ptrs, in_order=True), strict=True))
     addrs = struct.unpack_from(f"<{nfunc}I", r.rva(funcs, 4 * nfunc)) if nfunc else ()
     # in ordinal order already (base + i grows with i): no sort needed; unused slots (0) out
     named = map(names.get, range(len(addrs)), itertools.repeat(""))
@@ -633,14 +632,20 @@ _NAMES_SPAN = 64 << 20
 
 
 @overload
-def _names_at(r: _Reader, rvas: Sequence[int]) -> list[str]: ...
+def _names_at(r: _Reader, rvas: Sequence[int], *, in_order: bool = ...) -> list[str]: ...
 @overload
-def _names_at(r: _Reader, rvas: Sequence[int], *, whole: bool) -> list[str] | None: ...
+def _names_at(
+    r: _Reader, rvas: Sequence[int], *, whole: bool, in_order: bool = ...
+) -> list[str] | None: ...
 
 
-def _names_at(r: _Reader, rvas: Sequence[int], *, whole: bool = False) -> list[str] | None:
+def _names_at(
+    r: _Reader, rvas: Sequence[int], *, whole: bool = False, in_order: bool = False
+) -> list[str] | None:
     """``r.cstr(rva)`` for every rva, reading once when they all lie in one section;
-    ``whole``: None instead when they do not (the caller reads them in smaller runs)."""
+    ``whole``: None instead when they do not (the caller reads them in smaller runs).
+    ``in_order``: the names are likely one run of strings in the order of their pointers
+    (an export table): tried first as one split of the run."""
     lo, hi = min(rvas), max(rvas)
     info = r.info
     home = next(
@@ -664,29 +669,28 @@ def _names_at(r: _Reader, rvas: Sequence[int], *, whole: bool = False) -> list[s
     assert home is not None
     start = info.rva_to_offset(lo, 1)
     data = r.at(start, min(hi - lo + MAX_NAME, info.file_size - start))
-    # one split of the run of names instead of a search per name, unless the span holds far
-    # more strings than names (sparse or hostile tables: one search per name, bounded)
+    # one decoding of the run of names instead of a read per name, unless the span holds
+    # far more strings than names (sparse or hostile tables: one search per name, bounded)
     dense = data.count(b"\0") <= 4 * len(rvas) + 64
     if not dense:
         return [_name_at(r, data, v, v - lo, start) for v in rvas]
-    starts, pieces = _names_in(data)
     offsets = [v - lo for v in rvas]
-    n = len(offsets)
-    if offsets == starts[:n] and max(map(len, pieces[:n])) < MAX_NAME:
-        return pieces[:n]  # the usual table: names in the order of their pointers
-    # the string at offset i is the rest of the piece holding byte i (an import's name
-    # follows its 2-byte hint: two bytes into a piece, or a piece of its own when the hint
-    # holds a zero byte); past the last NUL, or too long: searched on its own
-    out = []
-    last = len(pieces) - 1
-    for v, i in zip(rvas, offsets, strict=True):
-        k = bisect_right(starts, i) - 1
-        name = None
-        if k >= 0 and (k < last or i <= starts[k] + len(pieces[k])):
-            name = pieces[k][i - starts[k] :]
-        out.append(
-            name if name is not None and len(name) < MAX_NAME else _name_at(r, data, v, i, start)
-        )
+    if in_order:
+        starts, pieces = _names_in(data)
+        n = len(offsets)
+        if offsets == starts[:n] and max(map(len, pieces[:n])) < MAX_NAME:
+            return pieces[:n]  # the usual export table: the names are that split
+    # else each name is the run up to the next NUL (an import's name follows its 2-byte
+    # hint, which may hold a NUL itself: a search from each name's start, not a split);
+    # found within MAX_NAME or searched on its own (past the run's end, or too long)
+    text = data.decode("latin-1")  # latin-1 keeps byte offsets
+    find = text.find
+    ends = [find("\0", i, i + MAX_NAME) for i in offsets]
+    out = list(map(text.__getitem__, map(slice, offsets, ends)))
+    if -1 in ends:
+        for k, end in enumerate(ends):
+            if end < 0:
+                out[k] = _name_at(r, data, rvas[k], offsets[k], start)
     return out
 
 
