@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import shutil
@@ -396,3 +397,13 @@ def test_hint_name_tables_of_every_shape_match_one_by_one(tmp_path: Path, seed: 
             assert pe._names_at(r, ok, in_order=in_order) == [r.cstr(v) for v in ok]
         else:
             assert pe._names_at(r, rvas, in_order=in_order) == want
+
+
+def test_table_digests_keep_their_definition() -> None:
+    """``imports_sha256``/``exports_sha256`` are stored in reference inventories: the digest
+    is of compact JSON (ASCII, escapes as ``json.dumps`` writes them), whatever encoder
+    builds it."""
+    items = [(1, 'a"b\\\u00e9', 4096), (2, "", 0)]
+    text = b'[[1,"a\\"b\\\\\\u00e9",4096],[2,"",0]]'
+    assert pe._digest(items) == hashlib.sha256(text).hexdigest()
+    assert pe._digest([]) == hashlib.sha256(b"[]").hexdigest()
