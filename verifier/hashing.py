@@ -15,7 +15,7 @@ import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, TypeVar
 
@@ -23,8 +23,10 @@ from verifier.record import record
 
 CHUNK = 1 << 20
 _T = TypeVar("_T")
-# a blob at least this large has its views shared between two threads (``_stream_split``)
+# a blob at least this large has its views shared between two threads (``_stream_lanes``)
 SPLIT_MIN = 4 << 20
+LANES = 2  # pool threads feeding one pass's views (the GIL-bound views keep to one)
+RING = 8  # chunk buffers of such a pass: its lanes drift apart by up to this many chunks
 
 
 class Hasher(Protocol):
@@ -75,7 +77,7 @@ class View:
 
     cost: ClassVar[float] = 1.0  # work per byte relative to sha256
     # holds the GIL for much of its work (many small hash calls, a conversion in C): it goes
-    # to the stage with the searches (``_stages``), leaving the other stage's large
+    # to the lane with the searches (``_lanes``), leaving the other lane's large
     # ``update`` calls to run beside it undisturbed
     gil_bound: ClassVar[bool] = False
 
@@ -233,9 +235,9 @@ def digest_views(
     if size is None:
         size = max(0, os.path.getsize(path) - offset)
     _share_prefix(fed, size)
-    stages = _stages(fed, size)
-    if stages is not None:
-        _stream_split(path, *stages, offset, size)
+    lanes = _lanes(fed, size)
+    if lanes is not None:
+        _stream_lanes(path, lanes, offset, size)
     else:
         _stream(path, fed, offset, size)
     for v in fed:
@@ -265,45 +267,57 @@ def _stream(path: str, views: Sequence[View], offset: int, size: int | None) -> 
                 remaining -= n
 
 
-def _stages(views: Sequence[View], size: int | None) -> tuple[list[View], list[View]] | None:
-    """The views of a large blob in two stages of about equal work (``_stream_split``), or
-    None to keep one.
+def _lanes(views: Sequence[View], size: int | None) -> list[list[View]] | None:
+    """The views of a large blob in ``LANES`` lanes of about equal work
+    (``_stream_lanes``), or None to feed them in this thread.
 
-    Only a blob of ``SPLIT_MIN`` bytes or more is split, and only when the lighter stage
-    would still do a third of the heavier one's work. Views that search the buffer
-    (``feed_buffer``: they hold the GIL for a whole chunk) and the views that read what they
-    find (``after``) go to the second stage, the one a chunk behind: measured on real
-    binaries, a search in the calling thread stalls the pool thread's many small hash calls
-    (node's Mach-O: 245 ms against 192). The other views go, the heaviest first, to the stage
-    with less work. Each stage keeps the views' order."""
+    A view that reads another's results while streaming (``after``: a fuse-masked view its
+    scanner's wires, a fork its host's state) goes to that view's lane, after it: a lane
+    feeds its views each chunk in order, and lanes run side by side. The views that hold
+    the GIL for much of their work (searches, per-page hashing: ``feed_buffer``,
+    ``gil_bound``) and the views reading them all go to the first lane: two such lanes
+    would mostly wait for each other (measured on node's Mach-O: 161-174 ms against 146
+    with them apart and together). The other views go, the heaviest first, to the lane
+    with less work; each lane keeps the views' order. Only a blob of ``SPLIT_MIN`` bytes or
+    more is split, and only when the lighter lane would still do a third of the heavier
+    one's work."""
     if size is None or size < SPLIT_MIN or len(views) < 2:
         return None
-    second: set[int] = set()
-    for v in views:
-        if hasattr(v, "feed_buffer") or v.gil_bound or any(id(w) in second for w in v.after()):
-            second.add(id(v))
-    load = {1: 0.0, 2: sum(v.weight(size) for v in views if id(v) in second)}
-    first: set[int] = set()
-    # a view forked from another (``_share_prefix``) goes to its host's stage, after it
-    forks: dict[int, list[View]] = {}
-    for v in views:
-        if v._host is not None and id(v) not in second:
-            forks.setdefault(id(v._host), []).append(v)
-    hosted = {id(f) for fs in forks.values() for f in fs}
+    index = {id(v): i for i, v in enumerate(views)}
+    root = list(range(len(views)))
 
-    def unit(v: View) -> float:
-        return v.weight(size) + sum(f.weight(size) for f in forks.get(id(v), ()))
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
 
-    free = (v for v in views if id(v) not in second and id(v) not in hosted)
-    for v in sorted(free, key=lambda v: -unit(v)):
-        stage = 1 if load[1] <= load[2] else 2
-        for w in (v, *forks.get(id(v), ())):
-            (first if stage == 1 else second).add(id(w))
-        load[stage] += unit(v)
-    light, heavy = sorted(load.values())
-    if not first or not second or light < heavy / 3:
+    for i, v in enumerate(views):
+        for w in v.after():
+            j = index.get(id(w))
+            if j is not None:
+                root[find(i)] = find(j)
+    units: dict[int, list[int]] = {}
+    for i in range(len(views)):
+        units.setdefault(find(i), []).append(i)
+    work = {r: sum(views[i].weight(size) for i in m) for r, m in units.items()}
+    lanes: list[list[int]] = [[] for _ in range(LANES)]
+    load = [0.0] * LANES
+    rest = []
+    for r, m in units.items():
+        if any(hasattr(views[i], "feed_buffer") or views[i].gil_bound for i in m):
+            lanes[0] += m
+            load[0] += work[r]
+        else:
+            rest.append(r)
+    for r in sorted(rest, key=lambda r: -work[r]):
+        k = load.index(min(load))
+        lanes[k] += units[r]
+        load[k] += work[r]
+    light, heavy = min(load), max(load)
+    if light < heavy / 3:
         return None
-    return [v for v in views if id(v) in first], [v for v in views if id(v) not in first]
+    return [[views[i] for i in sorted(lane)] for lane in lanes]
 
 
 _POOL_LOCK = threading.Lock()
@@ -311,9 +325,9 @@ _POOLS: dict[str, ThreadPoolExecutor] = {}
 
 
 def _pool(kind: str = "digest", workers: int = 4) -> ThreadPoolExecutor:
-    """This process's pool of ``kind``, made on first use: "digest" runs a pass's second
-    stage, "pass" a pass beside the caller's parsing (``digest_beside``). Apart, so that a
-    pass waiting for its second stage never waits behind other passes."""
+    """This process's pool of ``kind``, made on first use: "digest" runs the lanes of
+    passes, "pass" a pass beside the caller's parsing (``digest_beside``). Apart, so that a
+    pass waiting for its lanes never waits behind other passes."""
     with _POOL_LOCK:
         pool = _POOLS.get(kind)
         if pool is None:
@@ -322,12 +336,30 @@ def _pool(kind: str = "digest", workers: int = 4) -> ThreadPoolExecutor:
         return pool
 
 
+_RING_LOCK = threading.Lock()
+_RING_FREE: list[bytearray] = []  # the buffers of passes that are over, for the next
+
+
+def _ring_take(n: int) -> list[bytearray]:
+    """``n`` chunk buffers (reused: a fresh MiB costs its page faults on every pass)."""
+    with _RING_LOCK:
+        got = [_RING_FREE.pop() for _ in range(min(n, len(_RING_FREE)))]
+    return got + [bytearray(CHUNK) for _ in range(n - len(got))]
+
+
+def _ring_give(bufs: list[bytearray]) -> None:
+    """Keep up to ``RING`` buffers for the next pass (a pass reads none after it ends)."""
+    with _RING_LOCK:
+        _RING_FREE.extend(bufs[: max(0, RING - len(_RING_FREE))])
+
+
 def _forget_pool() -> None:
     """In a forked child: the parent's pool threads do not exist there (nor does a lock
     one of them held)."""
-    global _POOLS, _POOL_LOCK
+    global _POOLS, _POOL_LOCK, _RING_LOCK
     _POOLS = {}
     _POOL_LOCK = threading.Lock()
+    _RING_LOCK = threading.Lock()
 
 
 # a blob at least this large has its pass run beside the caller's parsing (``digest_beside``):
@@ -371,39 +403,91 @@ def _feed_all(views: Sequence[View], pos: int, buf: bytearray, n: int) -> None:
             v.feed(pos, piece)
 
 
-def _stream_split(
-    path: str, first: Sequence[View], second: Sequence[View], offset: int, size: int
-) -> None:
-    """``_stream`` with the views in two stages run as a pipeline: while this thread feeds
-    chunk i to ``first``, a pool thread feeds chunk i - 1 to ``second``. Every view is still
-    fed each chunk after all the views before it (a view that reads another's results, such
-    as a fuse-masked view its scanner's wires, sees them up to date), chunks in order."""
-    bufs = (bytearray(CHUNK), bytearray(CHUNK))
-    pending: Future[None] | None = None
-    prev: tuple[int, int, int] | None = None  # (pos, buffer index, length) of chunk i - 1
-    pos, cur, remaining = 0, 0, size
+class _Pass:
+    """The state of one pass fed by lanes (``_stream_lanes``), guarded by ``cond``."""
+
+    def __init__(self, lanes: Sequence[Sequence[View]], bufs: list[bytearray]) -> None:
+        self.lanes = lanes
+        self.bufs = bufs
+        self.cond = threading.Condition()
+        self.ready = 0  # chunks 0 .. ready - 1 are in their buffers
+        self.at: list[tuple[int, int]] = []  # chunk k's (stream offset, length)
+        self.done = [0] * len(lanes)  # lane i has fed chunks 0 .. done[i] - 1
+        self.running = [False] * len(lanes)
+        self.error: BaseException | None = None
+
+    def run(self, i: int) -> None:
+        """Feed lane ``i`` every chunk that is ready, then return: a task never waits, so
+        passes sharing the pool cannot hold each other up for good."""
+        cond, views, nbuf = self.cond, self.lanes[i], len(self.bufs)
+        while True:
+            with cond:
+                k = self.done[i]
+                if self.error is not None or k >= self.ready:
+                    self.running[i] = False
+                    cond.notify_all()
+                    return
+                pos, n = self.at[k]
+            try:
+                _feed_all(views, pos, self.bufs[k % nbuf], n)
+            except BaseException as exc:
+                with cond:
+                    if self.error is None:
+                        self.error = exc
+                    self.running[i] = False
+                    cond.notify_all()
+                return
+            with cond:
+                self.done[i] = k + 1
+                if min(self.done) == k + 1:
+                    cond.notify_all()  # every lane is done with chunk k: its buffer is free
+
+    def start_idle(self) -> None:
+        """Give every idle lane a pool thread (call holding ``cond``)."""
+        for i in range(len(self.lanes)):
+            if not self.running[i] and self.error is None:
+                self.running[i] = True
+                try:
+                    _pool("digest", 2 * LANES).submit(self.run, i)
+                except BaseException as exc:  # a pool shut down at exit
+                    self.running[i] = False
+                    self.error = exc
+
+
+def _stream_lanes(path: str, lanes: Sequence[Sequence[View]], offset: int, size: int) -> None:
+    """``_stream`` with each lane fed by a pool thread: this thread reads chunk after chunk
+    into a ring of ``RING`` buffers, each lane feeds its views every chunk in order, as
+    fast as it can, and a buffer is read into again once every lane is done with it. The
+    lanes drift apart by up to ``RING`` chunks, so a lane with little work in one part of
+    the file (no section there) runs ahead while the other catches up."""
+    st = _Pass(lanes, _ring_take(max(2, min(RING, -(-size // CHUNK)))))
+    cond, nbuf = st.cond, len(st.bufs)
+    pos, k, remaining = 0, 0, size
     try:
         with open(path, "rb", buffering=0) as fh:
             if offset:
                 fh.seek(offset)
             while remaining > 0:
-                n = fh.readinto(memoryview(bufs[cur])[: min(CHUNK, remaining)])
+                with cond:
+                    while st.error is None and min(st.done) <= k - nbuf:
+                        cond.wait()  # chunk k's buffer still holds chunk k - nbuf
+                    if st.error is not None:
+                        break
+                n = fh.readinto(memoryview(st.bufs[k % nbuf])[: min(CHUNK, remaining)])
                 if not n:
                     break
-                if prev is not None:
-                    p_pos, p_buf, p_n = prev
-                    pending = _pool().submit(_feed_all, second, p_pos, bufs[p_buf], p_n)
-                _feed_all(first, pos, bufs[cur], n)
-                if pending is not None:
-                    pending.result()  # the other buffer is free again
-                    pending = None
-                prev = (pos, cur, n)
-                pos, cur, remaining = pos + n, 1 - cur, remaining - n
-        if prev is not None:
-            _feed_all(second, prev[0], bufs[prev[1]], prev[2])
+                with cond:
+                    st.at.append((pos, n))
+                    st.ready = k + 1
+                    st.start_idle()
+                pos, k, remaining = pos + n, k + 1, remaining - n
     finally:
-        if pending is not None:
-            pending.result()  # never return while a pool thread still reads a buffer
+        with cond:
+            while any(st.running):  # never return while a lane still reads a buffer
+                cond.wait()
+        _ring_give(st.bufs)
+    if st.error is not None:
+        raise st.error
 
 
 def sha256_file(path: str, offset: int = 0, size: int | None = None) -> str:

@@ -145,8 +145,8 @@ def test_forks_at_chunk_edges_and_many_from_one_host(tmp_path: Path) -> None:
         assert vs[7]._host is None  # another algorithm shares nothing
 
 
-def test_a_fork_runs_in_its_hosts_stage_after_it() -> None:
-    """Split between threads, a fork is fed in its host's thread, after the host (it reads
+def test_a_fork_runs_in_its_hosts_lane_after_it() -> None:
+    """Split between threads, a fork is fed in its host's lane, after the host (it reads
     the host's state mid-stream)."""
     size = 10 * SPLIT_MIN
     host, fork = View("host"), View("fork", end=size // 2, mask=())
@@ -154,21 +154,23 @@ def test_a_fork_runs_in_its_hosts_stage_after_it() -> None:
     vs = [host, *other, fork]
     hashing._share_prefix(vs, size)
     assert fork._host is host
-    stages = hashing._stages(vs, size)
-    assert stages is not None
-    stage = next(s for s in stages if host in s)
-    assert fork in stage and stage.index(host) < stage.index(fork)
+    lanes = hashing._lanes(vs, size)
+    assert lanes is not None
+    lane = next(s for s in lanes if host in s)
+    assert fork in lane and lane.index(host) < lane.index(fork)
 
 
 def test_page_hashing_goes_with_the_searches() -> None:
-    """Per-page hashing (a Python call per page) runs in the searching stage, so the other
-    stage's large updates do not wait for the GIL between its pages."""
+    """Per-page hashing (a Python call per page) runs in the searching lane, so the two
+    never wait for each other's GIL; the other lane's large updates run beside them."""
     size = 10 * SPLIT_MIN
     scan, pages = FuseScanner(), PageDigests("pages", "sha256", 4096, 0, size)
     a, b = View("a"), View("b", mask=(Span(5, 5),))
-    stages = hashing._stages([a, pages, scan, b], size)
-    assert stages is not None
-    assert pages in stages[1] and scan in stages[1]
+    lanes = hashing._lanes([a, pages, scan, b], size)
+    assert lanes is not None
+    assert pages in lanes[0] and scan in lanes[0]
+    assert lanes[0].index(pages) < lanes[0].index(scan)  # the order given
+    assert a not in lanes[0] and b not in lanes[0]
 
 
 class _Last(View):

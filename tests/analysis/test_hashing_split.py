@@ -1,10 +1,11 @@
-"""Large blobs: the views of one pass shared between two threads give the one-thread digests."""
+"""Large blobs: the views of one pass fed in lanes (pool threads) give the one-thread digests."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,10 +69,10 @@ def _results(views: list[View]) -> list[object]:
 @pytest.mark.parametrize("back", [1, HEADER - 1, HEADER + 2])
 def test_split_pass_gives_the_digests_of_one_thread(tmp_path: Path, back: int) -> None:
     """The wire straddles the edge of chunk 2, the masked section spans it: the masked view
-    (second stage) must see the wire the scanner (first or second stage) found."""
+    must see the wire the scanner found (both in the first lane, the scanner first)."""
     p, data = _blob(tmp_path, 2 * CHUNK - back)
     split = _views()
-    assert hashing._stages(split, len(data)) is not None  # this pass is shared between threads
+    assert hashing._lanes(split, len(data)) is not None  # this pass is shared between threads
     digest_views(str(p), split)
     alone = _views()
     hashing._stream(str(p), alone, 0, len(data))
@@ -97,28 +98,29 @@ def test_split_pass_of_a_slice_with_an_offset(tmp_path: Path) -> None:
 
 
 def test_small_blobs_and_lone_views_are_not_split() -> None:
-    assert hashing._stages([View("a"), View("b")], SPLIT_MIN - 1) is None
-    assert hashing._stages([View("a")], 10 * SPLIT_MIN) is None
-    assert hashing._stages([View("a"), View("b")], None) is None
+    assert hashing._lanes([View("a"), View("b")], SPLIT_MIN - 1) is None
+    assert hashing._lanes([View("a")], 10 * SPLIT_MIN) is None
+    assert hashing._lanes([View("a"), View("b")], None) is None
     # one heavy view and a light one: not worth a thread
     big = 10 * SPLIT_MIN
-    assert hashing._stages([View("a"), View("tail", start=big - CHUNK)], big) is None
+    assert hashing._lanes([View("a"), View("tail", start=big - CHUNK)], big) is None
 
 
-def test_stages_balance_and_keep_searches_with_their_readers_in_the_second() -> None:
-    """The scanner and the views masking what it finds run a chunk behind (second stage),
-    the other views fill the lighter stage, heaviest first; each stage keeps the order."""
+def test_lanes_balance_and_keep_searches_with_their_readers_in_the_first() -> None:
+    """The scanner and the views masking what it finds share the first lane, the scanner
+    first; the other views fill the lighter lane, heaviest first; each lane keeps the
+    order given."""
     size = 10 * SPLIT_MIN
     a, b, c, d = View("a"), View("b"), View("c"), View("d")
-    assert hashing._stages([a, b, c, d], size) == ([a, c], [b, d])
+    assert hashing._lanes([a, b, c, d], size) == [[a, c], [b, d]]
     scan = FuseScanner()
     masked = FuseMaskedView(start=0, end=size // 2, scanner=scan)
     own = FuseMaskedView(start=0, end=size // 2)  # scans its range itself: free to go
-    stages = hashing._stages([a, scan, masked, b, own, c], size)
-    assert stages is not None
-    first, second = stages
-    assert scan in second and masked in second
-    assert second.index(scan) < second.index(masked)
+    lanes = hashing._lanes([a, scan, masked, b, own, c], size)
+    assert lanes is not None
+    first, second = lanes
+    assert scan in first and masked in first
+    assert first.index(scan) < first.index(masked)
     assert sorted(v.name for v in first + second) == sorted(
         ["a", "b", "c", "fuse-scan", "fuse-masked", "fuse-masked"]
     )
@@ -158,3 +160,115 @@ def test_a_failing_view_of_the_pool_thread_fails_the_pass(tmp_path: Path) -> Non
             done.set()
     assert any(t.startswith("biv-digest") for t in threads)  # the last stage ran in the pool
     assert not fed_after
+
+
+class _Checked(View):
+    """Compares every chunk it is fed with the file's bytes, after a pause (a buffer read
+    into again while a lane still feeds it would show here), and records the order."""
+
+    gil_bound = True  # the first lane, alone: it weighs as much as the three others
+    cost = 3.0
+
+    def __init__(self, data: bytes, pause: float) -> None:
+        super().__init__("checked")
+        self.data = data
+        self.pause = pause
+        self.bad: list[int] = []
+        self.seen: list[int] = []
+
+    def feed(self, pos: int, chunk: memoryview) -> None:
+        first = bytes(chunk[:64])
+        time.sleep(self.pause)
+        if bytes(chunk) != self.data[pos : pos + len(chunk)] or bytes(chunk[:64]) != first:
+            self.bad.append(pos)
+        self.seen.append(pos)
+        super().feed(pos, chunk)
+
+
+@pytest.mark.parametrize("ring", [2, 3])
+def test_a_slow_lane_keeps_its_buffers_while_the_other_runs_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ring: int
+) -> None:
+    """A small ring over many chunks: the fast lane may run ahead only while the slow lane
+    still has the buffer it reads; every view still gets every chunk, in order."""
+    monkeypatch.setattr(hashing, "RING", ring)
+    data = os.urandom(SPLIT_MIN + 5 * CHUNK + 3)
+    p = tmp_path / "big.bin"
+    p.write_bytes(data)
+    slow = _Checked(data, 0.004)
+    fast = [View("a"), View("b", skip=(Span(CHUNK - 5, 9),)), View("c", start=777)]
+    views: list[View] = [slow, *fast]
+    lanes = hashing._lanes(views, len(data))
+    assert lanes == [[slow], fast]
+    digest_views(str(p), views)
+    assert not slow.bad
+    assert slow.seen == list(range(0, len(data), CHUNK))
+    alone = [View("a"), View("b", skip=(Span(CHUNK - 5, 9),)), View("c", start=777)]
+    hashing._stream(str(p), alone, 0, len(data))
+    assert [v.hexdigest() for v in views] == [
+        hashlib.sha256(data).hexdigest(),
+        *(v.hexdigest() for v in alone),
+    ]
+
+
+@pytest.mark.parametrize("ring", [2, 8])
+def test_a_lane_failing_while_the_reader_waits_for_a_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ring: int
+) -> None:
+    """The reader waits for a buffer the failed lane will never free: it must be told."""
+    monkeypatch.setattr(hashing, "RING", ring)
+    p, _data = _blob(tmp_path, CHUNK)
+    views: list[View] = [View("a"), View("b"), _Boom(CHUNK, lambda: time.sleep(0.01))]
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            digest_views(str(p), views)
+        except BaseException as exc:  # checked below
+            raised.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the pass hangs after a lane failed"
+    assert len(raised) == 1 and isinstance(raised[0], ValueError)
+    assert str(raised[0]) == "a view failed"
+
+
+def test_passes_sharing_the_pool_all_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More lanes than the pool has threads (several large files at once): a lane's task
+    never waits, so every pass finishes, with the digests of one thread."""
+    monkeypatch.setattr(hashing, "RING", 2)
+    p, data = _blob(tmp_path, CHUNK)
+    want = hashlib.sha256(data).hexdigest()
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            vs = [View("a"), View("b", start=1), View("c", start=2), View("d", start=3)]
+            digest_views(str(p), vs)
+            got.append(vs[0].hexdigest())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors
+    assert got == [want] * 6
+
+
+def test_ring_buffers_are_reused_and_capped(tmp_path: Path) -> None:
+    """A pass's buffers serve the next pass; no more than ``RING`` are kept."""
+    p, _data = _blob(tmp_path, CHUNK)
+    digest_views(str(p), [View("a"), View("b", start=1)])
+    kept = list(hashing._RING_FREE)
+    assert 0 < len(kept) <= hashing.RING
+    digest_views(str(p), [View("a"), View("b", start=1)])
+    assert {id(b) for b in hashing._RING_FREE} == {id(b) for b in kept}
