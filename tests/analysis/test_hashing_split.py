@@ -272,3 +272,16 @@ def test_ring_buffers_are_reused_and_capped(tmp_path: Path) -> None:
     assert 0 < len(kept) <= hashing.RING
     digest_views(str(p), [View("a"), View("b", start=1)])
     assert {id(b) for b in hashing._RING_FREE} == {id(b) for b in kept}
+
+
+def test_a_blob_cut_short_gives_what_one_thread_gives(tmp_path: Path) -> None:
+    """The file ends before the size the caller was told (truncated while biv reads it):
+    the lanes stop where the reads do, as the one-thread pass does, and nothing hangs."""
+    p, data = _blob(tmp_path, CHUNK)
+    told = len(data) + 3 * CHUNK + 5
+    split, alone = _views(), _views()
+    assert hashing._lanes(split, told) is not None
+    digest_views(str(p), split, 0, told)
+    hashing._stream(str(p), alone, 0, told)
+    assert _results(split) == _results(alone)
+    assert split[0].hexdigest() == hashlib.sha256(data).hexdigest()
