@@ -443,3 +443,20 @@ def test_plain_table_names_take_the_fast_spelling(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(pe, "_digest", encoder)
     assert (pe.imports_digest(pairs), pe.exports_digest(triples)) == want
+
+
+@pytest.mark.parametrize("off", [0, 1, pe._Reader.WINDOW - 3, 5 * pe._Reader.WINDOW + 17])
+def test_reader_gives_the_file_bytes_for_short_and_long_runs(tmp_path: Path, off: int) -> None:
+    """A run longer than a window is one read; either way the bytes are the file's, and a
+    run past the end of the file is an error, not a short answer."""
+    data = random.Random(off).randbytes(8 * pe._Reader.WINDOW + 99)
+    p = tmp_path / "f.bin"
+    p.write_bytes(data)
+    r = pe._Reader(Blob.of_file(str(p)), None)  # type: ignore[arg-type]  # at() reads by offset
+    for n in (1, 100, pe._Reader.WINDOW, pe._Reader.WINDOW + 1, 3 * pe._Reader.WINDOW + 5):
+        assert r.at(off, n) == data[off : off + n]
+    left = len(data) - off
+    assert r.at(off, left) == data[off:]
+    for n in (left + 1, left + pe._Reader.WINDOW + 1):
+        with pytest.raises(MalformedInputError, match="past the end"):
+            r.at(off, n)

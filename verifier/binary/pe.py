@@ -421,6 +421,11 @@ class _Reader:
         self._cache: dict[int, bytes] = {}
 
     def at(self, off: int, length: int) -> bytes:
+        if length > self.WINDOW:  # a run of names: one read, not windows joined one by one
+            data = self.blob.read(off, length) if off >= 0 else b""
+            if len(data) < length:
+                raise MalformedInputError(f"read at {off:#x} is past the end of file")
+            return data
         out = b""
         while length > 0:
             w = off // self.WINDOW
